@@ -1,0 +1,138 @@
+# halloc - one Makefile, read top to bottom.
+#
+#   make            build everything into build/
+#   make deps       install the Debian packages the build and the tests need
+#   make check      every test: unit (Criterion) and end-to-end
+#   make example    build and trace the bundled leaky example
+#   make install PREFIX=/usr/local
+#   make V=1        show the commands
+
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CC      ?= cc
+CXX     ?= c++
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+CPPFLAGS := -Iinclude -I. -D_GNU_SOURCE
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 $(WARN) -fno-omit-frame-pointer
+
+# Debian packages: build, tests, and the peers the tests compare against.
+DEPS_PACKAGES := build-essential pkg-config libdw-dev libelf-dev libunwind-dev \
+                 zlib1g-dev libzstd-dev libcriterion-dev libbpf-dev bpftool clang \
+                 valgrind sqlite3 jq python3 heaptrack libc6-dbg
+
+# ---- the agent: libhalloc.so ---------------------------------------------
+# initial-exec TLS: a preloaded library gets static TLS, and the agent must
+# never reach __tls_get_addr (which may call malloc) from inside malloc.
+AGENT_SRC  := $(wildcard agent/*.c)
+AGENT_OBJ  := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
+AGENT_LIB  := $(BUILD)/lib/libhalloc.so
+AGENT_CFLAGS := -fPIC -fvisibility=hidden -ftls-model=initial-exec
+AGENT_LIBS := -lunwind -ldl -pthread
+
+# ---- the analyzer: libhalloc-analyzer.a ----------------------------------
+ANALYZER_SRC := $(wildcard analyzer/*.c)
+ANALYZER_OBJ := $(ANALYZER_SRC:%.c=$(BUILD)/obj/%.o)
+ANALYZER_LIB := $(BUILD)/lib/libhalloc-analyzer.a
+ANALYZER_LIBS := -ldw -lelf -lz -lstdc++
+
+# ---- the tracer: libhalloc-tracer.a (spawn, collect, finish a log) --------
+TRACER_SRC := $(wildcard tracer/*.c)
+TRACER_OBJ := $(TRACER_SRC:%.c=$(BUILD)/obj/%.o)
+TRACER_LIB := $(BUILD)/lib/libhalloc-tracer.a
+
+# ---- the commands -----------------------------------------------------------
+BINS := $(BUILD)/bin/halloc-trace $(BUILD)/bin/halloc-report
+
+# ---- examples and tests -----------------------------------------------------
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_BIN := $(BUILD)/tests/unit-tests
+
+.PHONY: all deps check unit e2e example install clean check-style
+all: $(AGENT_LIB) $(ANALYZER_LIB) $(TRACER_LIB) $(BINS) $(EXAMPLES)
+
+$(BUILD)/obj/agent/%.o: agent/%.c $(wildcard agent/*.h include/halloc/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(AGENT_CFLAGS) -c $< -o $@
+
+$(AGENT_LIB): $(AGENT_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -o $@ $^ $(AGENT_LIBS) -Wl,-soname,libhalloc.so -Wl,-z,nodelete
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/halloc/*.h analyzer/*.h tracer/*.h agent/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(ANALYZER_LIB): $(ANALYZER_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(TRACER_LIB): $(TRACER_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/halloc-trace: $(BUILD)/obj/cli/halloc-trace.o $(TRACER_LIB) $(ANALYZER_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -o $@ $^ $(ANALYZER_LIBS)
+
+$(BUILD)/bin/halloc-report: $(BUILD)/obj/cli/halloc-report.o $(ANALYZER_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -o $@ $^ $(ANALYZER_LIBS)
+
+# Examples are built the way users build: -O0 -g, no frame pointers forced.
+$(BUILD)/examples/%: examples/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -O0 -g -o $@ $< -pthread
+
+$(UNIT_BIN): $(UNIT_SRC) $(ANALYZER_LIB) $(TRACER_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(UNIT_SRC) $(TRACER_LIB) $(ANALYZER_LIB) -lcriterion $(ANALYZER_LIBS)
+
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS_PACKAGES)
+
+unit: $(UNIT_BIN)
+	$(UNIT_BIN) --jobs 2
+
+e2e: all
+	tests/e2e/run
+
+check: all unit e2e
+
+example: all
+	$(BUILD)/bin/halloc-trace -o $(BUILD)/leaky.hlog $(BUILD)/examples/leaky
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	    $(DESTDIR)$(PREFIX)/include/halloc $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(AGENT_LIB) $(DESTDIR)$(PREFIX)/lib
+	install -m 644 include/halloc/*.h $(DESTDIR)$(PREFIX)/include/halloc
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
+
+check-style:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --suppress=missingIncludeSystem -Iinclude -I. agent analyzer tracer cli
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,76 @@
+/*
+ * agent/transport.h - how the agent (libhalloc.so) and the tracer
+ * (halloc-trace) talk. Internal: shared by agent/ and tracer/ only.
+ *
+ * The tracer creates a pipe and a shared memory file (memfd), starts the
+ * program with LD_PRELOAD=libhalloc.so and HALLOC_AGENT_ENV set, and reads
+ * the pipe into the log.
+ *
+ * Each thread of a traced process owns one slot of the shared memory and
+ * builds its current frame (frame header + chunk header + records) right in
+ * it. When the next record does not fit, the thread writes the frame to the
+ * pipe with one write(2) (atomic: a frame is at most PIPE_BUF bytes) and
+ * starts a new one in the same slot. Because the slot lives in memory the
+ * tracer can read, a process that ends in any way - exit, _exit, abort, a
+ * fatal signal, even SIGKILL - loses nothing: after the traced processes
+ * have ended, the tracer appends every slot's unflushed frame to the log
+ * (skipping a frame whose (slot, chunk_no) already came through the pipe).
+ *
+ * Invariants:
+ *  - `used` counts whole records only: the writer stores it (release) after
+ *    a record is complete, so a reader never sees half a record.
+ *  - A slot is owned by at most one thread at a time (state != 0). A thread
+ *    that ends flushes its frame and frees its slot; chunk_no keeps counting
+ *    across owners, so (slot, chunk_no) names one frame for the whole run.
+ *  - The frame header's `length` is only meaningful once the frame is
+ *    written to the pipe; the tracer computes it from `used` for leftovers.
+ */
+#ifndef HALLOC_AGENT_TRANSPORT_H
+#define HALLOC_AGENT_TRANSPORT_H
+
+#include <stdint.h>
+
+#include "halloc/log.h"
+
+/*
+ * Environment variable the tracer sets for the agent. Value, with no
+ * spaces: "fd=N,shm=N,pid=N,depth=N,follow=0|1"
+ *   fd     the pipe's write end
+ *   shm    the shared memory file (struct halloc_shm)
+ *   pid    the only process to record (0 with follow=1: every process)
+ *   depth  call stack frames to capture (1..HALLOC_DEPTH_MAX)
+ *   follow 1: record forked and exec'd processes too
+ * Without follow, the agent removes the variable from its environment so
+ * that programs it starts do not see it.
+ */
+#define HALLOC_AGENT_ENV "HALLOC_AGENT"
+
+#define HALLOC_SHM_MAGIC 0x4d48534f4c4c4148ull /* "HALLOSHM" */
+#define HALLOC_SHM_VERSION 1u
+#define HALLOC_SHM_SLOTS 4096u
+
+struct halloc_slot {
+	uint32_t state;    /* 0 free, else owned (the owner's tid); atomic */
+	uint32_t used;     /* bytes of frame[] filled, whole records; atomic */
+	uint32_t chunk_no; /* number of the frame being built in this slot */
+	uint32_t reserved;
+	uint64_t stream;   /* stream of the owner, 0 if never owned */
+	uint64_t reserved2;
+	/* frame header, chunk header, records */
+	unsigned char frame[HALLOC_FRAME_MAX];
+};
+
+struct halloc_shm {
+	uint64_t magic;      /* HALLOC_SHM_MAGIC */
+	uint32_t version;    /* HALLOC_SHM_VERSION */
+	uint32_t nslots;     /* HALLOC_SHM_SLOTS */
+	uint32_t slot_hint;  /* where to start looking for a free slot; atomic */
+	uint32_t slots_full; /* times a thread found no free slot; atomic */
+	uint64_t reserved[5];
+	struct halloc_slot slots[]; /* nslots of them */
+};
+
+#define HALLOC_SHM_SIZE(nslots)                                                \
+	(sizeof(struct halloc_shm) + (size_t)(nslots) * sizeof(struct halloc_slot))
+
+#endif /* HALLOC_AGENT_TRANSPORT_H */
