@@ -23,11 +23,6 @@ CPPFLAGS := -Iinclude -I. -D_GNU_SOURCE
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 $(WARN) -fno-omit-frame-pointer
 
-# Debian packages: build, tests, and the peers the tests compare against.
-DEPS_PACKAGES := build-essential pkg-config libdw-dev libelf-dev libunwind-dev \
-                 zlib1g-dev libzstd-dev libcriterion-dev libbpf-dev bpftool clang \
-                 valgrind sqlite3 jq python3 heaptrack libc6-dbg
-
 # ---- the agent: libhalloc.so ---------------------------------------------
 # initial-exec TLS: a preloaded library gets static TLS, and the agent must
 # never reach __tls_get_addr (which may call malloc) from inside malloc.
@@ -106,8 +101,7 @@ $(UNIT_BIN): $(UNIT_SRC) $(ANALYZER_LIB) $(TRACER_LIB)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(UNIT_SRC) $(TRACER_LIB) $(ANALYZER_LIB) -lcriterion $(ANALYZER_LIBS)
 
 deps:
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS_PACKAGES)
+	sh scripts/install-deps.sh
 
 unit: $(UNIT_BIN)
 	$(UNIT_BIN) --jobs 2

@@ -60,6 +60,64 @@ unsigned ha_analysis_process_count(const struct ha_analysis *analysis);
 uint64_t ha_analysis_leaked_bytes(const struct ha_analysis *analysis);
 uint64_t ha_analysis_leaked_blocks(const struct ha_analysis *analysis);
 
+/* Same as ha_analyze_file, from an open stream; `name` is for messages. */
+enum ha_result ha_analyze_stream(FILE *f, const char *name,
+				 const struct ha_analyze_options *options,
+				 struct ha_analysis **out, struct ha_diag *diag);
+
+/* Why the analysis is incomplete ("" when it is complete). */
+const char *ha_analysis_incomplete_reason(const struct ha_analysis *analysis);
+
+/*
+ * Per process (image) results, in report order: the order processes started
+ * in. A forked child starts with its parent's heap as of the fork: its live
+ * blocks and, as in Valgrind, its counters (`inherited` says how much of
+ * `summary` came from the parent). An image replaced by exec leaks nothing.
+ */
+enum ha_end_how {
+	HA_END_UNKNOWN = 0, /* the tracer could not tell */
+	HA_END_EXIT,        /* exited; end_value is the exit status */
+	HA_END_SIGNAL,      /* killed; end_value is the signal number */
+	HA_END_EXEC,        /* replaced by exec */
+};
+
+struct ha_summary {
+	uint64_t allocations, frees, bytes_allocated;
+	uint64_t peak_bytes, peak_blocks; /* largest live bytes, in seq order */
+	uint64_t leaked_bytes, leaked_blocks;
+	uint64_t failed_allocations;      /* allocations that returned NULL */
+	uint64_t end_bytes, end_blocks;   /* live when the image ended */
+};
+
+struct ha_process_info {
+	uint32_t pid;
+	int64_t parent; /* parent pid; -1 for the traced process or unknown */
+	const char *const *argv;
+	unsigned argc;
+	enum ha_end_how end;
+	uint64_t end_value;
+	bool core_dumped;
+	bool complete;
+	bool recorded;  /* false: the tracer saw it end, but no event came */
+	struct ha_summary summary;
+	struct ha_summary inherited; /* counters taken over at the fork */
+	unsigned nleaks;
+};
+
+/* A leak: the blocks of one allocation site still live at the end. */
+struct ha_leak_info {
+	uint64_t bytes, blocks;
+	const char *function, *file; /* the site; "" when unknown */
+	unsigned line;
+};
+
+/* False when index is out of range. Strings live as long as the analysis. */
+bool ha_analysis_process(const struct ha_analysis *analysis, unsigned index,
+			 struct ha_process_info *out);
+/* Leaks of a process, largest first. */
+bool ha_analysis_leak(const struct ha_analysis *analysis, unsigned process,
+		      unsigned index, struct ha_leak_info *out);
+
 enum ha_format { HA_FORMAT_TEXT = 0, HA_FORMAT_JSON = 1 };
 
 struct ha_report_options {

@@ -1,0 +1,237 @@
+/*
+ * agent/agent.h - what the files of libhalloc.so share. Internal.
+ *
+ * One allocation, followed through the agent:
+ *   interpose.c  malloc() & co: enter the agent, call glibc, hand the result on
+ *   events.c     sequence number, time, the record's bytes
+ *   stack.c      the call stack, captured and turned into a stack id
+ *   modules.c    which objects are mapped, so stacks can be symbolized later
+ *   buffer.c     the thread's frame in shared memory, flushed to the pipe
+ *   agent.c      start (HALLOC_AGENT), fork, thread and process end
+ *
+ * Invariants:
+ *  - Reentrancy: an entry point records only through ha_agent_enter(), which
+ *    sets the thread's guard until ha_agent_leave(). While the guard is set,
+ *    every allocation of that thread (by libunwind, the loader, glibc, or a
+ *    signal handler that interrupted the agent) goes straight to glibc,
+ *    unrecorded. So the agent may call anything that allocates, but only
+ *    with the guard set; and it never allocates itself (mmap only).
+ *  - No lock shared by threads on the allocation path: a thread owns its
+ *    buffer, sequence numbers come from one atomic counter, stack ids from a
+ *    lock-free table. Locks exist only on rare paths (module rescans, the
+ *    fallback buffers used when shared memory has no free slot).
+ *  - Per-thread state is initial-exec TLS (the Makefile forces the model):
+ *    reaching it never calls __tls_get_addr, which may allocate.
+ */
+#ifndef HALLOC_AGENT_AGENT_H
+#define HALLOC_AGENT_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/transport.h"
+#include "halloc/log.h"
+
+#pragma GCC visibility push(hidden)
+
+/* ---- process-wide state (agent.c) ------------------------------------- */
+
+enum ha_agent_status {
+	HA_AGENT_UNINIT = 0, /* nothing decided yet: the next call starts us */
+	HA_AGENT_STARTING,   /* one thread is starting the agent */
+	HA_AGENT_ON,         /* recording */
+	HA_AGENT_PENDING,    /* forked child (follow): announce the stream first */
+	HA_AGENT_OFF,        /* not traced, tracer gone, or child not followed */
+};
+
+/* Read on every call; written rarely. */
+extern int ha_agent_status;
+
+struct ha_agent_config {
+	int fd;         /* pipe to the tracer */
+	int shm_fd;     /* struct halloc_shm */
+	unsigned depth; /* frames per stack, 1..HALLOC_DEPTH_MAX */
+	bool follow;    /* record forked and exec'd processes too */
+};
+
+struct ha_agent_stream {
+	struct ha_agent_config cfg;
+	struct halloc_shm *shm;
+	uint64_t id;      /* the stream (process image) id, never 0 */
+	uint32_t pid;
+	uint64_t base_us; /* CLOCK_MONOTONIC_COARSE at the stream's start */
+	dev_t pipe_dev;   /* identity of cfg.fd, checked before each write */
+	ino_t pipe_ino;
+};
+
+extern struct ha_agent_stream ha_agent;
+
+/* The stream's sequence counter, alone on its cache line. */
+extern uint64_t ha_agent_seq_next;
+
+static inline uint64_t ha_agent_next_seq(void)
+{
+	return __atomic_fetch_add(&ha_agent_seq_next, 1, __ATOMIC_RELAXED);
+}
+
+/* Recording failed for good (the tracer is gone): stop, quietly. */
+void ha_agent_disable(void);
+
+/* ---- per-thread state --------------------------------------------------- */
+
+struct ha_agent_private;
+
+struct ha_agent_thread {
+	unsigned guard; /* nonzero while the agent runs on this thread */
+	bool keyed;     /* thread-exit destructor registered */
+	bool exiting;   /* thread or process ending: flush after every record */
+	uint32_t tid;   /* 0 until the thread's first record */
+
+	/* The frame being built (buffer.c). frame == NULL: none yet. */
+	unsigned char *frame;
+	struct halloc_slot *slot;      /* the shm slot we own, or NULL */
+	struct ha_agent_private *priv; /* fallback buffer when no slot */
+	uint32_t slot_no;              /* chunk header's slot number */
+	uint32_t used;                 /* bytes of frame in use */
+	unsigned retry;                /* private: flushes before a slot retry */
+
+	/* Delta bases inside the current chunk (all restart at 0). */
+	uint64_t last_seq;
+	uint64_t last_time;
+	uint64_t last_addr;
+
+	uint64_t fork_seq; /* taken in the parent just before fork() */
+};
+
+extern __thread struct ha_agent_thread ha_agent_self;
+
+struct ha_agent_thread *ha_agent_enter_slow(void);
+
+/*
+ * Start recording one call on this thread, or return NULL: the agent is
+ * off, or this thread is already inside the agent. The OFF check comes
+ * first so that an untraced program pays one load and one branch.
+ */
+static inline struct ha_agent_thread *ha_agent_enter(void)
+{
+	int s = __atomic_load_n(&ha_agent_status, __ATOMIC_ACQUIRE);
+	struct ha_agent_thread *t;
+
+	if (__builtin_expect(s != HA_AGENT_ON, 0)) {
+		if (s == HA_AGENT_OFF)
+			return NULL;
+		return ha_agent_enter_slow();
+	}
+	t = &ha_agent_self;
+	if (t->guard)
+		return NULL;
+	t->guard = 1;
+	return t;
+}
+
+static inline void ha_agent_leave(struct ha_agent_thread *t)
+{
+	t->guard = 0;
+}
+
+/* Path of the executable and the command line (agent.c). */
+const char *ha_agent_exe_path(size_t *len);
+
+/* ---- events.c: records ---------------------------------------------------- */
+
+/* After the allocator returned p (NULL: failure, errno says why). */
+void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *p,
+			   size_t size);
+/* A call that failed before reaching the allocator (bad arguments). */
+void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn,
+			    size_t size, int err);
+/* seq was taken before the block was released. */
+void ha_agent_record_free(struct ha_agent_thread *t, unsigned free_fn,
+			  uint64_t seq, void *p);
+/*
+ * realloc of old (non-NULL) to size > 0: stack and seq taken before the
+ * call; result is what the allocator returned (NULL: failed, old intact).
+ */
+void ha_agent_record_realloc(struct ha_agent_thread *t, unsigned fn,
+			     uint64_t stack, uint64_t seq, void *old,
+			     void *result, size_t size);
+
+void ha_agent_put_stack(struct ha_agent_thread *t, uint64_t seq, uint64_t id,
+			const uintptr_t *frames, unsigned n);
+
+struct ha_agent_segment {
+	uintptr_t start;
+	uintptr_t size;
+};
+
+void ha_agent_put_module_load(struct ha_agent_thread *t, uint32_t id,
+			      uintptr_t bias, const char *path, size_t path_len,
+			      const unsigned char *build_id, size_t build_id_len,
+			      const struct ha_agent_segment *seg, unsigned nseg);
+void ha_agent_put_module_unload(struct ha_agent_thread *t, uint32_t id);
+
+struct ha_agent_process {
+	uint32_t pid;
+	uint32_t ppid;
+	uint64_t parent_stream;
+	uint64_t parent_seq;
+	uint32_t flags;    /* bit 0: started by exec in a traced process */
+	uint64_t start_ns; /* CLOCK_REALTIME */
+	const char *exe;
+	size_t exe_len;
+	const char *args; /* argv as in /proc/self/cmdline: NUL-terminated */
+	size_t args_len;
+};
+
+void ha_agent_put_process(struct ha_agent_thread *t,
+			  const struct ha_agent_process *p);
+
+/* ---- stack.c: call stacks ----------------------------------------------- */
+
+int ha_agent_stack_init(void);
+void ha_agent_stack_fork_child(void);
+/* Capture the caller's stack; its id (a STACK record is written if new). */
+uint64_t ha_agent_stack_id(struct ha_agent_thread *t);
+
+/* ---- modules.c: mapped objects ------------------------------------------ */
+
+int ha_agent_modules_init(void);
+/* Emit MODULE_LOAD/UNLOAD for what changed since the last scan. */
+void ha_agent_modules_rescan(struct ha_agent_thread *t);
+/* Before a new stack is published: make sure its frames' modules are known. */
+void ha_agent_modules_cover(struct ha_agent_thread *t, const uintptr_t *frames,
+			    unsigned n);
+/* Bumped on every unload: mixed into stack hashes. */
+uint32_t ha_agent_modules_generation(void);
+void ha_agent_modules_fork_prepare(void);
+void ha_agent_modules_fork_parent(void);
+/* The child's new stream: MODULE_LOAD again for every known module. */
+void ha_agent_modules_fork_child(void);
+void ha_agent_modules_announce(struct ha_agent_thread *t);
+
+/* ---- buffer.c: the thread's frame and the pipe ----------------------------- */
+
+/*
+ * Room for a record of at most max bytes (max <= HALLOC_FRAME_MAX - the
+ * headers); NULL when recording stopped. Every begin is followed by one
+ * commit with the end of what was written.
+ */
+unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max);
+void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end);
+/* Flush what the thread holds and give its slot or buffer back. */
+void ha_agent_buf_release(struct ha_agent_thread *t);
+/* At exit: flush other threads' private buffers (they are not in shm). */
+void ha_agent_buf_flush_private(void);
+void ha_agent_buf_fork_prepare(void);
+void ha_agent_buf_fork_parent(void);
+void ha_agent_buf_fork_child(struct ha_agent_thread *t);
+
+/* Largest record payload a frame holds. */
+#define HA_AGENT_RECORD_MAX                                                     \
+	(HALLOC_FRAME_MAX - HALLOC_FRAME_HEADER_SIZE - HALLOC_CHUNK_HEADER_SIZE)
+
+#pragma GCC visibility pop
+
+#endif /* HALLOC_AGENT_AGENT_H */

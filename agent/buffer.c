@@ -1,0 +1,383 @@
+/*
+ * agent/buffer.c - each thread's frame, and the pipe it goes to.
+ *
+ * A thread owns one slot of the tracer's shared memory (agent/transport.h)
+ * and builds its frame right there: frame header, chunk header, records.
+ * `used` is stored with release after each whole record, so the tracer can
+ * recover the frame of a process that died in any way. When the next record
+ * might not fit, the frame goes to the pipe in one write(2) (at most
+ * PIPE_BUF bytes: atomic) and a new chunk starts in the same slot.
+ *
+ * When every slot is taken, the thread builds its frames in a private
+ * mmap'd buffer instead (counted in shm->slots_full). Those frames are
+ * lost if the process is killed, so they are flushed at exit, and the
+ * thread keeps trying to get a slot back.
+ *
+ * A thread that is ending (its thread-exit destructor ran, or the process
+ * is exiting) still allocates and frees a little (glibc's thread cleanup,
+ * destructors that run after ours); such a thread flushes after every
+ * record and gives its slot back at once, so no slot stays owned by a dead
+ * thread of a live process.
+ *
+ * The write blocks SIGPIPE: if the tracer is gone, the program must not
+ * die of it; recording stops instead.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+
+/* A frame built outside shared memory, when no slot was free. */
+struct ha_agent_private {
+	struct ha_agent_private *next;
+	struct ha_agent_private *prev;
+	uint32_t lock;     /* owner vs. the exit-time flush; atomic */
+	uint32_t number;   /* chunk headers say slot nslots + number */
+	uint32_t chunk_no;
+	uint32_t used;
+	unsigned char frame[HALLOC_FRAME_MAX];
+};
+
+/* Flushes of a private buffer between two tries to get a slot. */
+#define SLOT_RETRY 16
+
+/* Protects the lists of private buffers (rare path). */
+static uint32_t private_lock;
+static struct ha_agent_private *private_busy; /* owned by a thread */
+static struct ha_agent_private *private_idle; /* ready for reuse */
+static uint32_t private_count;
+
+static void spin_lock(uint32_t *lock)
+{
+	while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+static bool spin_trylock(uint32_t *lock)
+{
+	return !__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE);
+}
+
+static void spin_unlock(uint32_t *lock)
+{
+	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * One frame to the pipe. False (and recording disabled) if it cannot go:
+ * the tracer is gone, or our descriptor now names another file (the
+ * program closed it and reused the number: never write into its files).
+ */
+static bool write_frame(const unsigned char *buf, size_t len)
+{
+	int fd = ha_agent.cfg.fd, err = 0;
+	sigset_t pipe_set, old;
+	struct stat st;
+
+	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) == HA_AGENT_OFF)
+		return false;
+	if (fstat(fd, &st) || st.st_dev != ha_agent.pipe_dev ||
+	    st.st_ino != ha_agent.pipe_ino) {
+		ha_agent_disable();
+		return false;
+	}
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && errno == EAGAIN) {
+			/* Someone made the pipe non-blocking: wait for room. */
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+
+			poll(&pfd, 1, -1);
+		} else {
+			err = n < 0 ? errno : EIO;
+			break;
+		}
+	}
+	if (err == EPIPE && !sigismember(&old, SIGPIPE)) {
+		/* Consume our SIGPIPE before the old mask lets it through. */
+		struct timespec zero = {0, 0};
+
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		ha_agent_disable();
+		return false;
+	}
+	return true;
+}
+
+static uint32_t *used_word(struct ha_agent_thread *t)
+{
+	return t->slot ? &t->slot->used : &t->priv->used;
+}
+
+static uint32_t *chunk_word(struct ha_agent_thread *t)
+{
+	return t->slot ? &t->slot->chunk_no : &t->priv->chunk_no;
+}
+
+/* Send the frame, start the next chunk (used 0, chunk_no + 1). */
+static void flush(struct ha_agent_thread *t)
+{
+	struct halloc_frame_header fh;
+
+	if (t->used) {
+		fh.length = t->used - HALLOC_FRAME_HEADER_SIZE;
+		fh.type = HALLOC_FRAME_CHUNK;
+		fh.flags = 0;
+		memcpy(t->frame, &fh, sizeof(fh));
+		write_frame(t->frame, t->used);
+		/*
+		 * Also when the write failed: recording is off then, and the
+		 * tracer must not take this frame for a leftover either way.
+		 */
+		t->used = 0;
+		__atomic_store_n(used_word(t), 0, __ATOMIC_RELEASE);
+		__atomic_store_n(chunk_word(t), *chunk_word(t) + 1,
+				 __ATOMIC_RELEASE);
+	}
+}
+
+static bool slot_acquire(struct ha_agent_thread *t)
+{
+	struct halloc_shm *shm = ha_agent.shm;
+	uint32_t n = shm->nslots, start, i;
+
+	start = __atomic_fetch_add(&shm->slot_hint, 1, __ATOMIC_RELAXED) % n;
+	for (i = 0; i < n; i++) {
+		uint32_t k = (start + i) % n, free_state = 0;
+		struct halloc_slot *s = &shm->slots[k];
+
+		if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) ||
+		    !__atomic_compare_exchange_n(&s->state, &free_state, t->tid,
+						 false, __ATOMIC_ACQUIRE,
+						 __ATOMIC_RELAXED))
+			continue;
+		s->stream = ha_agent.id;
+		/* A free slot holds nothing: its last owner flushed it. */
+		__atomic_store_n(&s->used, 0, __ATOMIC_RELEASE);
+		t->slot = s;
+		t->slot_no = k;
+		t->frame = s->frame;
+		t->used = 0;
+		return true;
+	}
+	__atomic_fetch_add(&shm->slots_full, 1, __ATOMIC_RELAXED);
+	return false;
+}
+
+static void slot_release(struct ha_agent_thread *t)
+{
+	__atomic_store_n(&t->slot->state, 0, __ATOMIC_RELEASE);
+	t->slot = NULL;
+	t->frame = NULL;
+}
+
+static struct ha_agent_private *private_get(void)
+{
+	struct ha_agent_private *b;
+
+	spin_lock(&private_lock);
+	b = private_idle;
+	if (b) {
+		private_idle = b->next;
+	} else {
+		b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED) {
+			spin_unlock(&private_lock);
+			return NULL;
+		}
+		b->number = private_count++;
+	}
+	b->prev = NULL;
+	b->next = private_busy;
+	if (private_busy)
+		private_busy->prev = b;
+	private_busy = b;
+	spin_unlock(&private_lock);
+	return b;
+}
+
+static void private_put(struct ha_agent_private *b)
+{
+	spin_lock(&private_lock);
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		private_busy = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	b->next = private_idle;
+	private_idle = b;
+	spin_unlock(&private_lock);
+}
+
+/* Give the thread somewhere to build frames: a slot, else a private one. */
+static bool attach(struct ha_agent_thread *t)
+{
+	if (!t->tid)
+		t->tid = (uint32_t)gettid();
+	if (slot_acquire(t))
+		return true;
+	t->priv = private_get();
+	if (!t->priv)
+		return false;
+	t->slot_no = ha_agent.shm->nslots + t->priv->number;
+	t->frame = t->priv->frame;
+	t->used = 0;
+	t->retry = SLOT_RETRY;
+	return true;
+}
+
+/* A private buffer just flushed: time to try for a slot again? */
+static void private_retry(struct ha_agent_thread *t)
+{
+	struct ha_agent_private *b = t->priv;
+
+	if (--t->retry)
+		return;
+	t->retry = SLOT_RETRY;
+	t->priv = NULL;
+	if (slot_acquire(t)) {
+		spin_unlock(&b->lock);
+		private_put(b);
+	} else {
+		t->priv = b;
+		t->frame = b->frame;
+	}
+}
+
+unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
+{
+	struct halloc_chunk_header ch;
+
+	if (!t->frame && !attach(t))
+		return NULL;
+	if (t->priv) {
+		/* The exit-time flush may have sent our frame meanwhile. */
+		spin_lock(&t->priv->lock);
+		t->used = t->priv->used;
+	}
+	if (t->used + max > HALLOC_FRAME_MAX) {
+		flush(t);
+		if (t->priv)
+			private_retry(t);
+	}
+	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) ==
+	    HA_AGENT_OFF) {
+		if (t->priv)
+			spin_unlock(&t->priv->lock);
+		return NULL;
+	}
+	if (!t->used) {
+		ch.stream = ha_agent.id;
+		ch.pid = ha_agent.pid;
+		ch.tid = t->tid;
+		ch.slot = t->slot_no;
+		ch.chunk_no = *chunk_word(t);
+		memset(t->frame, 0, HALLOC_FRAME_HEADER_SIZE);
+		memcpy(t->frame + HALLOC_FRAME_HEADER_SIZE, &ch, sizeof(ch));
+		t->used = HALLOC_FRAME_HEADER_SIZE + HALLOC_CHUNK_HEADER_SIZE;
+		t->last_seq = 0;
+		t->last_time = 0;
+		t->last_addr = 0;
+	}
+	return t->frame + t->used;
+}
+
+void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end)
+{
+	t->used = (uint32_t)(end - t->frame);
+	/* The record is whole: now the tracer may see it. */
+	__atomic_store_n(used_word(t), t->used, __ATOMIC_RELEASE);
+	if (t->priv)
+		spin_unlock(&t->priv->lock);
+	if (t->exiting)
+		ha_agent_buf_release(t);
+}
+
+void ha_agent_buf_release(struct ha_agent_thread *t)
+{
+	if (!t->frame)
+		return;
+	if (t->priv) {
+		struct ha_agent_private *b = t->priv;
+
+		spin_lock(&b->lock);
+		t->used = b->used;
+		flush(t);
+		spin_unlock(&b->lock);
+		private_put(b);
+		t->priv = NULL;
+		t->frame = NULL;
+		return;
+	}
+	flush(t);
+	slot_release(t);
+}
+
+void ha_agent_buf_flush_private(void)
+{
+	struct ha_agent_private *b;
+	struct ha_agent_thread tmp;
+
+	spin_lock(&private_lock);
+	for (b = private_busy; b; b = b->next) {
+		/* Busy means its owner is writing it right now: leave it. */
+		if (!spin_trylock(&b->lock))
+			continue;
+		memset(&tmp, 0, sizeof(tmp));
+		tmp.priv = b;
+		tmp.frame = b->frame;
+		tmp.used = b->used;
+		flush(&tmp);
+		spin_unlock(&b->lock);
+	}
+	spin_unlock(&private_lock);
+}
+
+void ha_agent_buf_fork_prepare(void)
+{
+	spin_lock(&private_lock);
+}
+
+void ha_agent_buf_fork_parent(void)
+{
+	spin_unlock(&private_lock);
+}
+
+/*
+ * In a followed child. The slot is the parent's (its thread lives on
+ * there): forget it without touching it. The parent's private buffers are
+ * copies of frames the parent will send itself: forget them too.
+ */
+void ha_agent_buf_fork_child(struct ha_agent_thread *t)
+{
+	t->slot = NULL;
+	t->priv = NULL;
+	t->frame = NULL;
+	t->used = 0;
+	t->tid = (uint32_t)gettid();
+	private_busy = NULL;
+	private_idle = NULL;
+	spin_unlock(&private_lock);
+}

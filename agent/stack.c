@@ -1,0 +1,256 @@
+/*
+ * agent/stack.c - call stacks: capture, and one id per distinct stack.
+ *
+ * Capture is libunwind's unw_backtrace (DWARF CFI, with a per-thread cache),
+ * so code built without frame pointers, glibc included, unwinds fine. The
+ * leading frames inside libunwind and this library are dropped: the first
+ * frame kept is the return address into whoever called malloc & co.
+ *
+ * Ids come from a process-wide lock-free hash table (open addressing, a
+ * slot is a pointer to an immutable entry bump-allocated from a big
+ * MAP_NORESERVE arena, published with compare-and-swap). Entries compare
+ * by their full frame arrays. The thread whose insert wins writes the STACK
+ * record, numbered before the entry is published, so every record naming
+ * the id (numbered after the lookup found it) comes later in seq order.
+ * The modules' generation is part of the key: after a dlclose, the same
+ * addresses may mean another library, and must get another id.
+ *
+ * When the table or the arena is full, a stack gets a fresh id and its own
+ * STACK record each time: bigger logs, still exact.
+ */
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include <link.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "agent/agent.h"
+
+struct entry {
+	uint64_t hash;
+	uint64_t id;
+	uint32_t nframes;
+	uint32_t generation;
+	uintptr_t frames[];
+};
+
+#define TABLE_BITS 19
+#define TABLE_SIZE (1u << TABLE_BITS)
+/* Stop inserting beyond this many entries (70% load). */
+#define TABLE_LIMIT (TABLE_SIZE / 10 * 7)
+#define MAX_PROBES 64
+#define ARENA_SIZE ((size_t)512 << 20)
+/* Frames of libunwind and of the agent at the top of a capture. */
+#define SKIP_MAX 8
+
+static struct entry **table;
+static unsigned char *arena;
+static size_t arena_size;
+static size_t arena_used;     /* atomic */
+static uint32_t table_count;  /* atomic */
+static uint64_t next_id = 1;  /* atomic */
+
+/* Address ranges whose frames lead a capture: us, then libunwind. */
+struct range {
+	uintptr_t lo, hi;
+};
+static struct range skip[2];
+
+static int find_range(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct range *r = data;
+	uintptr_t want = r->lo, lo = UINTPTR_MAX, hi = 0;
+	int i;
+
+	for (i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type != PT_LOAD)
+			continue;
+		if (info->dlpi_addr + ph->p_vaddr < lo)
+			lo = info->dlpi_addr + ph->p_vaddr;
+		if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > hi)
+			hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+	}
+	if (want < lo || want >= hi)
+		return 0;
+	r->lo = lo;
+	r->hi = hi;
+	return 1;
+}
+
+static void range_of(const void *addr, struct range *r)
+{
+	r->lo = (uintptr_t)addr;
+	if (!dl_iterate_phdr(find_range, r))
+		r->lo = r->hi = 0;
+}
+
+static bool map_table(void)
+{
+	size_t size;
+
+	table = mmap(NULL, TABLE_SIZE * sizeof(*table), PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (table == MAP_FAILED) {
+		table = NULL;
+		return false;
+	}
+	/* Under strict overcommit a smaller arena may still be granted. */
+	for (size = ARENA_SIZE; size >= ((size_t)4 << 20); size /= 4) {
+		arena = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			     0);
+		if (arena != MAP_FAILED) {
+			arena_size = size;
+			break;
+		}
+		arena = NULL;
+	}
+	arena_used = 0;
+	table_count = 0;
+	next_id = 1;
+	return true;
+}
+
+int ha_agent_stack_init(void)
+{
+	range_of((const void *)ha_agent_stack_init, &skip[0]);
+	range_of((const void *)unw_backtrace, &skip[1]);
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	return map_table() ? 0 : -1;
+}
+
+/* The child's stream starts with no stacks: new table, new ids. */
+void ha_agent_stack_fork_child(void)
+{
+	struct entry **old_table = table;
+	unsigned char *old_arena = arena;
+	size_t old_size = arena_size;
+
+	if (!map_table())
+		return;
+	munmap(old_table, TABLE_SIZE * sizeof(*table));
+	if (old_arena)
+		munmap(old_arena, old_size);
+}
+
+static bool skipped(uintptr_t pc)
+{
+	return (pc >= skip[0].lo && pc < skip[0].hi) ||
+	       (pc >= skip[1].lo && pc < skip[1].hi);
+}
+
+static uint64_t hash_frames(const uintptr_t *f, unsigned n, uint32_t gen)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n << 32) ^ gen;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		h ^= f[i];
+		h *= 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	h ^= h >> 29;
+	return h;
+}
+
+static bool same(const struct entry *e, uint64_t h, const uintptr_t *f,
+		 unsigned n, uint32_t gen)
+{
+	return e->hash == h && e->nframes == n && e->generation == gen &&
+	       !memcmp(e->frames, f, n * sizeof(*f));
+}
+
+static struct entry *new_entry(uint64_t h, const uintptr_t *f, unsigned n,
+			       uint32_t gen)
+{
+	size_t size = sizeof(struct entry) + n * sizeof(*f), at;
+	struct entry *e;
+
+	if (!arena)
+		return NULL;
+	at = __atomic_fetch_add(&arena_used, size, __ATOMIC_RELAXED);
+	if (at + size > arena_size)
+		return NULL;
+	e = (struct entry *)(arena + at);
+	e->hash = h;
+	e->nframes = n;
+	e->generation = gen;
+	memcpy(e->frames, f, n * sizeof(*f));
+	e->id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+	return e;
+}
+
+/* No room to remember it: an id and a STACK record of its own. */
+static uint64_t unremembered(struct ha_agent_thread *t, const uintptr_t *f,
+			     unsigned n)
+{
+	uint64_t id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+
+	ha_agent_put_stack(t, ha_agent_next_seq(), id, f, n);
+	return id;
+}
+
+static uint64_t lookup(struct ha_agent_thread *t, const uintptr_t *f,
+		       unsigned n)
+{
+	uint32_t gen = ha_agent_modules_generation();
+	uint64_t h = hash_frames(f, n, gen), seq = 0;
+	struct entry *mine = NULL, *e;
+	uint32_t i, k;
+
+	for (i = 0, k = (uint32_t)h & (TABLE_SIZE - 1); i < MAX_PROBES;
+	     i++, k = (k + 1) & (TABLE_SIZE - 1)) {
+		e = __atomic_load_n(&table[k], __ATOMIC_ACQUIRE);
+		if (e) {
+			if (same(e, h, f, n, gen))
+				return e->id;
+			continue;
+		}
+		if (!mine) {
+			if (__atomic_load_n(&table_count, __ATOMIC_RELAXED) >=
+			    TABLE_LIMIT)
+				break;
+			/* Its modules must be announced before it is. */
+			ha_agent_modules_cover(t, f, n);
+			mine = new_entry(h, f, n, gen);
+			if (!mine)
+				break;
+			seq = ha_agent_next_seq();
+		}
+		if (__atomic_compare_exchange_n(&table[k], &e, mine, false,
+						__ATOMIC_RELEASE,
+						__ATOMIC_ACQUIRE)) {
+			__atomic_fetch_add(&table_count, 1, __ATOMIC_RELAXED);
+			ha_agent_put_stack(t, seq, mine->id, f, n);
+			return mine->id;
+		}
+		/* Lost the slot: maybe to the very same stack. */
+		if (same(e, h, f, n, gen))
+			return e->id;
+	}
+	if (!mine)
+		ha_agent_modules_cover(t, f, n);
+	return unremembered(t, f, n);
+}
+
+uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
+{
+	void *raw[HALLOC_DEPTH_MAX + SKIP_MAX];
+	uintptr_t *frames = (uintptr_t *)raw;
+	unsigned depth = ha_agent.cfg.depth;
+	int n, first = 0;
+
+	n = unw_backtrace(raw, (int)(depth + SKIP_MAX));
+	while (first < n && first < SKIP_MAX &&
+	       skipped((uintptr_t)raw[first]))
+		first++;
+	n -= first;
+	if (n < 0)
+		n = 0;
+	if ((unsigned)n > depth)
+		n = (int)depth;
+	return lookup(t, frames + first, (unsigned)n);
+}

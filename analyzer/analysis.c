@@ -1,0 +1,323 @@
+/*
+ * analyzer/analysis.c - the library's entry points (analyzer.h): from a log
+ * file to an analysis, its accessors, writing reports, and appending
+ * SYMBOLS frames to a finished recording.
+ *
+ * The steps, each in the file named for it: read (log_reader.c), map
+ * frames to locations (modules.c), symbolize (symbols_frame.c for what the
+ * log holds, symbolize.c for the binaries), choose sites (sites.c), settle
+ * who each process is (processes.c), replay (replay.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analyzer/analysis.h"
+
+const char *ha_result_name(enum ha_result result)
+{
+	switch (result) {
+	case HA_OK:
+		return "ok";
+	case HA_ERR_IO:
+		return "input/output error";
+	case HA_ERR_NOT_LOG:
+		return "not a halloc log";
+	case HA_ERR_VERSION:
+		return "unsupported log version";
+	case HA_ERR_CORRUPT:
+		return "corrupt log";
+	case HA_ERR_NOMEM:
+		return "out of memory";
+	}
+	return "unknown error";
+}
+
+void ha_analysis_free(struct ha_analysis *analysis)
+{
+	if (!analysis)
+		return;
+	for (size_t i = 0; i < analysis->nprocs; i++) {
+		free(analysis->procs[i].leaks);
+		free(analysis->procs[i].sites);
+	}
+	free(analysis->procs);
+	ha_log_free(analysis->log);
+	free(analysis);
+}
+
+static void set_completeness(struct ha_analysis *a)
+{
+	const struct ha_log *log = a->log;
+	char *r = a->incomplete_reason;
+	size_t n = sizeof(a->incomplete_reason);
+
+	if (log->corrupt)
+		snprintf(r, n, "%s", log->corrupt_reason);
+	else if (log->truncated)
+		snprintf(r, n, "the log ends inside a frame: recording was cut short");
+	else if (!log->has_end)
+		snprintf(r, n, "the log has no end mark: recording was cut short");
+	else if ((log->end_flags & 1) || log->chunks_lost)
+		snprintf(r, n, "events were lost (%llu buffers)",
+			 (unsigned long long)log->chunks_lost);
+	else
+		r[0] = '\0';
+	a->complete = r[0] == '\0';
+}
+
+/* Everything after reading; the log belongs to `a` already. */
+static enum ha_result build(struct ha_analysis *a,
+			    const struct ha_analyze_options *options)
+{
+	struct ha_log *log = a->log;
+	struct ha_process *by_stream;
+	uint32_t *order = NULL;
+	enum ha_result res;
+
+	res = ha_log_resolve(log);
+	if (res == HA_OK && options && options->symbolize_from_files)
+		res = ha_symbolize_from_files(log);
+	if (res == HA_OK)
+		res = ha_sites_assign(log);
+	if (res == HA_OK)
+		res = ha_processes_settle(log, &order);
+	if (res != HA_OK)
+		return res;
+	by_stream = calloc(log->nstreams ? log->nstreams : 1, sizeof(*by_stream));
+	if (!by_stream) {
+		free(order);
+		return HA_ERR_NOMEM;
+	}
+	/* Hand each result to the analysis at once, so it frees them. */
+	a->procs = by_stream;
+	a->nprocs = log->nstreams;
+	res = ha_replay(log, by_stream);
+	if (res == HA_OK) {
+		a->procs = malloc((log->nstreams ? log->nstreams : 1) * sizeof(*a->procs));
+		if (!a->procs) {
+			a->procs = by_stream;
+			res = HA_ERR_NOMEM;
+		}
+	}
+	if (res == HA_OK) {
+		for (size_t i = 0; i < log->nstreams; i++) {
+			struct ha_process *p = &a->procs[i];
+			bool root = log->has_trace_info ? false : i == 0;
+
+			*p = by_stream[order[i]];
+			p->stream = order[i];
+			ha_process_identity(log, order[i], root, &p->parent,
+					    &p->argv, &p->argc);
+		}
+		free(by_stream);
+	}
+	free(order);
+	set_completeness(a);
+	return res;
+}
+
+enum ha_result ha_analyze_stream(FILE *f, const char *name,
+				 const struct ha_analyze_options *options,
+				 struct ha_analysis **out, struct ha_diag *diag)
+{
+	struct ha_analysis *a;
+	struct ha_log *log;
+	enum ha_result read_res, res;
+
+	*out = NULL;
+	read_res = ha_log_read(f, name, &log, diag);
+	if (!log)
+		return read_res;
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		ha_log_free(log);
+		return ha_diag_set(diag, HA_ERR_NOMEM, "out of memory analyzing '%s'",
+				   name);
+	}
+	a->log = log;
+	res = build(a, options);
+	if (res != HA_OK) {
+		ha_analysis_free(a);
+		return ha_diag_set(diag, res, "out of memory analyzing '%s'", name);
+	}
+	*out = a;
+	return read_res;
+}
+
+enum ha_result ha_analyze_file(const char *path,
+			       const struct ha_analyze_options *options,
+			       struct ha_analysis **out, struct ha_diag *diag)
+{
+	FILE *f = fopen(path, "rb");
+	enum ha_result res;
+
+	*out = NULL;
+	if (!f)
+		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s", path,
+				   strerror(errno));
+	res = ha_analyze_stream(f, path, options, out, diag);
+	fclose(f);
+	return res;
+}
+
+/* ---- accessors -------------------------------------------------------------- */
+
+bool ha_analysis_complete(const struct ha_analysis *analysis)
+{
+	return analysis->complete;
+}
+
+bool ha_analysis_corrupt(const struct ha_analysis *analysis)
+{
+	return analysis->log->corrupt;
+}
+
+const char *ha_analysis_incomplete_reason(const struct ha_analysis *analysis)
+{
+	return analysis->incomplete_reason;
+}
+
+unsigned ha_analysis_process_count(const struct ha_analysis *analysis)
+{
+	return (unsigned)analysis->nprocs;
+}
+
+uint64_t ha_analysis_leaked_bytes(const struct ha_analysis *analysis)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < analysis->nprocs; i++)
+		sum += analysis->procs[i].summary.leaked_bytes;
+	return sum;
+}
+
+uint64_t ha_analysis_leaked_blocks(const struct ha_analysis *analysis)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < analysis->nprocs; i++)
+		sum += analysis->procs[i].summary.leaked_blocks;
+	return sum;
+}
+
+bool ha_analysis_process(const struct ha_analysis *analysis, unsigned index,
+			 struct ha_process_info *out)
+{
+	const struct ha_process *p;
+	const struct ha_stream *s;
+
+	if (index >= analysis->nprocs)
+		return false;
+	p = &analysis->procs[index];
+	s = &analysis->log->streams[p->stream];
+	memset(out, 0, sizeof(*out));
+	out->pid = s->pid;
+	out->parent = p->parent;
+	out->argv = p->argv;
+	out->argc = p->argc;
+	out->end = s->end;
+	out->end_value = s->end_value;
+	out->core_dumped = s->core_dumped;
+	out->complete = analysis->complete;
+	out->recorded = !s->synthetic;
+	out->summary = p->summary;
+	out->inherited = p->inherited;
+	out->nleaks = (unsigned)p->nleaks;
+	return true;
+}
+
+bool ha_analysis_leak(const struct ha_analysis *analysis, unsigned process,
+		      unsigned index, struct ha_leak_info *out)
+{
+	const struct ha_leak *l;
+	const struct ha_site *site;
+
+	if (process >= analysis->nprocs || index >= analysis->procs[process].nleaks)
+		return false;
+	l = &analysis->procs[process].leaks[index];
+	site = &analysis->log->sites[l->site];
+	out->bytes = l->bytes;
+	out->blocks = l->blocks;
+	out->function = site->function;
+	out->file = site->file;
+	out->line = site->line;
+	return true;
+}
+
+/* ---- reports --------------------------------------------------------------- */
+
+enum ha_result ha_report_write(const struct ha_analysis *analysis,
+			       const struct ha_report_options *options,
+			       FILE *out, struct ha_diag *diag)
+{
+	static const struct ha_report_options defaults = { HA_FORMAT_TEXT, 0, false };
+	enum ha_result res;
+
+	if (!options)
+		options = &defaults;
+	errno = 0;
+	res = options->format == HA_FORMAT_JSON ? ha_report_json(analysis, options, out)
+						 : ha_report_text(analysis, options, out);
+	if (res == HA_OK && (fflush(out) != 0 || ferror(out)))
+		res = HA_ERR_IO;
+	if (res == HA_ERR_IO)
+		return ha_diag_set(diag, res, "cannot write the report: %s",
+				   strerror(errno ? errno : EIO));
+	if (res != HA_OK)
+		return ha_diag_set(diag, res, "cannot write the report: %s",
+				   ha_result_name(res));
+	return HA_OK;
+}
+
+/* ---- symbols for a finished recording ------------------------------------------ */
+
+enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
+{
+	FILE *f = fopen(path, "rb");
+	struct ha_log *log;
+	enum ha_result read_res, res;
+	int fd;
+
+	if (!f)
+		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s", path,
+				   strerror(errno));
+	read_res = ha_log_read(f, path, &log, diag);
+	fclose(f);
+	if (!log)
+		return read_res;
+	res = ha_log_resolve(log);
+	if (res == HA_OK)
+		res = ha_symbolize_from_files(log);
+	if (res != HA_OK) {
+		ha_log_free(log);
+		return ha_diag_set(diag, res, "out of memory symbolizing '%s'", path);
+	}
+	/* Frames appended after a partial one could not be read back. */
+	if (log->truncated && truncate(path, (off_t)log->valid_end) != 0) {
+		res = ha_diag_set(diag, HA_ERR_IO, "cannot truncate '%s': %s", path,
+				  strerror(errno));
+		ha_log_free(log);
+		return res;
+	}
+	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0) {
+		res = ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s", path,
+				  strerror(errno));
+		ha_log_free(log);
+		return res;
+	}
+	errno = 0;
+	res = ha_symbols_write(log, fd);
+	if (close(fd) != 0 && res == HA_OK)
+		res = HA_ERR_IO;
+	ha_log_free(log);
+	if (res == HA_ERR_IO)
+		return ha_diag_set(diag, res, "cannot write to '%s': %s", path,
+				   strerror(errno ? errno : EIO));
+	if (res != HA_OK)
+		return ha_diag_set(diag, res, "out of memory symbolizing '%s'", path);
+	return read_res;
+}

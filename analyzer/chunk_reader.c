@@ -1,0 +1,349 @@
+/*
+ * analyzer/chunk_reader.c - decodes the records of one CHUNK frame (one
+ * thread's buffer) into its stream's events, stacks and modules.
+ *
+ * Deltas (sequence, time, address) restart at 0 in every chunk, so a chunk
+ * decodes on its own; the order of chunks in the file says nothing about
+ * the order of events, which the replay takes from sequence numbers.
+ * A record refers to a stack by id: the STACK record may come later in the
+ * file (another thread's chunk, flushed later), so the stack is created
+ * undefined on first mention and filled when its record comes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyzer/decode.h"
+#include "analyzer/model.h"
+#include "halloc/log.h"
+
+struct chunk {
+	struct ha_log *log;
+	struct ha_stream *stream;
+	struct ha_cursor c;
+	uint64_t seq;  /* of the previous record */
+	uint64_t addr; /* previous address */
+	uint64_t time; /* previous time; decoded for the deltas, unused */
+	bool first;
+	const char *why;
+	bool nomem;
+};
+
+static bool fail(struct chunk *k, const char *why)
+{
+	k->why = why;
+	return false;
+}
+
+static bool nomem(struct chunk *k)
+{
+	k->nomem = true;
+	return false;
+}
+
+static bool push_event(struct chunk *k, uint64_t seq, unsigned kind,
+		       unsigned fn, uint64_t addr, uint64_t size, uint32_t stack)
+{
+	struct ha_stream *s = k->stream;
+	struct ha_event *e;
+
+	if (!HA_RESERVE(s->events, s->events_cap, s->nevents + 1))
+		return nomem(k);
+	e = &s->events[s->nevents++];
+	e->seq = seq;
+	e->addr = addr;
+	e->size = size;
+	e->stack = stack;
+	e->kind = (uint8_t)kind;
+	e->fn = (uint8_t)fn;
+	e->reserved = 0;
+	return true;
+}
+
+static bool stack_ref(struct chunk *k, uint64_t id, uint32_t *out)
+{
+	*out = ha_log_stack_ref(k->log, k->stream, id);
+	return *out != HA_NONE || nomem(k);
+}
+
+static bool read_process(struct chunk *k, uint64_t seq)
+{
+	struct ha_stream *s = k->stream;
+	uint32_t pid, ppid, argc;
+	uint64_t parent_stream, parent_seq, flags, start;
+	const char *exe, **argv;
+	size_t exe_len;
+
+	if (!ha_get_u32(&k->c, &pid) || !ha_get_u32(&k->c, &ppid) ||
+	    !ha_get_uv(&k->c, &parent_stream) || !ha_get_uv(&k->c, &parent_seq) ||
+	    !ha_get_uv(&k->c, &flags) || !ha_get_uv(&k->c, &start) ||
+	    !ha_get_str(&k->c, &exe, &exe_len) || !ha_get_count(&k->c, 1, &argc))
+		return fail(k, "bad process record");
+	argv = calloc(argc ? argc : 1, sizeof(*argv));
+	if (!argv)
+		return nomem(k);
+	for (uint32_t i = 0; i < argc; i++) {
+		const char *a;
+		size_t len;
+
+		if (!ha_get_str(&k->c, &a, &len)) {
+			free(argv);
+			return fail(k, "bad process record");
+		}
+		if (!(argv[i] = ha_intern(&k->log->strings, a, len))) {
+			free(argv);
+			return nomem(k);
+		}
+	}
+	if (s->has_process) { /* a repeat says nothing new */
+		free(argv);
+		return true;
+	}
+	if (!(s->exe = ha_intern(&k->log->strings, exe, exe_len))) {
+		free(argv);
+		return nomem(k);
+	}
+	s->has_process = true;
+	s->pid = pid;
+	s->ppid = ppid;
+	s->parent_stream = parent_stream;
+	s->parent_seq = parent_seq;
+	s->flags = flags;
+	s->start_time = start;
+	s->argv = argv;
+	s->argc = argc;
+	(void)seq;
+	return true;
+}
+
+static bool read_module_load(struct chunk *k, uint64_t seq)
+{
+	struct ha_stream *s = k->stream;
+	uint64_t id, bias;
+	const char *path, *bid, *path_i, *bid_hex;
+	size_t path_len, bid_len;
+	uint32_t nsegs, modfile;
+	size_t nsegs_before;
+	struct ha_module *m;
+
+	if (!ha_get_uv(&k->c, &id) || !ha_get_uv(&k->c, &bias) ||
+	    !ha_get_str(&k->c, &path, &path_len) ||
+	    !ha_get_str(&k->c, &bid, &bid_len) || !ha_get_count(&k->c, 2, &nsegs))
+		return fail(k, "bad module record");
+	path_i = ha_intern(&k->log->strings, path, path_len);
+	bid_hex = ha_log_build_id_hex(k->log, (const unsigned char *)bid, bid_len);
+	if (!path_i || !bid_hex)
+		return nomem(k);
+	modfile = ha_log_modfile(k->log, path_i, bid_hex);
+	if (modfile == HA_NONE ||
+	    !HA_RESERVE(s->modules, s->modules_cap, s->nmodules + 1) ||
+	    !HA_RESERVE(s->segments, s->segments_cap, s->nsegments + nsegs))
+		return nomem(k);
+	nsegs_before = s->nsegments;
+	m = &s->modules[s->nmodules];
+	m->id = id;
+	m->load_seq = seq;
+	m->unload_seq = UINT64_MAX;
+	m->bias = bias;
+	m->modfile = modfile;
+	for (uint32_t i = 0; i < nsegs; i++) {
+		uint64_t start, size;
+		struct ha_segment *seg;
+
+		if (!ha_get_uv(&k->c, &start) || !ha_get_uv(&k->c, &size)) {
+			s->nsegments = nsegs_before; /* no segment of no module */
+			return fail(k, "bad module record");
+		}
+		if (size == 0 || start + size < start)
+			continue; /* says nothing a lookup can use */
+		seg = &s->segments[s->nsegments++];
+		seg->start = start;
+		seg->end = start + size;
+		seg->max_end = 0;
+		seg->module = (uint32_t)s->nmodules;
+	}
+	s->nmodules++;
+	return true;
+}
+
+static bool read_module_unload(struct chunk *k, uint64_t seq)
+{
+	struct ha_stream *s = k->stream;
+	uint64_t id;
+
+	if (!ha_get_uv(&k->c, &id))
+		return fail(k, "bad module unload record");
+	if (!HA_RESERVE(s->unloads, s->unloads_cap, s->nunloads + 1))
+		return nomem(k);
+	s->unloads[s->nunloads].id = id;
+	s->unloads[s->nunloads].seq = seq;
+	s->nunloads++;
+	return true;
+}
+
+static bool read_stack(struct chunk *k, uint64_t seq)
+{
+	struct ha_log *log = k->log;
+	uint64_t id, addr = 0;
+	uint32_t n, index;
+	struct ha_stack *st;
+
+	if (!ha_get_uv(&k->c, &id) || !ha_get_count(&k->c, 1, &n))
+		return fail(k, "bad stack record");
+	if (n > HALLOC_DEPTH_MAX)
+		return fail(k, "stack deeper than the format allows");
+	if (!stack_ref(k, id, &index))
+		return false;
+	st = &log->stacks[index];
+	if (!HA_RESERVE(log->frame_addrs, log->frames_cap, log->nframes + n))
+		return nomem(k);
+	for (uint32_t i = 0; i < n; i++) {
+		int64_t d;
+
+		if (!ha_get_sv(&k->c, &d))
+			return fail(k, "bad stack record");
+		addr += (uint64_t)d;
+		log->frame_addrs[log->nframes + i] = addr;
+	}
+	if (st->defined) /* sent once per stream; a repeat changes nothing */
+		return true;
+	st->defined = true;
+	st->seq = seq;
+	st->first = log->nframes;
+	st->nframes = n;
+	log->nframes += n;
+	return true;
+}
+
+static bool read_alloc(struct chunk *k, uint64_t seq, unsigned fn)
+{
+	uint64_t dt, size, stack_id;
+	int64_t da;
+	uint32_t stack;
+
+	if (!ha_get_uv(&k->c, &dt) || !ha_get_sv(&k->c, &da) ||
+	    !ha_get_uv(&k->c, &size) || !ha_get_uv(&k->c, &stack_id))
+		return fail(k, "bad alloc record");
+	k->time += dt;
+	k->addr += (uint64_t)da;
+	return stack_ref(k, stack_id, &stack) &&
+	       push_event(k, seq, HA_EV_ALLOC, fn, k->addr, size, stack);
+}
+
+static bool read_free(struct chunk *k, uint64_t seq, unsigned fn)
+{
+	uint64_t dt;
+	int64_t da;
+
+	if (!ha_get_uv(&k->c, &dt) || !ha_get_sv(&k->c, &da))
+		return fail(k, "bad free record");
+	k->time += dt;
+	k->addr += (uint64_t)da;
+	return push_event(k, seq, HA_EV_FREE, fn, k->addr, 0, HA_NONE);
+}
+
+static bool read_realloc(struct chunk *k, uint64_t seq, unsigned fn)
+{
+	uint64_t d2, dt, size, stack_id, old;
+	int64_t dold, dnew;
+	uint32_t stack;
+
+	if (!ha_get_uv(&k->c, &d2) || !ha_get_uv(&k->c, &dt) ||
+	    !ha_get_sv(&k->c, &dold) || !ha_get_sv(&k->c, &dnew) ||
+	    !ha_get_uv(&k->c, &size) || !ha_get_uv(&k->c, &stack_id))
+		return fail(k, "bad realloc record");
+	if (d2 == 0 || seq + d2 < seq)
+		return fail(k, "realloc's second sequence number does not follow its first");
+	k->time += dt;
+	old = k->addr + (uint64_t)dold;
+	k->addr = old + (uint64_t)dnew;
+	return stack_ref(k, stack_id, &stack) &&
+	       push_event(k, seq, HA_EV_FREE, HALLOC_FREE_REALLOC, old, 0, HA_NONE) &&
+	       push_event(k, seq + d2, HA_EV_ALLOC, fn, k->addr, size, stack);
+}
+
+static bool read_alloc_failed(struct chunk *k, uint64_t seq, unsigned fn)
+{
+	uint64_t dt, size, stack_id, err;
+	uint32_t stack;
+
+	if (!ha_get_uv(&k->c, &dt) || !ha_get_uv(&k->c, &size) ||
+	    !ha_get_uv(&k->c, &stack_id) || !ha_get_uv(&k->c, &err))
+		return fail(k, "bad failed-allocation record");
+	k->time += dt;
+	return stack_ref(k, stack_id, &stack) &&
+	       push_event(k, seq, HA_EV_FAILED, fn, 0, size, stack);
+}
+
+static bool read_record(struct chunk *k)
+{
+	unsigned tag = *k->c.p++;
+	uint64_t delta, seq;
+
+	if (!ha_get_uv(&k->c, &delta))
+		return fail(k, "bad record header");
+	if (!k->first && delta == 0)
+		return fail(k, "sequence numbers do not increase within a chunk");
+	seq = k->seq + delta;
+	if (seq < k->seq)
+		return fail(k, "sequence number overflows");
+	k->seq = seq;
+	k->first = false;
+
+	switch (HALLOC_RECORD_KIND(tag)) {
+	case HALLOC_REC_PROCESS:
+		return read_process(k, seq);
+	case HALLOC_REC_MODULE_LOAD:
+		return read_module_load(k, seq);
+	case HALLOC_REC_MODULE_UNLOAD:
+		return read_module_unload(k, seq);
+	case HALLOC_REC_STACK:
+		return read_stack(k, seq);
+	case HALLOC_REC_ALLOC:
+		return read_alloc(k, seq, HALLOC_RECORD_FN(tag));
+	case HALLOC_REC_FREE:
+		return read_free(k, seq, HALLOC_RECORD_FN(tag));
+	case HALLOC_REC_REALLOC:
+		return read_realloc(k, seq, HALLOC_RECORD_FN(tag));
+	case HALLOC_REC_ALLOC_FAILED:
+		return read_alloc_failed(k, seq, HALLOC_RECORD_FN(tag));
+	default:
+		return fail(k, "unknown record kind");
+	}
+}
+
+enum ha_result ha_chunk_read(struct ha_log *log, const unsigned char *p,
+			     size_t len, size_t *bad, const char **why)
+{
+	struct chunk k = { .log = log, .first = true };
+	uint64_t stream_id;
+	uint32_t pid;
+
+	*bad = 0;
+	if (len < HALLOC_CHUNK_HEADER_SIZE) {
+		*why = "chunk shorter than its header";
+		return HA_ERR_CORRUPT;
+	}
+	stream_id = ha_le64(p);
+	pid = ha_le32(p + 8);
+	if (stream_id == 0) {
+		*why = "chunk of stream 0";
+		return HA_ERR_CORRUPT;
+	}
+	k.stream = ha_log_stream(log, stream_id, pid);
+	if (!k.stream)
+		return HA_ERR_NOMEM;
+	k.c.p = p + HALLOC_CHUNK_HEADER_SIZE;
+	k.c.end = p + len;
+	while (k.c.p < k.c.end) {
+		const unsigned char *start = k.c.p;
+
+		if (!read_record(&k)) {
+			if (k.nomem)
+				return HA_ERR_NOMEM;
+			*bad = (size_t)(start - p);
+			*why = k.why;
+			return HA_ERR_CORRUPT;
+		}
+	}
+	return HA_OK;
+}

@@ -1,0 +1,317 @@
+/*
+ * analyzer/symbolize.c - locations to function, file and line, from the
+ * binaries on disk with libdw (elfutils), inlined frames included.
+ *
+ * Each module file gets its own Dwfl, reported at base 0 with its
+ * p_vaddr kept, so an address in it is just the location's offset (the
+ * recorded address minus 1 minus the load bias). Separate debug info is
+ * found the standard way: .gnu_debuglink, then the build-id under
+ * /usr/lib/debug. A file whose build-id differs from the recorded one is a
+ * different binary: it is not used, rather than giving wrong lines.
+ *
+ * Inlined frames are found like `eu-addr2line -i`: the scopes around the
+ * address, innermost first; each DW_TAG_inlined_subroutine is a frame
+ * whose caller's line is its DW_AT_call_file/DW_AT_call_line.
+ */
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "analyzer/model.h"
+#include "halloc/log.h"
+
+char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
+
+/* NULL: libdw's default search path (":.debug:/usr/lib/debug"). */
+static char *debuginfo_path;
+
+static const Dwfl_Callbacks offline_callbacks = {
+	.find_elf = dwfl_build_id_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.section_address = dwfl_offline_section_address,
+	.debuginfo_path = &debuginfo_path,
+};
+
+struct module_syms {
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+	bool tried;
+};
+
+struct symbolizer {
+	struct ha_log *log;
+	struct module_syms *mods; /* by modfile */
+	struct ha_sym frames[HALLOC_DEPTH_MAX];
+	uint32_t nframes;
+};
+
+static bool build_id_matches(Dwfl_Module *mod, const char *want_hex)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	int n;
+
+	if (!*want_hex)
+		return true; /* nothing recorded to compare */
+	n = dwfl_module_build_id(mod, &bits, &vaddr);
+	if (n <= 0 || strlen(want_hex) != 2 * (size_t)n)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (want_hex[2 * i] != digits[bits[i] >> 4] ||
+		    want_hex[2 * i + 1] != digits[bits[i] & 15])
+			return false;
+	return true;
+}
+
+static Dwfl_Module *open_module(struct symbolizer *z, uint32_t modfile)
+{
+	struct module_syms *ms = &z->mods[modfile];
+	const struct ha_modfile *mf = &z->log->modfiles[modfile];
+
+	if (ms->tried)
+		return ms->mod;
+	ms->tried = true;
+	if (mf->path[0] != '/' || access(mf->path, R_OK) != 0)
+		return NULL;
+	ms->dwfl = dwfl_begin(&offline_callbacks);
+	if (!ms->dwfl)
+		return NULL;
+	dwfl_report_begin(ms->dwfl);
+	ms->mod = dwfl_report_elf(ms->dwfl, ha_basename(mf->path), mf->path, -1,
+				  0, true);
+	dwfl_report_end(ms->dwfl, NULL, NULL);
+	if (ms->mod && !build_id_matches(ms->mod, mf->build_id))
+		ms->mod = NULL;
+	return ms->mod;
+}
+
+static const char *intern(struct symbolizer *z, const char *s)
+{
+	return ha_intern_str(&z->log->strings, s ? s : "");
+}
+
+/* Mangled C++ names are shown demangled, as a developer writes them. */
+static const char *function_name(struct symbolizer *z, const char *name)
+{
+	const char *res;
+	char *plain;
+	int status = -1;
+
+	if (!name || strncmp(name, "_Z", 2) != 0)
+		return intern(z, name);
+	plain = __cxa_demangle(name, NULL, NULL, &status);
+	if (!plain || status != 0) {
+		free(plain);
+		return intern(z, name);
+	}
+	res = intern(z, plain);
+	free(plain);
+	return res;
+}
+
+/* A DIE's name: the linkage name when it has one (it says which overload
+ * or class), else its plain name; both looked up through abstract_origin
+ * and specification. */
+static const char *die_name(struct symbolizer *z, Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	const char *name;
+
+	name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+	if (!name)
+		name = dwarf_formstring(
+			dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+	if (!name)
+		name = dwarf_diename(die);
+	return function_name(z, name);
+}
+
+/* A source path, absolute when the compilation directory says where. */
+static const char *source_path(struct symbolizer *z, const char *file,
+			       const char *comp_dir)
+{
+	const char *res;
+	char *joined;
+
+	if (!file || !*file)
+		return intern(z, "");
+	if (file[0] == '/' || !comp_dir || !*comp_dir)
+		return intern(z, file);
+	while (file[0] == '.' && file[1] == '/')
+		file += 2;
+	if (asprintf(&joined, "%s/%s", comp_dir, file) < 0)
+		return NULL;
+	res = intern(z, joined);
+	free(joined);
+	return res;
+}
+
+static const char *cu_comp_dir(Dwarf_Die *die)
+{
+	Dwarf_Die cu;
+	Dwarf_Attribute attr;
+
+	if (!dwarf_diecu(die, &cu, NULL, NULL))
+		return NULL;
+	return dwarf_formstring(dwarf_attr(&cu, DW_AT_comp_dir, &attr));
+}
+
+static bool push_frame(struct symbolizer *z, const char *function,
+		       const char *file, uint32_t line, uint32_t column)
+{
+	struct ha_sym *s;
+
+	if (!function || !file)
+		return false;
+	if (z->nframes >= HALLOC_DEPTH_MAX)
+		return true; /* deeper inlining than anyone reads */
+	s = &z->frames[z->nframes++];
+	s->function = function;
+	s->file = file;
+	s->line = line;
+	s->column = column;
+	return true;
+}
+
+/* The scopes at addr, from the innermost DIE outwards through the real
+ * nesting (eu-addr2line's way: dwarf_getscopes alone continues into the
+ * abstract definition of an inlined function). */
+static int scopes_at(Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf_Addr addr,
+		     Dwarf_Die **scopes)
+{
+	Dwarf_Die innermost;
+	Dwarf_Addr bias;
+	Dwarf *dwarf;
+	int n = dwarf_getscopes(cudie, addr, scopes);
+
+	if (n <= 0)
+		return n;
+	dwarf = dwfl_module_getdwarf(mod, &bias);
+	if (!dwarf ||
+	    !dwarf_offdie(dwarf, dwarf_dieoffset(&(*scopes)[0]), &innermost)) {
+		return n;
+	}
+	free(*scopes);
+	*scopes = NULL;
+	return dwarf_getscopes_die(&innermost, scopes);
+}
+
+/* Fills z->frames for one address. False on no memory. */
+static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
+			      GElf_Addr addr)
+{
+	GElf_Off sym_off;
+	GElf_Sym sym;
+	const char *symname = dwfl_module_addrinfo(mod, addr, &sym_off, &sym,
+						   NULL, NULL, NULL);
+	Dwarf_Addr bias = 0;
+	Dwarf_Die *cudie = dwfl_module_addrdie(mod, addr, &bias);
+	Dwarf_Die *scopes = NULL;
+	Dwfl_Line *line;
+	const char *file = NULL;
+	int lineno = 0, col = 0, n;
+	uint32_t cur_line, cur_col;
+	const char *cur_file;
+	bool ok = true, outer_done = false;
+
+	z->nframes = 0;
+	if (!cudie) {
+		/* No debug info: the ELF symbol is all there is. */
+		return !symname ||
+		       push_frame(z, function_name(z, symname), intern(z, ""), 0, 0);
+	}
+	line = dwfl_module_getsrc(mod, addr);
+	if (line)
+		file = dwfl_lineinfo(line, NULL, &lineno, &col, NULL, NULL);
+	cur_file = source_path(z, file, line ? dwfl_line_comp_dir(line) : NULL);
+	cur_line = lineno > 0 ? (uint32_t)lineno : 0;
+	cur_col = col > 0 ? (uint32_t)col : 0;
+
+	n = scopes_at(mod, cudie, addr - bias, &scopes);
+	for (int i = 0; ok && i < n && !outer_done; i++) {
+		Dwarf_Die *die = &scopes[i];
+		Dwarf_Attribute attr;
+		Dwarf_Word val;
+		Dwarf_Files *files;
+		Dwarf_Die cu;
+
+		switch (dwarf_tag(die)) {
+		case DW_TAG_inlined_subroutine:
+			ok = push_frame(z, die_name(z, die), cur_file, cur_line, cur_col);
+			/* The caller's position is where this was inlined. */
+			cur_file = intern(z, "");
+			cur_line = cur_col = 0;
+			if (dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &val) == 0 &&
+			    dwarf_diecu(die, &cu, NULL, NULL) &&
+			    dwarf_getsrcfiles(&cu, &files, NULL) == 0)
+				cur_file = source_path(z, dwarf_filesrc(files, val, NULL, NULL),
+						       cu_comp_dir(die));
+			if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &val) == 0)
+				cur_line = (uint32_t)val;
+			if (dwarf_formudata(dwarf_attr(die, DW_AT_call_column, &attr), &val) == 0)
+				cur_col = (uint32_t)val;
+			ok = ok && cur_file;
+			break;
+		case DW_TAG_subprogram:
+		case DW_TAG_entry_point:
+			/* The symbol table names the real function (the name
+			 * a debugger shows); the DIE when it has none. */
+			ok = push_frame(z, symname ? function_name(z, symname) : die_name(z, die),
+					cur_file, cur_line, cur_col);
+			outer_done = true;
+			break;
+		default:
+			break;
+		}
+	}
+	free(scopes);
+	if (ok && !outer_done)
+		ok = push_frame(z, function_name(z, symname), cur_file, cur_line, cur_col);
+	return ok;
+}
+
+enum ha_result ha_symbolize_from_files(struct ha_log *log)
+{
+	struct symbolizer *z = calloc(1, sizeof(*z));
+	enum ha_result res = HA_OK;
+
+	if (!z)
+		return HA_ERR_NOMEM;
+	z->log = log;
+	z->mods = calloc(log->nmodfiles ? log->nmodfiles : 1, sizeof(*z->mods));
+	if (!z->mods) {
+		free(z);
+		return HA_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < log->nlocs && res == HA_OK; i++) {
+		struct ha_loc *loc = &log->locs[i];
+		Dwfl_Module *mod;
+
+		if (loc->state != HA_LOC_PENDING)
+			continue;
+		mod = loc->modfile ? open_module(z, loc->modfile) : NULL;
+		if (!mod) {
+			loc->state = HA_LOC_UNKNOWN;
+			continue;
+		}
+		if (!symbolize_address(z, mod, loc->offset)) {
+			res = HA_ERR_NOMEM;
+			break;
+		}
+		if (z->nframes == 0)
+			loc->state = HA_LOC_UNKNOWN;
+		else if (!ha_log_set_syms(log, (uint32_t)i, z->frames, z->nframes,
+					  HA_LOC_FROM_FILE))
+			res = HA_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < log->nmodfiles; i++)
+		if (z->mods[i].dwfl)
+			dwfl_end(z->mods[i].dwfl);
+	free(z->mods);
+	free(z);
+	return res;
+}

@@ -1,0 +1,392 @@
+"""What every end-to-end case needs: building the test programs, running
+halloc-trace, halloc-report and Valgrind, checking a JSON report's shape.
+
+A case is a function of a Case (its temp dir and notes) that raises Fail
+or Skip; returning is passing. Truths come from the test programs' own
+comments and are recomputed here, never read back from the tool under test.
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.path.join(ROOT, "build")
+TRACE = os.path.join(BUILD, "bin", "halloc-trace")
+REPORT = os.path.join(BUILD, "bin", "halloc-report")
+AGENT = os.path.join(BUILD, "lib", "libhalloc.so")
+EXAMPLES = os.path.join(BUILD, "examples")
+OUT = os.path.join(BUILD, "tests", "e2e")
+PROGRAMS = os.path.join(HERE, "programs")
+LIBS = os.path.join(HERE, "libs")
+DATA = os.path.join(HERE, "data")
+
+# Debian's /usr/bin/valgrind is a script that adds LD_LIBRARY_PATH,
+# GLIBCXX_FORCE_NEW and GLIBCPP_FORCE_NEW to the program's environment;
+# the binary behind it runs the program with the environment it is given,
+# as halloc-trace does.
+VALGRIND = next((v for v in ("/usr/bin/valgrind.bin", shutil.which("valgrind"))
+                 if v and os.access(v, os.X_OK)), None)
+
+SUMMARY_KEYS = ("allocations", "frees", "bytes_allocated", "peak_bytes",
+                "peak_blocks", "leaked_bytes", "leaked_blocks")
+VALGRIND_KEYS = ("allocations", "frees", "bytes_allocated", "leaked_bytes",
+                 "leaked_blocks")
+
+
+class Fail(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Fail(message)
+
+
+def compare(what, got, want):
+    """Fail listing every key of `want` that `got` does not match."""
+    bad = [f"{k} {got.get(k)!r} != {v!r}" for k, v in want.items() if got.get(k) != v]
+    if bad:
+        raise Fail(f"{what}: " + ", ".join(bad))
+
+
+class Case:
+    """One case's scratch directory and the notes -v prints."""
+
+    def __init__(self, name, keep=False):
+        self.name = name
+        self.keep = keep
+        self.notes = []
+        os.makedirs(OUT, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix=f"halloc-e2e-{name}-")
+        self._n = 0
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def fresh(self, stem, ext):
+        self._n += 1
+        return self.path(f"{stem}-{self._n}{ext}")
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def cleanup(self):
+        if self.keep:
+            self.note(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def env(self, **extra):
+        """The environment every traced or valgrind'ed program gets."""
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.tmp,
+               "LANG": "C.UTF-8", "TMPDIR": self.tmp}
+        env.update(extra)
+        return env
+
+    def run(self, argv, stdin=None, env=None, timeout=120, input_bytes=None):
+        """Run argv; returns CompletedProcess with bytes stdout/stderr."""
+        self.note("$ " + " ".join(argv) + (f" < {stdin}" if stdin else ""))
+        fin = open(stdin, "rb") if stdin else (None if input_bytes is not None else subprocess.DEVNULL)
+        try:
+            p = subprocess.run(argv, stdin=fin, input=input_bytes, capture_output=True,
+                               env=env if env is not None else self.env(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Fail(f"timed out after {timeout}s: {' '.join(argv)}")
+        finally:
+            if fin not in (None, subprocess.DEVNULL):
+                fin.close()
+        err = p.stderr.decode(errors="replace")
+        self.note(f"  exit {p.returncode}; stderr {len(err.splitlines())} lines"
+                  + (":\n    " + "\n    ".join(err.splitlines()[:40]) if err else ""))
+        return p
+
+
+# ---- building the programs under test --------------------------------------
+
+_built = {}   # name -> path, or an error message (str starting with "!")
+
+
+def _cflags_of(src):
+    """Extra flags a source asks for with a line `/* e2e-cflags: ... */`."""
+    with open(src) as f:
+        for line in f:
+            m = re.search(r"e2e-cflags:\s*(.*?)\s*\*/", line)
+            if m:
+                return m.group(1).split()
+    return []
+
+
+def _compile(cmd, out):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return "!" + (p.stderr.strip().splitlines() or ["compiler failed"])[-1]
+    return out
+
+
+def _up_to_date(out, src):
+    return os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src)
+
+
+def build_all():
+    """Compile programs/*.c, *.cc and libs/*.c into build/tests/e2e/.
+
+    -O0 -g and nothing about frame pointers: the programs are traced the
+    way users build them (deep.c asks for -fomit-frame-pointer itself).
+    """
+    os.makedirs(OUT, exist_ok=True)
+    for src in sorted(glob.glob(os.path.join(PROGRAMS, "*.c")) +
+                      glob.glob(os.path.join(PROGRAMS, "*.cc"))):
+        name, ext = os.path.splitext(os.path.basename(src))
+        out = os.path.join(OUT, name)
+        cc = "g++" if ext == ".cc" else "gcc"
+        if _up_to_date(out, src):
+            _built[name] = out
+            continue
+        _built[name] = _compile([cc, "-O0", "-g", *_cflags_of(src), "-o", out, src,
+                                 "-pthread", "-ldl"], out)
+    for src in sorted(glob.glob(os.path.join(LIBS, "*.c"))):
+        name = os.path.splitext(os.path.basename(src))[0]
+        out = os.path.join(OUT, f"lib{name}.so")
+        if _up_to_date(out, src):
+            _built["lib" + name] = out
+            continue
+        _built["lib" + name] = _compile(["gcc", "-shared", "-fPIC", "-O0", "-g",
+                                         "-o", out, src], out)
+
+
+def program(name):
+    """Path of a built test program (or lib<name>); Fail if it did not build."""
+    path = _built.get(name)
+    if path is None:
+        raise Fail(f"no test program '{name}'")
+    if path.startswith("!"):
+        raise Fail(f"cannot build '{name}': {path[1:]}")
+    return path
+
+
+def source(name):
+    for d, ext in ((PROGRAMS, ".c"), (PROGRAMS, ".cc"), (LIBS, ".c")):
+        p = os.path.join(d, name + ext)
+        if os.path.exists(p):
+            return p
+    raise Fail(f"no source for '{name}'")
+
+
+def line_of(src, marker):
+    """The one line of src holding marker (e.g. "LEAK:calloc")."""
+    with open(src) as f:
+        hits = [i for i, text in enumerate(f, 1) if marker in text]
+    if len(hits) != 1:
+        raise Fail(f"{os.path.basename(src)}: marker '{marker}' on {len(hits)} lines")
+    return hits[0]
+
+
+# ---- halloc-trace and halloc-report -------------------------------------------
+
+def need_tools():
+    for tool in (TRACE, REPORT, AGENT):
+        if not os.path.exists(tool):
+            raise Fail(f"{os.path.relpath(tool, ROOT)} is not built (run make)")
+
+
+class Traced:
+    def __init__(self, proc, log):
+        self.rc = proc.returncode
+        self.out = proc.stdout.decode(errors="replace")
+        self.err = proc.stderr.decode(errors="replace")
+        self.log = log
+
+
+def trace(case, argv, opts=(), stdin=None, env=None, timeout=120):
+    """halloc-trace -o LOG OPTS -- ARGV."""
+    need_tools()
+    log = case.fresh("trace", ".hlog")
+    p = case.run([TRACE, "-o", log, *opts, "--", *argv], stdin=stdin, env=env, timeout=timeout)
+    check(p.returncode >= 0, f"halloc-trace killed by signal {-p.returncode}")
+    check(os.path.exists(log), f"halloc-trace wrote no log (exit {p.returncode}): "
+          + p.stderr.decode(errors="replace").strip()[-300:])
+    return Traced(p, log)
+
+
+def report_json(case, log):
+    """halloc-report --format json LOG: exit 0, parsed and shape-checked."""
+    need_tools()
+    p = case.run([REPORT, "--format", "json", log])
+    check(p.returncode == 0, f"halloc-report --format json exited {p.returncode}: "
+          + p.stderr.decode(errors="replace").strip()[:300])
+    return parse_report(p.stdout)
+
+
+def parse_report(raw):
+    try:
+        doc = json.loads(raw)
+    except ValueError as e:
+        raise Fail(f"halloc-report output is not JSON: {e}")
+    check_shape(doc)
+    return doc
+
+
+def _typed(obj, key, types, where):
+    check(isinstance(obj, dict), f"{where}: not an object")
+    check(key in obj, f"{where}: no key '{key}'")
+    value = obj[key]
+    types = types if isinstance(types, tuple) else (types,)
+    # bool is an int to isinstance; JSON true is never a count
+    ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
+    check(ok, f"{where}.{key}: {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_site(site, where):
+    _typed(site, "function", str, where)
+    _typed(site, "file", str, where)
+    check(_typed(site, "line", int, where) >= 0, f"{where}.line negative")
+
+
+def check_shape(doc):
+    """The report shape CONTEXT.md fixes, with types, and the sums it implies."""
+    check(_typed(doc, "format", str, "report") == "halloc-report", "format is not halloc-report")
+    check(_typed(doc, "version", int, "report") == 1, "version is not 1")
+    for i, p in enumerate(_typed(doc, "processes", list, "report")):
+        w = f"processes[{i}]"
+        _typed(p, "pid", int, w)
+        _typed(p, "parent", (int, type(None)), w)
+        cmd = _typed(p, "command", list, w)
+        check(all(isinstance(a, str) for a in cmd), f"{w}.command: not all strings")
+        complete = _typed(p, "complete", bool, w)
+        status = _typed(p, "status", (dict, type(None)), w)
+        if complete:
+            check(isinstance(status, dict) and len(status) == 1 and
+                  all(isinstance(v, int) and not isinstance(v, bool) for v in status.values()),
+                  f"{w}.status: {status!r}")
+        s = _typed(p, "summary", dict, w)
+        for k in SUMMARY_KEYS:
+            check(_typed(s, k, int, w + ".summary") >= 0, f"{w}.summary.{k} negative")
+        check(s["peak_bytes"] >= s["leaked_bytes"] or not complete,
+              f"{w}: peak_bytes {s['peak_bytes']} < leaked_bytes {s['leaked_bytes']}")
+        lb = lk = 0
+        for j, leak in enumerate(_typed(p, "leaks", list, w)):
+            lw = f"{w}.leaks[{j}]"
+            lb += _typed(leak, "bytes", int, lw)
+            lk += _typed(leak, "blocks", int, lw)
+            check(leak["blocks"] >= 1, f"{lw}.blocks < 1")
+            _check_site(_typed(leak, "site", dict, lw), lw + ".site")
+            for k, fr in enumerate(_typed(leak, "stack", list, lw)):
+                fw = f"{lw}.stack[{k}]"
+                _check_site(fr, fw)
+                _typed(fr, "module", str, fw)
+                check(re.fullmatch(r"0x[0-9a-f]+", _typed(fr, "address", str, fw)) is not None,
+                      f"{fw}.address {fr['address']!r}")
+        check((lb, lk) == (s["leaked_bytes"], s["leaked_blocks"]),
+              f"{w}: leaks[] add up to {lb} bytes in {lk} blocks, summary says "
+              f"{s['leaked_bytes']} in {s['leaked_blocks']}")
+        sa = sb = sl = slb = 0
+        for j, site in enumerate(_typed(p, "sites", list, w)):
+            sw = f"{w}.sites[{j}]"
+            _check_site(_typed(site, "site", dict, sw), sw + ".site")
+            sa += _typed(site, "allocations", int, sw)
+            sb += _typed(site, "bytes_allocated", int, sw)
+            _typed(site, "peak_bytes", int, sw)
+            sl += _typed(site, "leaked_bytes", int, sw)
+            slb += _typed(site, "leaked_blocks", int, sw)
+        # A forked child's counters start with its parent's; its sites may
+        # only cover its own allocations, so the sums hold for the rest.
+        if p["parent"] is None:
+            check((sa, sb) == (s["allocations"], s["bytes_allocated"]),
+                  f"{w}: sites[] add up to {sa} allocations of {sb} bytes, summary says "
+                  f"{s['allocations']} of {s['bytes_allocated']}")
+            check((sl, slb) == (s["leaked_bytes"], s["leaked_blocks"]),
+                  f"{w}: sites[] leak {sl} bytes in {slb} blocks, summary says "
+                  f"{s['leaked_bytes']} in {s['leaked_blocks']}")
+
+
+# ---- looking things up in a report ------------------------------------------
+
+def only_process(doc):
+    procs = doc["processes"]
+    check(len(procs) == 1, f"{len(procs)} processes in the report, want 1: "
+          + ", ".join(f"{p['pid']} {p['command'][:1]}" for p in procs))
+    return procs[0]
+
+
+def same_file(a, b):
+    return a == b or (bool(a) and os.path.realpath(a) == os.path.realpath(b))
+
+
+def leaks_at(proc, src, line):
+    """(bytes, blocks, functions) of the leaks whose site is src:line."""
+    hits = [lk for lk in proc["leaks"]
+            if lk["site"]["line"] == line and same_file(lk["site"]["file"], src)]
+    return (sum(lk["bytes"] for lk in hits), sum(lk["blocks"] for lk in hits),
+            {lk["site"]["function"] for lk in hits})
+
+
+def expect_leak(proc, src, marker, nbytes, blocks, function=None):
+    line = line_of(src, marker)
+    got = leaks_at(proc, src, line)
+    where = f"{os.path.basename(src)}:{line} ({marker})"
+    if got[1] == 0:
+        sites = ", ".join(f"{os.path.basename(lk['site']['file']) or '?'}:{lk['site']['line']} "
+                          f"{lk['site']['function'] or '?'} {lk['bytes']}B/{lk['blocks']}"
+                          for lk in proc["leaks"])
+        raise Fail(f"no leak at {where}; leaks: [{sites}]")
+    check(got[:2] == (nbytes, blocks),
+          f"leak at {where}: {got[0]} bytes in {got[1]} blocks, want {nbytes} in {blocks}")
+    if function is not None:
+        check(got[2] == {function}, f"leak at {where}: function {sorted(got[2])}, want {function}")
+    return line
+
+
+def site_at(proc, src, line):
+    hits = [s for s in proc["sites"]
+            if s["site"]["line"] == line and same_file(s["site"]["file"], src)]
+    return {k: sum(s[k] for s in hits) for k in ("allocations", "bytes_allocated",
+                                                  "leaked_bytes", "leaked_blocks")}
+
+
+def summary_of(proc, keys=VALGRIND_KEYS):
+    return {k: proc["summary"][k] for k in keys}
+
+
+# ---- Valgrind -----------------------------------------------------------------
+
+_IN_USE = re.compile(r"in use at exit: ([\d,]+) bytes in ([\d,]+) blocks")
+_TOTAL = re.compile(r"total heap usage: ([\d,]+) allocs, ([\d,]+) frees, ([\d,]+) bytes allocated")
+
+
+def _num(s):
+    return int(s.replace(",", ""))
+
+
+def valgrind(case, argv, stdin=None, env=None, children=False, timeout=300):
+    """Run argv under memcheck; returns (process, {pid: summary}) for every
+    process image that printed a HEAP SUMMARY."""
+    if VALGRIND is None:
+        raise Skip("valgrind is not installed")
+    d = case.fresh("valgrind", "")
+    os.makedirs(d)
+    cmd = [VALGRIND, "--tool=memcheck", "--run-libc-freeres=no", "--run-cxx-freeres=no",
+           "--leak-check=no", f"--log-file={d}/%p"]
+    if children:
+        cmd.append("--trace-children=yes")
+    p = case.run(cmd + list(argv), stdin=stdin, env=env, timeout=timeout)
+    found = {}
+    for name in os.listdir(d):
+        with open(os.path.join(d, name), errors="replace") as f:
+            text = f.read()
+        u, t = _IN_USE.search(text), _TOTAL.search(text)
+        if u and t:
+            found[int(name)] = {"allocations": _num(t.group(1)), "frees": _num(t.group(2)),
+                                "bytes_allocated": _num(t.group(3)),
+                                "leaked_bytes": _num(u.group(1)), "leaked_blocks": _num(u.group(2))}
+            case.note(f"  valgrind pid {name}: {found[int(name)]}")
+    return p, found

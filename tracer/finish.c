@@ -1,0 +1,134 @@
+/*
+ * tracer/finish.c - completing the log once the traced processes have
+ * ended: the chunks only shared memory holds, how each process ended, the
+ * symbols, and the END frame that marks the log complete.
+ */
+#include "tracer/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "analyzer/analyzer.h"
+
+/* Appends each slot's unflushed frame unless the pipe already carried it;
+ * adds what it appends to the set of chunks in the log. */
+static void append_leftovers(struct ht_session *s)
+{
+	unsigned char frame[HALLOC_FRAME_MAX];
+	struct ht_chunk_set appended;
+
+	ht_chunk_set_init(&appended);
+	ht_chunk_set_sort(&s->seen);
+	for (uint32_t i = 0; i < HALLOC_SHM_SLOTS; i++) {
+		size_t size = ht_slot_leftover(&s->shm->slots[i], &s->seen,
+					       frame);
+		uint32_t slot, chunk_no;
+
+		if (!size)
+			continue;
+		ht_log_write(s, frame, size);
+		ht_chunk_key(frame, &slot, &chunk_no);
+		if (ht_chunk_set_add(&appended, slot, chunk_no) < 0)
+			s->seen_incomplete = true;
+	}
+	for (size_t i = 0; i < appended.count; i++) {
+		uint64_t key = appended.keys[i];
+
+		if (ht_chunk_set_add(&s->seen, (uint32_t)(key >> 32),
+				     (uint32_t)key) < 0)
+			s->seen_incomplete = true;
+	}
+	ht_chunk_set_free(&appended);
+	ht_chunk_set_sort(&s->seen);
+}
+
+static bool killed_by_signal(const struct ht_session *s)
+{
+	for (size_t i = 0; i < s->nexits; i++)
+		if (WIFSIGNALED(s->exits[i].status))
+			return true;
+	return false;
+}
+
+static void append_end(struct ht_session *s)
+{
+	unsigned char frame[HT_SMALL_FRAME_MAX];
+	uint64_t chunks_lost = s->frames_dropped;
+	uint64_t flags = 0;
+	uint32_t slots_full =
+		__atomic_load_n(&s->shm->slots_full, __ATOMIC_RELAXED);
+
+	if (s->framer.broken)
+		/* At least this many frames were in the bytes dropped. */
+		chunks_lost += (s->framer.dropped + HALLOC_FRAME_MAX - 1) /
+			       HALLOC_FRAME_MAX;
+	if (!s->seen_incomplete)
+		chunks_lost += ht_chunk_set_gaps(&s->seen);
+	/*
+	 * A thread that found no free slot buffers privately; that buffer is
+	 * lost only if its process was killed before flushing it.
+	 */
+	if (chunks_lost || s->seen_incomplete || s->gave_up ||
+	    (slots_full && killed_by_signal(s)))
+		flags |= HT_END_EVENTS_LOST;
+	ht_log_write(s, frame, ht_frame_end(frame, flags, chunks_lost));
+}
+
+enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
+{
+	struct ha_diag symbols_diag = {{0}};
+	unsigned char frame[HT_SMALL_FRAME_MAX];
+
+	diag->message[0] = '\0';
+	/* Without the full set, a leftover could duplicate a chunk: better
+	 * to lose the last chunk of each thread than to count twice. */
+	if (!s->seen_incomplete)
+		append_leftovers(s);
+	for (size_t i = 0; i < s->nexits; i++)
+		ht_log_write(s, frame,
+			     ht_frame_process_exit(frame, s->exits[i].pid,
+						   s->exits[i].status));
+	if (s->log_errno)
+		goto write_error;
+
+	if (ha_append_symbols(s->log_path, &symbols_diag) != HA_OK)
+		snprintf(diag->message, sizeof(diag->message),
+			 "the log has no symbols: %.480s",
+			 symbols_diag.message[0] ? symbols_diag.message
+						 : "cannot symbolize");
+	/* The symbols were appended through another descriptor. */
+	if (lseek(s->log_fd, 0, SEEK_END) < 0 && errno != ESPIPE) {
+		s->log_errno = errno;
+		goto write_error;
+	}
+	append_end(s);
+	if (s->log_errno)
+		goto write_error;
+	if (close(s->log_fd) < 0) {
+		s->log_fd = -1;
+		s->log_errno = errno;
+		goto write_error;
+	}
+	s->log_fd = -1;
+	return HT_OK;
+
+write_error:
+	snprintf(diag->message, sizeof(diag->message),
+		 "cannot write the log '%s': %s", s->log_path,
+		 strerror(s->log_errno));
+	return HT_ERR_LOG;
+}
+
+int ht_exit_status(const struct ht_session *s)
+{
+	if (!s->child_ended)
+		return 125;
+	if (WIFEXITED(s->child_status))
+		return WEXITSTATUS(s->child_status);
+	if (WIFSIGNALED(s->child_status))
+		return 128 + WTERMSIG(s->child_status);
+	return 125;
+}
