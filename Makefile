@@ -79,10 +79,53 @@ $(TRACER_LIB): $(TRACER_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/halloc-trace: $(BUILD)/obj/cli/halloc-trace.o $(TRACER_LIB) $(ANALYZER_LIB)
+# ---- the eBPF attach: libhalloc-bpf.a (agent/bpf/, halloc-trace -p/--bpf) ----
+# CO-RE: vmlinux.h from the running kernel's BTF (made once), the BPF object
+# compiled by clang, its skeleton by bpftool; the user side links libbpf.
+# tests/bpf/driver.c drives the API for tests/e2e/bpf_run.
+BPF_DIR    := $(BUILD)/bpf
+BPF_SRC    := $(filter-out %.bpf.c,$(wildcard agent/bpf/*.c))
+BPF_OBJ    := $(BPF_SRC:%.c=$(BUILD)/obj/%.o)
+BPF_LIB    := $(BUILD)/lib/libhalloc-bpf.a
+BPF_LIBS   := -lbpf -lelf -lz
+BPF_SKEL   := $(BPF_DIR)/halloc.skel.h
+BPF_DRIVER := $(BUILD)/tests/halloc-bpf-driver
+
+all: $(BPF_LIB) $(BPF_DRIVER)
+
+$(BPF_DIR)/vmlinux.h:
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BPF_DIR)/halloc.bpf.o: agent/bpf/halloc.bpf.c agent/bpf/halloc.h include/halloc/log.h $(BPF_DIR)/vmlinux.h
+	@$(if $(Q),echo "  CLANG   $<")
+	$(Q)clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I$(BPF_DIR) -Iinclude -Wall -Werror -c $< -o $@
+
+$(BPF_SKEL): $(BPF_DIR)/halloc.bpf.o
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)bpftool gen skeleton $< name halloc_bpf > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/agent/bpf/%.o: agent/bpf/%.c $(wildcard agent/bpf/*.h include/halloc/*.h agent/*.h) $(BPF_SKEL)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) -I$(BPF_DIR) $(CFLAGS) -c $< -o $@
+
+$(BPF_LIB): $(BPF_OBJ)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BPF_DRIVER): tests/bpf/driver.c agent/bpf/attach.h $(BPF_LIB) $(ANALYZER_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -o $@ $^ $(ANALYZER_LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BPF_LIB) $(ANALYZER_LIB) $(BPF_LIBS) $(ANALYZER_LIBS)
+# ---- end of the eBPF attach --------------------------------------------------
+
+$(BUILD)/bin/halloc-trace: $(BUILD)/obj/cli/halloc-trace.o $(BPF_LIB) $(TRACER_LIB) $(ANALYZER_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -o $@ $^ $(BPF_LIBS) $(ANALYZER_LIBS)
 
 $(BUILD)/bin/halloc-report: $(BUILD)/obj/cli/halloc-report.o $(ANALYZER_LIB)
 	@mkdir -p $(dir $@)

@@ -136,8 +136,10 @@ static inline void ha_agent_leave(struct ha_agent_thread *t)
 	t->guard = 0;
 }
 
-/* Path of the executable and the command line (agent.c). */
+/* The program's path, for its MODULE_LOAD (agent.c). */
 const char *ha_agent_exe_path(size_t *len);
+/* A thread got its first buffer: have its end noticed (agent.c). */
+void ha_agent_thread_attach(struct ha_agent_thread *t);
 
 /* ---- events.c: records ---------------------------------------------------- */
 
@@ -187,6 +189,14 @@ struct ha_agent_process {
 
 void ha_agent_put_process(struct ha_agent_thread *t,
 			  const struct ha_agent_process *p);
+
+/* ---- self.c: what the agent adds to the process ------------------------ */
+
+void ha_agent_self_init(void);
+/* pc lies in libhalloc.so or libunwind: not the program's frame. */
+bool ha_agent_self_frame(uintptr_t pc);
+/* calloc's size as the program asked for it (SIZE_MAX on overflow). */
+size_t ha_agent_calloc_size(size_t nmemb, size_t size, const void *caller);
 
 /* ---- stack.c: call stacks ----------------------------------------------- */
 

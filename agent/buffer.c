@@ -236,6 +236,7 @@ static bool attach(struct ha_agent_thread *t)
 {
 	if (!t->tid)
 		t->tid = (uint32_t)gettid();
+	ha_agent_thread_attach(t);
 	if (slot_acquire(t))
 		return true;
 	t->priv = private_get();

@@ -21,7 +21,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-#include <link.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -50,42 +50,6 @@ static size_t arena_size;
 static size_t arena_used;     /* atomic */
 static uint32_t table_count;  /* atomic */
 static uint64_t next_id = 1;  /* atomic */
-
-/* Address ranges whose frames lead a capture: us, then libunwind. */
-struct range {
-	uintptr_t lo, hi;
-};
-static struct range skip[2];
-
-static int find_range(struct dl_phdr_info *info, size_t size, void *data)
-{
-	struct range *r = data;
-	uintptr_t want = r->lo, lo = UINTPTR_MAX, hi = 0;
-	int i;
-
-	for (i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type != PT_LOAD)
-			continue;
-		if (info->dlpi_addr + ph->p_vaddr < lo)
-			lo = info->dlpi_addr + ph->p_vaddr;
-		if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > hi)
-			hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-	}
-	if (want < lo || want >= hi)
-		return 0;
-	r->lo = lo;
-	r->hi = hi;
-	return 1;
-}
-
-static void range_of(const void *addr, struct range *r)
-{
-	r->lo = (uintptr_t)addr;
-	if (!dl_iterate_phdr(find_range, r))
-		r->lo = r->hi = 0;
-}
 
 static bool map_table(void)
 {
@@ -116,8 +80,6 @@ static bool map_table(void)
 
 int ha_agent_stack_init(void)
 {
-	range_of((const void *)ha_agent_stack_init, &skip[0]);
-	range_of((const void *)unw_backtrace, &skip[1]);
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	return map_table() ? 0 : -1;
 }
@@ -134,12 +96,6 @@ void ha_agent_stack_fork_child(void)
 	munmap(old_table, TABLE_SIZE * sizeof(*table));
 	if (old_arena)
 		munmap(old_arena, old_size);
-}
-
-static bool skipped(uintptr_t pc)
-{
-	return (pc >= skip[0].lo && pc < skip[0].hi) ||
-	       (pc >= skip[1].lo && pc < skip[1].hi);
 }
 
 static uint64_t hash_frames(const uintptr_t *f, unsigned n, uint32_t gen)
@@ -231,26 +187,32 @@ static uint64_t lookup(struct ha_agent_thread *t, const uintptr_t *f,
 		if (same(e, h, f, n, gen))
 			return e->id;
 	}
-	if (!mine)
-		ha_agent_modules_cover(t, f, n);
+	if (mine) {
+		/* Never published: its id is used once, as for a full table. */
+		ha_agent_put_stack(t, seq, mine->id, f, n);
+		return mine->id;
+	}
+	ha_agent_modules_cover(t, f, n);
 	return unremembered(t, f, n);
 }
 
 uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 {
-	void *raw[HALLOC_DEPTH_MAX + SKIP_MAX];
-	uintptr_t *frames = (uintptr_t *)raw;
+	uintptr_t frames[HALLOC_DEPTH_MAX + SKIP_MAX];
 	unsigned depth = ha_agent.cfg.depth;
-	int n, first = 0;
+	int n, first = 0, saved = errno;
+	uint64_t id;
 
-	n = unw_backtrace(raw, (int)(depth + SKIP_MAX));
+	n = unw_backtrace((void **)frames, (int)(depth + SKIP_MAX));
 	while (first < n && first < SKIP_MAX &&
-	       skipped((uintptr_t)raw[first]))
+	       ha_agent_self_frame(frames[first]))
 		first++;
 	n -= first;
 	if (n < 0)
 		n = 0;
 	if ((unsigned)n > depth)
 		n = (int)depth;
-	return lookup(t, frames + first, (unsigned)n);
+	id = lookup(t, frames + first, (unsigned)n);
+	errno = saved;
+	return id;
 }

@@ -57,9 +57,17 @@ static void set_completeness(struct ha_analysis *a)
 	if (log->corrupt)
 		snprintf(r, n, "%s", log->corrupt_reason);
 	else if (log->truncated)
-		snprintf(r, n, "the log ends inside a frame: recording was cut short");
+		snprintf(
+		    r, n,
+		    "the log ends inside a frame: recording was cut short");
 	else if (!log->has_end)
-		snprintf(r, n, "the log has no end mark: recording was cut short");
+		snprintf(r, n,
+			 "the log has no end mark: recording was cut short");
+	else if (log->events_lost)
+		snprintf(
+		    r, n,
+		    "%llu events were lost: the recorder's buffer was full",
+		    (unsigned long long)log->events_lost);
 	else if ((log->end_flags & 1) || log->chunks_lost)
 		snprintf(r, n, "events were lost (%llu buffers)",
 			 (unsigned long long)log->chunks_lost);
@@ -86,7 +94,8 @@ static enum ha_result build(struct ha_analysis *a,
 		res = ha_processes_settle(log, &order);
 	if (res != HA_OK)
 		return res;
-	by_stream = calloc(log->nstreams ? log->nstreams : 1, sizeof(*by_stream));
+	by_stream =
+	    calloc(log->nstreams ? log->nstreams : 1, sizeof(*by_stream));
 	if (!by_stream) {
 		free(order);
 		return HA_ERR_NOMEM;
@@ -96,7 +105,8 @@ static enum ha_result build(struct ha_analysis *a,
 	a->nprocs = log->nstreams;
 	res = ha_replay(log, by_stream);
 	if (res == HA_OK) {
-		a->procs = malloc((log->nstreams ? log->nstreams : 1) * sizeof(*a->procs));
+		a->procs = malloc((log->nstreams ? log->nstreams : 1) *
+				  sizeof(*a->procs));
 		if (!a->procs) {
 			a->procs = by_stream;
 			res = HA_ERR_NOMEM;
@@ -134,14 +144,15 @@ enum ha_result ha_analyze_stream(FILE *f, const char *name,
 	a = calloc(1, sizeof(*a));
 	if (!a) {
 		ha_log_free(log);
-		return ha_diag_set(diag, HA_ERR_NOMEM, "out of memory analyzing '%s'",
-				   name);
+		return ha_diag_set(diag, HA_ERR_NOMEM,
+				   "out of memory analyzing '%s'", name);
 	}
 	a->log = log;
 	res = build(a, options);
 	if (res != HA_OK) {
 		ha_analysis_free(a);
-		return ha_diag_set(diag, res, "out of memory analyzing '%s'", name);
+		return ha_diag_set(diag, res, "out of memory analyzing '%s'",
+				   name);
 	}
 	*out = a;
 	return read_res;
@@ -156,14 +167,15 @@ enum ha_result ha_analyze_file(const char *path,
 
 	*out = NULL;
 	if (!f)
-		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s", path,
-				   strerror(errno));
+		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s",
+				   path, strerror(errno));
 	res = ha_analyze_stream(f, path, options, out, diag);
 	fclose(f);
 	return res;
 }
 
-/* ---- accessors -------------------------------------------------------------- */
+/* ---- accessors --------------------------------------------------------------
+ */
 
 bool ha_analysis_complete(const struct ha_analysis *analysis)
 {
@@ -235,7 +247,8 @@ bool ha_analysis_leak(const struct ha_analysis *analysis, unsigned process,
 	const struct ha_leak *l;
 	const struct ha_site *site;
 
-	if (process >= analysis->nprocs || index >= analysis->procs[process].nleaks)
+	if (process >= analysis->nprocs ||
+	    index >= analysis->procs[process].nleaks)
 		return false;
 	l = &analysis->procs[process].leaks[index];
 	site = &analysis->log->sites[l->site];
@@ -247,20 +260,23 @@ bool ha_analysis_leak(const struct ha_analysis *analysis, unsigned process,
 	return true;
 }
 
-/* ---- reports --------------------------------------------------------------- */
+/* ---- reports ---------------------------------------------------------------
+ */
 
 enum ha_result ha_report_write(const struct ha_analysis *analysis,
 			       const struct ha_report_options *options,
 			       FILE *out, struct ha_diag *diag)
 {
-	static const struct ha_report_options defaults = { HA_FORMAT_TEXT, 0, false };
+	static const struct ha_report_options defaults = {HA_FORMAT_TEXT, 0,
+							  false};
 	enum ha_result res;
 
 	if (!options)
 		options = &defaults;
 	errno = 0;
-	res = options->format == HA_FORMAT_JSON ? ha_report_json(analysis, options, out)
-						 : ha_report_text(analysis, options, out);
+	res = options->format == HA_FORMAT_JSON
+		  ? ha_report_json(analysis, options, out)
+		  : ha_report_text(analysis, options, out);
 	if (res == HA_OK && (fflush(out) != 0 || ferror(out)))
 		res = HA_ERR_IO;
 	if (res == HA_ERR_IO)
@@ -272,7 +288,8 @@ enum ha_result ha_report_write(const struct ha_analysis *analysis,
 	return HA_OK;
 }
 
-/* ---- symbols for a finished recording ------------------------------------------ */
+/* ---- symbols for a finished recording
+ * ------------------------------------------ */
 
 enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 {
@@ -282,8 +299,8 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 	int fd;
 
 	if (!f)
-		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s", path,
-				   strerror(errno));
+		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s",
+				   path, strerror(errno));
 	read_res = ha_log_read(f, path, &log, diag);
 	fclose(f);
 	if (!log)
@@ -293,12 +310,13 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 		res = ha_symbolize_from_files(log);
 	if (res != HA_OK) {
 		ha_log_free(log);
-		return ha_diag_set(diag, res, "out of memory symbolizing '%s'", path);
+		return ha_diag_set(diag, res, "out of memory symbolizing '%s'",
+				   path);
 	}
 	/* Frames appended after a partial one could not be read back. */
 	if (log->truncated && truncate(path, (off_t)log->valid_end) != 0) {
-		res = ha_diag_set(diag, HA_ERR_IO, "cannot truncate '%s': %s", path,
-				  strerror(errno));
+		res = ha_diag_set(diag, HA_ERR_IO, "cannot truncate '%s': %s",
+				  path, strerror(errno));
 		ha_log_free(log);
 		return res;
 	}
@@ -318,6 +336,7 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 		return ha_diag_set(diag, res, "cannot write to '%s': %s", path,
 				   strerror(errno ? errno : EIO));
 	if (res != HA_OK)
-		return ha_diag_set(diag, res, "out of memory symbolizing '%s'", path);
+		return ha_diag_set(diag, res, "out of memory symbolizing '%s'",
+				   path);
 	return read_res;
 }

@@ -55,8 +55,10 @@ void ha_process_identity(const struct ha_log *log, uint32_t stream, bool root,
 
 /* report_text.c, report_json.c */
 enum ha_result ha_report_text(const struct ha_analysis *analysis,
-			      const struct ha_report_options *options, FILE *out);
+			      const struct ha_report_options *options,
+			      FILE *out);
 enum ha_result ha_report_json(const struct ha_analysis *analysis,
-			      const struct ha_report_options *options, FILE *out);
+			      const struct ha_report_options *options,
+			      FILE *out);
 
 #endif /* HALLOC_ANALYZER_ANALYSIS_H */

@@ -79,6 +79,7 @@ enum ha_end_how {
 	HA_END_EXIT,        /* exited; end_value is the exit status */
 	HA_END_SIGNAL,      /* killed; end_value is the signal number */
 	HA_END_EXEC,        /* replaced by exec */
+	HA_END_DETACHED,    /* still running when recording stopped (-p) */
 };
 
 struct ha_summary {
@@ -86,6 +87,10 @@ struct ha_summary {
 	uint64_t peak_bytes, peak_blocks; /* largest live bytes, in seq order */
 	uint64_t leaked_bytes, leaked_blocks;
 	uint64_t failed_allocations;      /* allocations that returned NULL */
+	/* Frees of addresses not live then: blocks allocated before
+	 * recording started when attached (not counted in `frees`), else
+	 * invalid or double frees (counted, as Valgrind does). */
+	uint64_t unmatched_frees;
 	uint64_t end_bytes, end_blocks;   /* live when the image ended */
 };
 

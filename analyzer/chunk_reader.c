@@ -41,7 +41,8 @@ static bool nomem(struct chunk *k)
 }
 
 static bool push_event(struct chunk *k, uint64_t seq, unsigned kind,
-		       unsigned fn, uint64_t addr, uint64_t size, uint32_t stack)
+		       unsigned fn, uint64_t addr, uint64_t size,
+		       uint32_t stack)
 {
 	struct ha_stream *s = k->stream;
 	struct ha_event *e;
@@ -74,9 +75,10 @@ static bool read_process(struct chunk *k, uint64_t seq)
 	size_t exe_len;
 
 	if (!ha_get_u32(&k->c, &pid) || !ha_get_u32(&k->c, &ppid) ||
-	    !ha_get_uv(&k->c, &parent_stream) || !ha_get_uv(&k->c, &parent_seq) ||
-	    !ha_get_uv(&k->c, &flags) || !ha_get_uv(&k->c, &start) ||
-	    !ha_get_str(&k->c, &exe, &exe_len) || !ha_get_count(&k->c, 1, &argc))
+	    !ha_get_uv(&k->c, &parent_stream) ||
+	    !ha_get_uv(&k->c, &parent_seq) || !ha_get_uv(&k->c, &flags) ||
+	    !ha_get_uv(&k->c, &start) || !ha_get_str(&k->c, &exe, &exe_len) ||
+	    !ha_get_count(&k->c, 1, &argc))
 		return fail(k, "bad process record");
 	argv = calloc(argc ? argc : 1, sizeof(*argv));
 	if (!argv)
@@ -127,10 +129,12 @@ static bool read_module_load(struct chunk *k, uint64_t seq)
 
 	if (!ha_get_uv(&k->c, &id) || !ha_get_uv(&k->c, &bias) ||
 	    !ha_get_str(&k->c, &path, &path_len) ||
-	    !ha_get_str(&k->c, &bid, &bid_len) || !ha_get_count(&k->c, 2, &nsegs))
+	    !ha_get_str(&k->c, &bid, &bid_len) ||
+	    !ha_get_count(&k->c, 2, &nsegs))
 		return fail(k, "bad module record");
 	path_i = ha_intern(&k->log->strings, path, path_len);
-	bid_hex = ha_log_build_id_hex(k->log, (const unsigned char *)bid, bid_len);
+	bid_hex =
+	    ha_log_build_id_hex(k->log, (const unsigned char *)bid, bid_len);
 	if (!path_i || !bid_hex)
 		return nomem(k);
 	modfile = ha_log_modfile(k->log, path_i, bid_hex);
@@ -150,7 +154,8 @@ static bool read_module_load(struct chunk *k, uint64_t seq)
 		struct ha_segment *seg;
 
 		if (!ha_get_uv(&k->c, &start) || !ha_get_uv(&k->c, &size)) {
-			s->nsegments = nsegs_before; /* no segment of no module */
+			s->nsegments =
+			    nsegs_before; /* no segment of no module */
 			return fail(k, "bad module record");
 		}
 		if (size == 0 || start + size < start)
@@ -252,12 +257,14 @@ static bool read_realloc(struct chunk *k, uint64_t seq, unsigned fn)
 	    !ha_get_uv(&k->c, &size) || !ha_get_uv(&k->c, &stack_id))
 		return fail(k, "bad realloc record");
 	if (d2 == 0 || seq + d2 < seq)
-		return fail(k, "realloc's second sequence number does not follow its first");
+		return fail(k, "realloc's second sequence number does not "
+			       "follow its first");
 	k->time += dt;
 	old = k->addr + (uint64_t)dold;
 	k->addr = old + (uint64_t)dnew;
 	return stack_ref(k, stack_id, &stack) &&
-	       push_event(k, seq, HA_EV_FREE, HALLOC_FREE_REALLOC, old, 0, HA_NONE) &&
+	       push_event(k, seq, HA_EV_FREE, HALLOC_FREE_REALLOC, old, 0,
+			  HA_NONE) &&
 	       push_event(k, seq + d2, HA_EV_ALLOC, fn, k->addr, size, stack);
 }
 
@@ -282,7 +289,8 @@ static bool read_record(struct chunk *k)
 	if (!ha_get_uv(&k->c, &delta))
 		return fail(k, "bad record header");
 	if (!k->first && delta == 0)
-		return fail(k, "sequence numbers do not increase within a chunk");
+		return fail(k,
+			    "sequence numbers do not increase within a chunk");
 	seq = k->seq + delta;
 	if (seq < k->seq)
 		return fail(k, "sequence number overflows");
@@ -314,7 +322,7 @@ static bool read_record(struct chunk *k)
 enum ha_result ha_chunk_read(struct ha_log *log, const unsigned char *p,
 			     size_t len, size_t *bad, const char **why)
 {
-	struct chunk k = { .log = log, .first = true };
+	struct chunk k = {.log = log, .first = true};
 	uint64_t stream_id;
 	uint32_t pid;
 

@@ -20,7 +20,7 @@
 struct ha_json {
 	FILE *out;
 	unsigned depth;
-	bool empty[HA_JSON_DEPTH];  /* no member yet at this level */
+	bool empty[HA_JSON_DEPTH];   /* no member yet at this level */
 	bool inline_[HA_JSON_DEPTH]; /* this level is on one line */
 	char close[HA_JSON_DEPTH];   /* '}' or ']' */
 	bool after_key;

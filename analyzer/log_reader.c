@@ -67,9 +67,10 @@ static enum ha_result corrupt(struct reader *r, uint64_t at, const char *why)
 	log->corrupt = true;
 	snprintf(log->corrupt_reason, sizeof(log->corrupt_reason),
 		 "corrupt data at byte %llu (%s)", (unsigned long long)at, why);
-	return ha_diag_set(r->diag, HA_ERR_CORRUPT,
-			   "'%s' is corrupt at byte %llu: %s; reporting what came before",
-			   r->name, (unsigned long long)at, why);
+	return ha_diag_set(
+	    r->diag, HA_ERR_CORRUPT,
+	    "'%s' is corrupt at byte %llu: %s; reporting what came before",
+	    r->name, (unsigned long long)at, why);
 }
 
 static enum ha_result read_header(struct reader *r)
@@ -85,14 +86,16 @@ static enum ha_result read_header(struct reader *r)
 		return ha_diag_set(r->diag, HA_ERR_NOT_LOG,
 				   "'%s' is not a halloc log", r->name);
 	if (got < sizeof(h))
-		return ha_diag_set(r->diag, HA_ERR_NOT_LOG,
-				   "'%s' is not a halloc log: its header is cut short",
-				   r->name);
+		return ha_diag_set(
+		    r->diag, HA_ERR_NOT_LOG,
+		    "'%s' is not a halloc log: its header is cut short",
+		    r->name);
 	version = ha_le32(h + 8);
 	if (version != HALLOC_LOG_VERSION)
-		return ha_diag_set(r->diag, HA_ERR_VERSION,
-				   "'%s' has log version '%u'; this halloc reads version %u",
-				   r->name, version, HALLOC_LOG_VERSION);
+		return ha_diag_set(
+		    r->diag, HA_ERR_VERSION,
+		    "'%s' has log version '%u'; this halloc reads version %u",
+		    r->name, version, HALLOC_LOG_VERSION);
 	r->log->valid_end = r->offset;
 	return HA_OK;
 }
@@ -156,6 +159,10 @@ static bool read_end(struct ha_log *log, struct ha_cursor *c)
 {
 	if (!ha_get_uv(c, &log->end_flags) || !ha_get_uv(c, &log->chunks_lost))
 		return false;
+	/* The eBPF recorder's two more counts; absent from others' logs. */
+	if (c->p < c->end && (!ha_get_uv(c, &log->events_lost) ||
+			      !ha_get_uv(c, &log->stacks_truncated)))
+		return false;
 	log->has_end = true;
 	return true;
 }
@@ -164,7 +171,7 @@ static bool read_end(struct ha_log *log, struct ha_cursor *c)
 static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 			       unsigned type, size_t len)
 {
-	struct ha_cursor c = { r->buf, r->buf + len };
+	struct ha_cursor c = {r->buf, r->buf + len};
 	uint64_t payload_at = frame_at + HALLOC_FRAME_HEADER_SIZE;
 	enum ha_result res = HA_OK;
 	const char *why = NULL;
@@ -241,7 +248,9 @@ static enum ha_result read_frames(struct reader *r)
 		type = (unsigned)h[4] | (unsigned)h[5] << 8;
 		if (type == HALLOC_FRAME_CHUNK &&
 		    len > HALLOC_FRAME_MAX - HALLOC_FRAME_HEADER_SIZE)
-			return corrupt(r, frame_at, "chunk frame longer than the agent writes");
+			return corrupt(
+			    r, frame_at,
+			    "chunk frame longer than the agent writes");
 		if (type < HALLOC_FRAME_TRACE_INFO || type > HALLOC_FRAME_END) {
 			if (!skip_payload(r, len)) {
 				if (ferror(r->f))
@@ -253,13 +262,15 @@ static enum ha_result read_frames(struct reader *r)
 			continue;
 		}
 		if (len > FRAME_PAYLOAD_LIMIT)
-			return corrupt(r, frame_at, "frame length out of range");
+			return corrupt(r, frame_at,
+				       "frame length out of range");
 		if (len > r->buf_cap) {
 			unsigned char *b = realloc(r->buf, len);
 
 			if (!b)
 				return ha_diag_set(r->diag, HA_ERR_NOMEM,
-						   "out of memory reading '%s'", r->name);
+						   "out of memory reading '%s'",
+						   r->name);
 			r->buf = b;
 			r->buf_cap = len;
 		}
@@ -282,7 +293,7 @@ static enum ha_result read_frames(struct reader *r)
 enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
 			   struct ha_diag *diag)
 {
-	struct reader r = { .f = f, .name = name, .diag = diag };
+	struct reader r = {.f = f, .name = name, .diag = diag};
 	enum ha_result res;
 
 	*out = NULL;
@@ -290,8 +301,8 @@ enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
 		diag->message[0] = '\0';
 	r.log = ha_log_new();
 	if (!r.log)
-		return ha_diag_set(diag, HA_ERR_NOMEM, "out of memory reading '%s'",
-				   name);
+		return ha_diag_set(diag, HA_ERR_NOMEM,
+				   "out of memory reading '%s'", name);
 	errno = 0;
 	res = read_header(&r);
 	if (res == HA_OK)

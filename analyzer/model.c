@@ -40,7 +40,8 @@ static char *pool_store(struct ha_strpool *pool, const char *s, size_t len)
 		size_t size = own_block ? len + 1 : STRBLOCK_SIZE;
 		char *block;
 
-		if (!HA_RESERVE(pool->blocks, pool->blocks_cap, pool->nblocks + 1))
+		if (!HA_RESERVE(pool->blocks, pool->blocks_cap,
+				pool->nblocks + 1))
 			return NULL;
 		block = malloc(size);
 		if (!block)
@@ -69,7 +70,8 @@ const char *ha_intern(struct ha_strpool *pool, const char *s, size_t len)
 	char *copy;
 
 	for (uint32_t i = first; i != HA_NONE; i = pool->next[i]) {
-		if (strncmp(pool->strs[i], s, len) == 0 && pool->strs[i][len] == '\0')
+		if (strncmp(pool->strs[i], s, len) == 0 &&
+		    pool->strs[i][len] == '\0')
 			return pool->strs[i];
 	}
 	if (pool->n >= HA_NONE - 1 ||
@@ -215,9 +217,10 @@ static bool has_prefix(const char *s, const char *prefix)
 /* The C and C++ runtime: its frames are allocation wrappers, never a site. */
 static bool is_runtime_module(const char *base)
 {
-	return has_prefix(base, "libc.so") || has_prefix(base, "libstdc++.so") ||
-	       has_prefix(base, "libgcc_s.so") || has_prefix(base, "ld-linux") ||
-	       has_prefix(base, "libm.so");
+	return has_prefix(base, "libc.so") ||
+	       has_prefix(base, "libstdc++.so") ||
+	       has_prefix(base, "libgcc_s.so") ||
+	       has_prefix(base, "ld-linux") || has_prefix(base, "libm.so");
 }
 
 uint32_t ha_log_modfile(struct ha_log *log, const char *path,
@@ -273,8 +276,9 @@ uint32_t ha_log_loc(struct ha_log *log, uint32_t modfile, uint64_t offset,
 	return (uint32_t)log->nlocs++;
 }
 
-bool ha_log_set_syms(struct ha_log *log, uint32_t loc, const struct ha_sym *syms,
-		     uint32_t nsyms, enum ha_loc_state state)
+bool ha_log_set_syms(struct ha_log *log, uint32_t loc,
+		     const struct ha_sym *syms, uint32_t nsyms,
+		     enum ha_loc_state state)
 {
 	struct ha_loc *l = &log->locs[loc];
 
@@ -293,7 +297,7 @@ const char *ha_log_build_id_hex(struct ha_log *log, const unsigned char *id,
 				size_t len)
 {
 	static const char digits[] = "0123456789abcdef";
-	char buf[2 * 64 + 1];
+	char buf[2 * 64 + 1] = "";
 
 	/* A GNU build-id is 20 bytes; anything past 64 says nothing more. */
 	if (len > 64)

@@ -48,13 +48,13 @@ void *ha_grow_array(void *arr, size_t *cap, size_t need, size_t elem);
 /* ---- strings ------------------------------------------------------------ */
 
 struct ha_strpool {
-	struct ha_map index;  /* hash -> first string with that hash */
-	const char **strs;    /* interned strings */
-	uint32_t *next;       /* next string with the same hash */
+	struct ha_map index; /* hash -> first string with that hash */
+	const char **strs;   /* interned strings */
+	uint32_t *next;	     /* next string with the same hash */
 	size_t n, cap;
-	char **blocks;        /* storage */
+	char **blocks; /* storage */
 	size_t nblocks, blocks_cap;
-	char *cursor;         /* free space in the current block */
+	char *cursor; /* free space in the current block */
 	size_t block_left;
 };
 
@@ -66,8 +66,8 @@ void ha_strpool_free(struct ha_strpool *pool);
 /* ---- events ------------------------------------------------------------ */
 
 enum ha_event_kind {
-	HA_EV_ALLOC = 1,  /* a block appears: malloc & co, realloc's new block */
-	HA_EV_FREE = 2,   /* a block goes: free, realloc's old block */
+	HA_EV_ALLOC = 1, /* a block appears: malloc & co, realloc's new block */
+	HA_EV_FREE = 2,	 /* a block goes: free, realloc's old block */
 	HA_EV_FAILED = 3, /* an allocation returned NULL */
 };
 
@@ -77,8 +77,8 @@ struct ha_event {
 	uint64_t addr;
 	uint64_t size;
 	uint32_t stack; /* global stack index, HA_NONE for frees */
-	uint8_t kind;   /* enum ha_event_kind */
-	uint8_t fn;     /* enum halloc_alloc_fn or halloc_free_fn */
+	uint8_t kind;	/* enum ha_event_kind */
+	uint8_t fn;	/* enum halloc_alloc_fn or halloc_free_fn */
 	uint16_t reserved;
 };
 
@@ -105,11 +105,11 @@ struct ha_unload {
 
 /* A module file: what symbols are keyed by. */
 struct ha_modfile {
-	const char *path;     /* interned; "" for the pseudo-module 0 */
-	const char *build_id; /* interned lowercase hex; "" if unknown */
-	uint32_t next;        /* next modfile with the same key hash */
-	bool agent;           /* libhalloc.so: never shown */
-	bool runtime;         /* libc, libstdc++, ...: never a site */
+	const char *path;      /* interned; "" for the pseudo-module 0 */
+	const char *build_id;  /* interned lowercase hex; "" if unknown */
+	uint32_t next;	       /* next modfile with the same key hash */
+	bool agent;	       /* libhalloc.so: never shown */
+	bool runtime;	       /* libc, libstdc++, ...: never a site */
 	struct ha_map offsets; /* offset -> location */
 };
 
@@ -117,16 +117,17 @@ enum ha_loc_state {
 	HA_LOC_PENDING = 0, /* not symbolized yet */
 	HA_LOC_FROM_LOG,    /* from a SYMBOLS frame */
 	HA_LOC_FROM_FILE,   /* from the binary on disk */
-	HA_LOC_UNKNOWN,     /* tried, nothing known */
+	HA_LOC_UNKNOWN,	    /* tried, nothing known */
 };
 
 /* A distinct code address: module file + offset of the looked-up byte. */
 struct ha_loc {
-	uint64_t offset;    /* return address - 1 - bias (absolute in module 0) */
+	uint64_t offset; /* return address - 1 - bias (absolute in module 0) */
 	uint32_t modfile;
-	uint32_t first_sym; /* into ha_log.syms: nsyms frames, innermost first */
+	/* ha_log.syms[first_sym, +nsyms): its frames, innermost first */
+	uint32_t first_sym;
 	uint32_t nsyms;
-	uint8_t state;      /* enum ha_loc_state */
+	uint8_t state; /* enum ha_loc_state */
 };
 
 struct ha_sym {
@@ -138,28 +139,31 @@ struct ha_sym {
 /* ---- stacks and sites --------------------------------------------------- */
 
 struct ha_stack {
-	uint64_t seq;     /* when recorded: selects the modules it refers to */
+	uint64_t seq; /* when recorded: selects the modules it refers to */
 	uint32_t stream;
 	uint32_t nframes;
-	size_t first;     /* into ha_log.frame_addrs and ha_log.frame_locs */
-	uint32_t site;    /* set by ha_sites_assign */
-	bool defined;     /* its STACK record was read */
+	size_t first;  /* into ha_log.frame_addrs and ha_log.frame_locs */
+	uint32_t site; /* set by ha_sites_assign */
+	bool defined;  /* its STACK record was read */
 };
 
-/* Where blocks come from: (function, file, line); `loc` tells unknown
- * places apart (HA_NONE once the function or file is known). */
+/* Where blocks come from: (function, file, line) in a module file; `loc`
+ * tells unknown places apart (HA_NONE once the function or file is
+ * known). */
 struct ha_site {
 	const char *function, *file;
 	uint32_t line;
+	uint32_t modfile;
 	uint32_t loc;
 	uint32_t next; /* next site with the same key hash */
 };
 
-/* ---- streams (process images) --------------------------------------------- */
+/* ---- streams (process images) ---------------------------------------------
+ */
 
 struct ha_exit {
 	uint32_t pid;
-	uint32_t how;   /* enum halloc_exit_how */
+	uint32_t how; /* enum halloc_exit_how */
 	uint64_t value;
 	uint64_t flags; /* bit 0: core dumped */
 };
@@ -168,14 +172,14 @@ struct ha_stream {
 	uint64_t id;
 	uint32_t pid, ppid;
 	uint64_t parent_stream, parent_seq;
-	uint64_t flags;         /* PROCESS flags: bit 0 started by exec */
+	uint64_t flags; /* PROCESS flags: bit 0 started by exec */
 	uint64_t start_time;
-	bool has_process;       /* a PROCESS record was read */
-	bool synthetic;         /* no events: made up for a PROCESS_EXIT */
-	const char *exe;        /* interned, "" if unknown */
-	const char **argv;      /* interned strings */
+	bool has_process;  /* a PROCESS record was read */
+	bool synthetic;	   /* no events: made up for a PROCESS_EXIT */
+	const char *exe;   /* interned, "" if unknown */
+	const char **argv; /* interned strings */
 	uint32_t argc;
-	uint32_t appearance;    /* order of first appearance in the log */
+	uint32_t appearance; /* order of first appearance in the log */
 
 	struct ha_event *events;
 	size_t nevents, events_cap;
@@ -193,7 +197,8 @@ struct ha_stream {
 	bool core_dumped;
 };
 
-/* ---- the log ---------------------------------------------------------------- */
+/* ---- the log ----------------------------------------------------------------
+ */
 
 struct ha_log {
 	struct ha_strpool strings;
@@ -234,9 +239,10 @@ struct ha_log {
 	/* How reading went. */
 	bool has_end;
 	uint64_t end_flags, chunks_lost;
-	bool truncated;        /* a partial last frame */
+	uint64_t events_lost, stacks_truncated; /* eBPF recorder's END only */
+	bool truncated;				/* a partial last frame */
 	bool corrupt;
-	uint64_t valid_end;    /* file offset after the last whole frame read */
+	uint64_t valid_end; /* file offset after the last whole frame read */
 	char corrupt_reason[200];
 };
 
@@ -255,8 +261,9 @@ uint32_t ha_log_modfile(struct ha_log *log, const char *path,
 uint32_t ha_log_loc(struct ha_log *log, uint32_t modfile, uint64_t offset,
 		    bool create);
 /* Appends symbolized frames to a location; false on no memory. */
-bool ha_log_set_syms(struct ha_log *log, uint32_t loc, const struct ha_sym *syms,
-		     uint32_t nsyms, enum ha_loc_state state);
+bool ha_log_set_syms(struct ha_log *log, uint32_t loc,
+		     const struct ha_sym *syms, uint32_t nsyms,
+		     enum ha_loc_state state);
 /* Hex of raw build-id bytes, interned. */
 const char *ha_log_build_id_hex(struct ha_log *log, const unsigned char *id,
 				size_t len);
@@ -268,7 +275,7 @@ enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
 /* Sets diag to a printf-style message; returns `result`. */
 enum ha_result ha_diag_set(struct ha_diag *diag, enum ha_result result,
 			   const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* chunk_reader.c: decodes one CHUNK payload. On a bad record, returns
  * HA_ERR_CORRUPT with *bad at the record's offset in the payload and *why
@@ -297,7 +304,8 @@ struct ha_frame {
 	const char *function, *file, *module;
 	uint32_t line;
 	uint64_t address; /* the recorded return address */
-	uint64_t offset;  /* looked-up address in the module's ELF (A - 1 - bias) */
+	/* the address looked up in the module's ELF: A - 1 - bias */
+	uint64_t offset;
 };
 
 /* The stack's frames, innermost first, agent frames removed; *out is

@@ -51,7 +51,9 @@ static void index_segments(struct ha_stream *s)
 {
 	uint64_t max_end = 0;
 
-	qsort(s->segments, s->nsegments, sizeof(*s->segments), cmp_segment);
+	if (s->nsegments > 1)
+		qsort(s->segments, s->nsegments, sizeof(*s->segments),
+		      cmp_segment);
 	for (size_t i = 0; i < s->nsegments; i++) {
 		if (s->segments[i].end > max_end)
 			max_end = s->segments[i].end;
@@ -92,7 +94,8 @@ static const struct ha_module *find_module(const struct ha_stream *s,
 		m = &s->modules[seg->module];
 		if (seq >= m->load_seq && seq < m->unload_seq)
 			return m;
-		dist = seq < m->load_seq ? m->load_seq - seq : seq - m->unload_seq;
+		dist =
+		    seq < m->load_seq ? m->load_seq - seq : seq - m->unload_seq;
 		if (dist < fallback_dist) {
 			fallback = m;
 			fallback_dist = dist;
@@ -115,7 +118,8 @@ enum ha_result ha_log_resolve(struct ha_log *log)
 
 		for (uint32_t f = 0; f < st->nframes; f++) {
 			uint64_t addr = log->frame_addrs[st->first + f];
-			const struct ha_module *m = find_module(s, addr, st->seq);
+			const struct ha_module *m =
+			    find_module(s, addr, st->seq);
 			uint32_t modfile = m ? m->modfile : 0;
 			uint64_t offset = addr ? addr - 1 : 0;
 			uint32_t loc;

@@ -26,7 +26,8 @@ static int cmp_order(const void *a, const void *b)
 
 	if (x->time != y->time)
 		return x->time < y->time ? -1 : 1;
-	return x->appearance < y->appearance ? -1 : x->appearance > y->appearance;
+	return x->appearance < y->appearance ? -1
+					     : x->appearance > y->appearance;
 }
 
 /* (pid, position): the images an exit can belong to, or the exits. */
@@ -77,6 +78,9 @@ static void set_end(struct ha_stream *s, const struct ha_exit *e)
 	case HALLOC_EXIT_SIGNAL:
 		s->end = HA_END_SIGNAL;
 		break;
+	case HALLOC_EXIT_DETACHED:
+		s->end = HA_END_DETACHED;
+		break;
 	default:
 		s->end = HA_END_UNKNOWN;
 		break;
@@ -91,7 +95,8 @@ static bool assign_exits(struct ha_log *log, const uint32_t *order)
 {
 	size_t n = log->nstreams, nc = 0;
 	struct by_pid *cand = malloc((n ? n : 1) * sizeof(*cand));
-	struct by_pid *ex = malloc((log->nexits ? log->nexits : 1) * sizeof(*ex));
+	struct by_pid *ex =
+	    malloc((log->nexits ? log->nexits : 1) * sizeof(*ex));
 
 	if (!cand || !ex) {
 		free(cand);
@@ -100,10 +105,10 @@ static bool assign_exits(struct ha_log *log, const uint32_t *order)
 	}
 	for (size_t pos = 0; pos < n; pos++)
 		if (log->streams[order[pos]].end != HA_END_EXEC)
-			cand[nc++] = (struct by_pid){ log->streams[order[pos]].pid,
-						      (uint32_t)pos };
+			cand[nc++] = (struct by_pid){
+			    log->streams[order[pos]].pid, (uint32_t)pos};
 	for (size_t i = 0; i < log->nexits; i++)
-		ex[i] = (struct by_pid){ log->exits[i].pid, (uint32_t)i };
+		ex[i] = (struct by_pid){log->exits[i].pid, (uint32_t)i};
 	qsort(cand, nc, sizeof(*cand), cmp_by_pid);
 	qsort(ex, log->nexits, sizeof(*ex), cmp_by_pid);
 	for (size_t c = nc, e = log->nexits; c > 0 && e > 0;) {
@@ -148,16 +153,18 @@ enum ha_result ha_processes_settle(struct ha_log *log, uint32_t **order_out)
 
 		if (s->has_process)
 			t = s->start_time;
-		else if (s->synthetic && log->has_trace_info && s->pid == log->pid)
+		else if (s->synthetic && log->has_trace_info &&
+			 s->pid == log->pid)
 			t = log->start_time;
-		keys[i] = (struct order_key){ t, s->appearance, (uint32_t)i };
+		keys[i] = (struct order_key){t, s->appearance, (uint32_t)i};
 	}
 	qsort(keys, n, sizeof(*keys), cmp_order);
 	for (size_t i = 0; i < n; i++)
 		order[i] = keys[i].stream;
 	free(keys);
 
-	/* An image ended by exec when the next image of its pid came from one. */
+	/* An image ended by exec when the next image of its pid came from one.
+	 */
 	for (size_t i = 0; i < n; i++) {
 		struct ha_stream *s = &log->streams[order[i]];
 
@@ -189,9 +196,9 @@ void ha_process_identity(const struct ha_log *log, uint32_t stream, bool root,
 
 	*parent = -1;
 	if (!root && !traced) {
-		uint32_t p = s->parent_stream
-				     ? ha_map_get(&log->stream_ids, s->parent_stream)
-				     : HA_NONE;
+		uint32_t p = s->parent_stream ? ha_map_get(&log->stream_ids,
+							   s->parent_stream)
+					      : HA_NONE;
 
 		if (s->has_process)
 			*parent = s->ppid;

@@ -14,26 +14,31 @@
  * The log is the agent's record of what really happened, so it is replayed
  * as is: a free of an address not live still counts as a free (Valgrind
  * counts invalid frees), and an allocation at an address still live
- * replaces the old block (a free the agent did not see).
+ * replaces the old block (a free the agent did not see). Recording that
+ * attached to a running process (HALLOC_TRACE_ATTACHED) sees frees of
+ * blocks allocated before it began: those are counted apart.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "analyzer/analysis.h"
+#include "halloc/log.h"
 
 /* Deeper fork chains than this replay their children from scratch. */
 #define MAX_FORK_DEPTH 256
 
 /* ---- sorting events by sequence number ---------------------------------- */
 
-/* Stable LSD radix sort on the bytes where keys differ. Each thread's
- * events come sorted already; a single-threaded stream skips it. */
+/* Stable LSD radix sort on seq - min, in as few passes of at most 16 bits
+ * as the range of sequence numbers needs. Each thread's events come
+ * sorted already; a single-threaded stream skips it. */
 static bool sort_events(struct ha_event *ev, size_t n)
 {
 	uint64_t lo = UINT64_MAX, hi = 0;
 	struct ha_event *tmp, *src = ev, *dst;
 	bool sorted = true;
-	unsigned passes = 0;
+	unsigned bits = 0, passes, width;
+	size_t *count;
 
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && ev[i].seq < ev[i - 1].seq)
@@ -45,27 +50,36 @@ static bool sort_events(struct ha_event *ev, size_t n)
 	}
 	if (sorted)
 		return true;
+	for (uint64_t range = hi - lo; range; range >>= 1)
+		bits++;
+	passes = (bits + 15) / 16;
+	width = (bits + passes - 1) / passes;
 	tmp = malloc(n * sizeof(*tmp));
-	if (!tmp)
+	count = malloc(((size_t)1 << width) * sizeof(*count));
+	if (!tmp || !count) {
+		free(tmp);
+		free(count);
 		return false;
+	}
 	dst = tmp;
-	for (uint64_t range = hi - lo; range; range >>= 8)
-		passes++;
 	for (unsigned p = 0; p < passes; p++) {
-		size_t count[256] = { 0 }, pos = 0;
-		unsigned shift = 8 * p;
+		unsigned shift = width * p;
+		uint64_t mask = ((uint64_t)1 << width) - 1;
+		size_t pos = 0;
 		struct ha_event *t;
 
+		memset(count, 0, ((size_t)1 << width) * sizeof(*count));
 		for (size_t i = 0; i < n; i++)
-			count[((src[i].seq - lo) >> shift) & 0xff]++;
-		for (unsigned d = 0; d < 256; d++) {
+			count[((src[i].seq - lo) >> shift) & mask]++;
+		for (size_t d = 0; d <= mask; d++) {
 			size_t c = count[d];
 
 			count[d] = pos;
 			pos += c;
 		}
 		for (size_t i = 0; i < n; i++)
-			dst[count[((src[i].seq - lo) >> shift) & 0xff]++] = src[i];
+			dst[count[((src[i].seq - lo) >> shift) & mask]++] =
+			    src[i];
 		t = src;
 		src = dst;
 		dst = t;
@@ -73,10 +87,12 @@ static bool sort_events(struct ha_event *ev, size_t n)
 	if (src != ev)
 		memcpy(ev, src, n * sizeof(*ev));
 	free(tmp);
+	free(count);
 	return true;
 }
 
-/* ---- live blocks ----------------------------------------------------------- */
+/* ---- live blocks -----------------------------------------------------------
+ */
 
 struct block {
 	uint64_t addr, size;
@@ -126,7 +142,8 @@ static bool live_grow(struct live *t)
 
 		if (!old[i].used)
 			continue;
-		for (j = home(t, old[i].addr); t->slots[j].used; j = (j + 1) & t->mask)
+		for (j = home(t, old[i].addr); t->slots[j].used;
+		     j = (j + 1) & t->mask)
 			;
 		t->slots[j] = old[i];
 	}
@@ -144,7 +161,7 @@ static bool live_insert(struct live *t, uint64_t addr, uint64_t size,
 		return false;
 	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
 		;
-	t->slots[i] = (struct block){ addr, size, stack, 1 };
+	t->slots[i] = (struct block){addr, size, stack, 1};
 	t->count++;
 	t->bytes += size;
 	return true;
@@ -165,7 +182,8 @@ static void live_remove(struct live *t, size_t i)
 			break;
 		k = home(t, t->slots[j].addr);
 		/* Move j into the hole at i unless its home lies in (i, j]. */
-		if ((j > i && (k <= i || k > j)) || (j < i && k <= i && k > j)) {
+		if ((j > i && (k <= i || k > j)) ||
+		    (j < i && k <= i && k > j)) {
 			t->slots[i] = t->slots[j];
 			i = j;
 		}
@@ -185,7 +203,8 @@ static bool live_copy(struct live *dst, const struct live *src)
 	return true;
 }
 
-/* ---- one stream's replay ------------------------------------------------------ */
+/* ---- one stream's replay
+ * ------------------------------------------------------ */
 
 struct site_acc {
 	uint64_t allocations, bytes, live, peak;
@@ -209,9 +228,10 @@ struct kid {
 
 struct replayer {
 	struct ha_log *log;
+	bool attached; /* recording began in a running process */
 	struct ha_process *procs;
-	struct kid *kids;    /* streams with a parent, by (parent, parent seq) */
-	size_t *kids_start;  /* per stream: its children are kids[start, end) */
+	struct kid *kids;   /* streams with a parent, by (parent, parent seq) */
+	size_t *kids_start; /* per stream: its children are kids[start, end) */
 	size_t *kids_end;
 	bool *done;
 	struct level levels[MAX_FORK_DEPTH + 1];
@@ -255,7 +275,7 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		i = live_find(&st->live, e->addr);
 		if (i != SIZE_MAX) {
 			lv->acc[stacks[st->live.slots[i].stack].site].live -=
-				st->live.slots[i].size;
+			    st->live.slots[i].size;
 			live_remove(&st->live, i);
 		}
 		if (!live_insert(&st->live, e->addr, e->size, e->stack))
@@ -271,13 +291,18 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		}
 		break;
 	case HA_EV_FREE:
-		st->sum.frees++;
 		i = live_find(&st->live, e->addr);
-		if (i != SIZE_MAX) {
-			lv->acc[stacks[st->live.slots[i].stack].site].live -=
-				st->live.slots[i].size;
-			live_remove(&st->live, i);
+		if (i == SIZE_MAX) {
+			st->sum.unmatched_frees++;
+			/* Attached: a block from before recording, apart. */
+			if (!r->attached)
+				st->sum.frees++;
+			break;
 		}
+		st->sum.frees++;
+		lv->acc[stacks[st->live.slots[i].stack].site].live -=
+		    st->live.slots[i].size;
+		live_remove(&st->live, i);
 		break;
 	case HA_EV_FAILED:
 		st->sum.failed_allocations++;
@@ -314,7 +339,7 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 			const struct live *t)
 {
 	const struct ha_stack *stacks = r->log->stacks;
-	struct ha_map by_stack = { 0 };
+	struct ha_map by_stack = {0};
 	struct ha_leak *per_stack = NULL; /* site unused here */
 	size_t n = 0, cap = 0;
 	bool ok = true;
@@ -336,7 +361,8 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 			if (!ok)
 				break;
 			k = (uint32_t)n++;
-			per_stack[k] = (struct ha_leak){ 0, 0, HA_NONE, b->stack };
+			per_stack[k] =
+			    (struct ha_leak){0, 0, HA_NONE, b->stack};
 		}
 		per_stack[k].bytes += b->size;
 		per_stack[k].blocks++;
@@ -344,7 +370,8 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 	for (size_t k = 0; k < n && ok; k++) {
 		struct site_acc *a = &lv->acc[stacks[per_stack[k].stack].site];
 
-		if (a->best_stack == HA_NONE || per_stack[k].bytes > a->best_bytes ||
+		if (a->best_stack == HA_NONE || 1 ||
+		    per_stack[k].bytes > a->best_bytes ||
 		    (per_stack[k].bytes == a->best_bytes &&
 		     per_stack[k].stack < a->best_stack)) {
 			a->best_stack = per_stack[k].stack;
@@ -381,13 +408,12 @@ static bool finish(struct replayer *r, struct level *lv, struct state *st,
 		struct site_acc *a = &lv->acc[site];
 
 		if (a->leaked_blocks)
-			p->leaks[p->nleaks++] = (struct ha_leak){
-				a->leaked_bytes, a->leaked_blocks, site, a->best_stack
-			};
+			p->leaks[p->nleaks++] =
+			    (struct ha_leak){a->leaked_bytes, a->leaked_blocks,
+					     site, a->best_stack};
 		p->sites[p->nsites++] = (struct ha_site_stats){
-			site, a->allocations, a->bytes, a->peak, a->leaked_bytes,
-			a->leaked_blocks
-		};
+		    site,    a->allocations,  a->bytes,
+		    a->peak, a->leaked_bytes, a->leaked_blocks};
 		a->touched = false;
 	}
 	lv->ntouched = 0;
@@ -411,8 +437,8 @@ static bool level_ready(struct replayer *r, unsigned depth)
 static bool replay_stream(struct replayer *r, uint32_t stream,
 			  const struct state *parent, unsigned depth);
 
-static bool fork_child(struct replayer *r, uint32_t child, const struct state *st,
-		       unsigned depth)
+static bool fork_child(struct replayer *r, uint32_t child,
+		       const struct state *st, unsigned depth)
 {
 	/* Too deep to follow: ha_replay replays it later, from nothing. */
 	if (r->done[child] || depth >= MAX_FORK_DEPTH)
@@ -425,7 +451,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 {
 	struct ha_stream *s = &r->log->streams[stream];
 	struct level *lv = &r->levels[depth];
-	struct state st = { 0 };
+	struct state st = {0};
 	size_t kid = r->kids_start[stream];
 	bool ok = true;
 
@@ -443,8 +469,9 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 		st.sum.peak_blocks = t->count;
 		for (size_t i = 0; t->slots && i <= t->mask; i++)
 			if (t->slots[i].used)
-				site_live_add(lv, r->log->stacks[t->slots[i].stack].site,
-					      t->slots[i].size);
+				site_live_add(
+				    lv, r->log->stacks[t->slots[i].stack].site,
+				    t->slots[i].size);
 	}
 	for (size_t i = 0; i < s->nevents && ok; i++) {
 		const struct ha_event *e = &s->events[i];
@@ -459,10 +486,15 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 		ok = fork_child(r, r->kids[kid++].stream, &st, depth);
 	ok = ok && finish(r, lv, &st, stream);
 	free(st.live.slots);
+	/* Reports need the numbers, not the events. */
+	free(s->events);
+	s->events = NULL;
+	s->nevents = s->events_cap = 0;
 	return ok;
 }
 
-/* ---- who forked whom ------------------------------------------------------------ */
+/* ---- who forked whom
+ * ------------------------------------------------------------ */
 
 static uint32_t parent_of(const struct ha_log *log, uint32_t i)
 {
@@ -488,10 +520,11 @@ static int cmp_kid(const void *a, const void *b)
 
 enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs)
 {
-	struct replayer r = { .log = log, .procs = procs };
+	struct replayer r = {.log = log, .procs = procs};
 	size_t n = log->nstreams, nkids = 0;
 	bool ok;
 
+	r.attached = log->trace_flags & HALLOC_TRACE_ATTACHED;
 	r.kids = malloc((n ? n : 1) * sizeof(*r.kids));
 	r.kids_start = calloc(n ? n : 1, sizeof(*r.kids_start));
 	r.kids_end = calloc(n ? n : 1, sizeof(*r.kids_end));
@@ -501,7 +534,8 @@ enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs)
 		uint32_t p = parent_of(log, i);
 
 		if (p != HA_NONE)
-			r.kids[nkids++] = (struct kid){ p, i, log->streams[i].parent_seq };
+			r.kids[nkids++] =
+			    (struct kid){p, i, log->streams[i].parent_seq};
 	}
 	if (ok) {
 		qsort(r.kids, nkids, sizeof(*r.kids), cmp_kid);

@@ -15,7 +15,7 @@
 
 #include "analyzer/model.h"
 
-static const struct ha_sym unknown_sym = { "", "", 0, 0 };
+static const struct ha_sym unknown_sym = {"", "", 0, 0};
 
 /* The frames of a location: its symbols, or one unknown frame. */
 static const struct ha_sym *loc_syms(const struct ha_log *log,
@@ -36,19 +36,24 @@ static bool is_system_header(const char *file)
 
 /* The site of (function, file, line); an unknown place is told apart by
  * its location so unrelated unknown code is not lumped together. */
-static uint32_t site_of(struct ha_log *log, const struct ha_sym *s, uint32_t loc)
+static uint32_t site_of(struct ha_log *log, const struct ha_sym *s,
+			uint32_t loc)
 {
 	uint32_t key_loc = (*s->function || *s->file) ? HA_NONE : loc;
-	uint64_t h = ha_hash64((uint64_t)(uintptr_t)s->function ^
-			       ha_hash64((uint64_t)(uintptr_t)s->file ^
-					 ha_hash64(((uint64_t)s->line << 32) | key_loc)));
+	uint32_t modfile = loc == HA_NONE ? 0 : log->locs[loc].modfile;
+	uint64_t h =
+	    ha_hash64((uint64_t)(uintptr_t)s->function ^
+		      ha_hash64((uint64_t)(uintptr_t)s->file ^
+				ha_hash64(((uint64_t)s->line << 32 | modfile) ^
+					  ha_hash64(key_loc))));
 	uint32_t first = ha_map_get(&log->site_index, h);
 	struct ha_site *site;
 
 	for (uint32_t i = first; i != HA_NONE; i = log->sites[i].next) {
 		site = &log->sites[i];
 		if (site->function == s->function && site->file == s->file &&
-		    site->line == s->line && site->loc == key_loc)
+		    site->line == s->line && site->modfile == modfile &&
+		    site->loc == key_loc)
 			return i;
 	}
 	if (log->nsites >= HA_NONE - 1 ||
@@ -59,6 +64,7 @@ static uint32_t site_of(struct ha_log *log, const struct ha_sym *s, uint32_t loc
 	site->function = s->function;
 	site->file = s->file;
 	site->line = s->line;
+	site->modfile = modfile;
 	site->loc = key_loc;
 	site->next = first;
 	return (uint32_t)log->nsites++;
@@ -112,7 +118,8 @@ long ha_stack_frames(const struct ha_log *log, uint32_t stack,
 	size_t n = 0, cap = 0;
 
 	for (uint32_t f = 0; f < st->nframes; f++) {
-		const struct ha_loc *loc = &log->locs[log->frame_locs[st->first + f]];
+		const struct ha_loc *loc =
+		    &log->locs[log->frame_locs[st->first + f]];
 		const struct ha_modfile *m = &log->modfiles[loc->modfile];
 		const struct ha_sym *syms;
 		uint32_t nsyms;

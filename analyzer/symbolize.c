@@ -29,10 +29,10 @@ char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
 static char *debuginfo_path;
 
 static const Dwfl_Callbacks offline_callbacks = {
-	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
-	.section_address = dwfl_offline_section_address,
-	.debuginfo_path = &debuginfo_path,
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+    .debuginfo_path = &debuginfo_path,
 };
 
 struct module_syms {
@@ -113,6 +113,23 @@ static const char *function_name(struct symbolizer *z, const char *name)
 	return res;
 }
 
+/* An ELF symbol's name, without its version ("memcpy@@GLIBC_2.14"). */
+static const char *symbol_name(struct symbolizer *z, const char *name)
+{
+	const char *at = name ? strchr(name, '@') : NULL;
+	char *bare;
+	const char *res;
+
+	if (!at)
+		return function_name(z, name);
+	bare = strndup(name, (size_t)(at - name));
+	if (!bare)
+		return NULL;
+	res = function_name(z, bare);
+	free(bare);
+	return res;
+}
+
 /* A DIE's name: the linkage name when it has one (it says which overload
  * or class), else its plain name; both looked up through abstract_origin
  * and specification. */
@@ -121,33 +138,80 @@ static const char *die_name(struct symbolizer *z, Dwarf_Die *die)
 	Dwarf_Attribute attr;
 	const char *name;
 
-	name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+	name = dwarf_formstring(
+	    dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
 	if (!name)
 		name = dwarf_formstring(
-			dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+		    dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
 	if (!name)
 		name = dwarf_diename(die);
 	return function_name(z, name);
 }
 
-/* A source path, absolute when the compilation directory says where. */
+/* "./csu/../sysdeps/x.h" -> "sysdeps/x.h": without "." and "dir/.."
+ * components; a ".." that has nothing before it to remove is kept. */
+static void clean_path(char *out, const char *path)
+{
+	char *base = out + (*path == '/'), *o = base;
+	unsigned removable = 0; /* components in out that ".." may remove */
+
+	if (*path == '/')
+		*out = '/';
+	while (*path) {
+		size_t n = strcspn(path, "/");
+
+		if (n == 2 && path[0] == '.' && path[1] == '.' && removable) {
+			while (o > base && o[-1] != '/')
+				o--;
+			if (o > base)
+				o--;
+			removable--;
+		} else if (n > 0 && !(n == 1 && path[0] == '.') &&
+			   !(n == 2 && path[0] == '.' && path[1] == '.' &&
+			     base > out)) {
+			if (o > base)
+				*o++ = '/';
+			memcpy(o, path, n);
+			o += n;
+			if (!(n == 2 && path[0] == '.' && path[1] == '.'))
+				removable++;
+		}
+		path += n;
+		while (*path == '/')
+			path++;
+	}
+	*o = '\0';
+}
+
+/*
+ * A source path: libdw joins a file with its line-table directory, which
+ * may itself be relative to the compilation directory ("examples"), so a
+ * relative result is joined with an absolute compilation directory. A
+ * relative one (a build that mapped it away, like Debian's glibc:
+ * "./string") cannot help: the path stays relative.
+ */
 static const char *source_path(struct symbolizer *z, const char *file,
 			       const char *comp_dir)
 {
 	const char *res;
-	char *joined;
+	char *joined, *clean;
 
 	if (!file || !*file)
 		return intern(z, "");
-	if (file[0] == '/' || !comp_dir || !*comp_dir)
-		return intern(z, file);
-	while (file[0] == '.' && file[1] == '/')
-		file += 2;
-	if (asprintf(&joined, "%s/%s", comp_dir, file) < 0)
+	if (file[0] != '/' && comp_dir && comp_dir[0] == '/') {
+		if (asprintf(&joined, "%s/%s", comp_dir, file) < 0)
+			return NULL;
+	} else if (!(joined = strdup(file))) {
 		return NULL;
-	res = intern(z, joined);
+	}
+	clean = malloc(strlen(joined) + 1);
+	if (clean) {
+		clean_path(clean, joined);
+		res = intern(z, *clean ? clean : joined);
+	}
+	free(clean);
 	free(joined);
-	return res;
+	return clean ? res : NULL;
 }
 
 static const char *cu_comp_dir(Dwarf_Die *die)
@@ -206,8 +270,8 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 {
 	GElf_Off sym_off;
 	GElf_Sym sym;
-	const char *symname = dwfl_module_addrinfo(mod, addr, &sym_off, &sym,
-						   NULL, NULL, NULL);
+	const char *symname =
+	    dwfl_module_addrinfo(mod, addr, &sym_off, &sym, NULL, NULL, NULL);
 	Dwarf_Addr bias = 0;
 	Dwarf_Die *cudie = dwfl_module_addrdie(mod, addr, &bias);
 	Dwarf_Die *scopes = NULL;
@@ -221,8 +285,8 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 	z->nframes = 0;
 	if (!cudie) {
 		/* No debug info: the ELF symbol is all there is. */
-		return !symname ||
-		       push_frame(z, function_name(z, symname), intern(z, ""), 0, 0);
+		return !symname || push_frame(z, symbol_name(z, symname),
+					      intern(z, ""), 0, 0);
 	}
 	line = dwfl_module_getsrc(mod, addr);
 	if (line)
@@ -241,18 +305,26 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 
 		switch (dwarf_tag(die)) {
 		case DW_TAG_inlined_subroutine:
-			ok = push_frame(z, die_name(z, die), cur_file, cur_line, cur_col);
+			ok = push_frame(z, die_name(z, die), cur_file, cur_line,
+					cur_col);
 			/* The caller's position is where this was inlined. */
 			cur_file = intern(z, "");
 			cur_line = cur_col = 0;
-			if (dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &val) == 0 &&
+			if (dwarf_formudata(
+				dwarf_attr(die, DW_AT_call_file, &attr),
+				&val) == 0 &&
 			    dwarf_diecu(die, &cu, NULL, NULL) &&
 			    dwarf_getsrcfiles(&cu, &files, NULL) == 0)
-				cur_file = source_path(z, dwarf_filesrc(files, val, NULL, NULL),
-						       cu_comp_dir(die));
-			if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &val) == 0)
+				cur_file = source_path(
+				    z, dwarf_filesrc(files, val, NULL, NULL),
+				    cu_comp_dir(die));
+			if (dwarf_formudata(
+				dwarf_attr(die, DW_AT_call_line, &attr),
+				&val) == 0)
 				cur_line = (uint32_t)val;
-			if (dwarf_formudata(dwarf_attr(die, DW_AT_call_column, &attr), &val) == 0)
+			if (dwarf_formudata(
+				dwarf_attr(die, DW_AT_call_column, &attr),
+				&val) == 0)
 				cur_col = (uint32_t)val;
 			ok = ok && cur_file;
 			break;
@@ -260,7 +332,9 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 		case DW_TAG_entry_point:
 			/* The symbol table names the real function (the name
 			 * a debugger shows); the DIE when it has none. */
-			ok = push_frame(z, symname ? function_name(z, symname) : die_name(z, die),
+			ok = push_frame(z,
+					symname ? symbol_name(z, symname)
+						: die_name(z, die),
 					cur_file, cur_line, cur_col);
 			outer_done = true;
 			break;
@@ -270,7 +344,8 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 	}
 	free(scopes);
 	if (ok && !outer_done)
-		ok = push_frame(z, function_name(z, symname), cur_file, cur_line, cur_col);
+		ok = push_frame(z, symbol_name(z, symname), cur_file, cur_line,
+				cur_col);
 	return ok;
 }
 
@@ -304,8 +379,8 @@ enum ha_result ha_symbolize_from_files(struct ha_log *log)
 		}
 		if (z->nframes == 0)
 			loc->state = HA_LOC_UNKNOWN;
-		else if (!ha_log_set_syms(log, (uint32_t)i, z->frames, z->nframes,
-					  HA_LOC_FROM_FILE))
+		else if (!ha_log_set_syms(log, (uint32_t)i, z->frames,
+					  z->nframes, HA_LOC_FROM_FILE))
 			res = HA_ERR_NOMEM;
 	}
 	for (size_t i = 0; i < log->nmodfiles; i++)

@@ -18,7 +18,8 @@
 /* A frame is written once its payload passes this: a few MiB at most. */
 #define SYMBOLS_FRAME_TARGET (2u << 20)
 
-/* ---- reading -------------------------------------------------------------- */
+/* ---- reading --------------------------------------------------------------
+ */
 
 static enum ha_result read_entries(struct ha_log *log, struct ha_cursor *c,
 				   const char **strs, uint32_t nstrs,
@@ -76,7 +77,7 @@ static enum ha_result read_entries(struct ha_log *log, struct ha_cursor *c,
 enum ha_result ha_symbols_read(struct ha_log *log, const unsigned char *p,
 			       size_t len, size_t *bad, const char **why)
 {
-	struct ha_cursor c = { p, p + len };
+	struct ha_cursor c = {p, p + len};
 	uint32_t nstrs;
 	const char **strs;
 	enum ha_result res;
@@ -109,7 +110,8 @@ enum ha_result ha_symbols_read(struct ha_log *log, const unsigned char *p,
 	return res;
 }
 
-/* ---- writing ---------------------------------------------------------------- */
+/* ---- writing ----------------------------------------------------------------
+ */
 
 struct buf {
 	unsigned char *p;
@@ -235,8 +237,9 @@ static bool add_entry(struct frame *f, const struct ha_log *log,
 		uint32_t fn, file;
 
 		if (!string_index(f, s->function, &fn) ||
-		    !string_index(f, s->file, &file) || !put_uv(&f->entries, fn) ||
-		    !put_uv(&f->entries, file) || !put_uv(&f->entries, s->line) ||
+		    !string_index(f, s->file, &file) ||
+		    !put_uv(&f->entries, fn) || !put_uv(&f->entries, file) ||
+		    !put_uv(&f->entries, s->line) ||
 		    !put_uv(&f->entries, s->column))
 			return false;
 	}
@@ -246,7 +249,7 @@ static bool add_entry(struct frame *f, const struct ha_log *log,
 
 enum ha_result ha_symbols_write(struct ha_log *log, int fd)
 {
-	struct frame f = { 0 };
+	struct frame f = {0};
 	enum ha_result res = HA_OK;
 
 	if (!frame_reset(&f, log)) {

@@ -16,31 +16,31 @@
 #include "cli/common.h"
 
 #define EXIT_BAD_LOG 1
-#define EXIT_USAGE 2
+#define EXIT_USAGE   2
 
 static const char usage_text[] =
-	"usage: halloc-report [options] LOG\n"
-	"\n"
-	"Prints the report of a log that halloc-trace wrote.\n"
-	"\n"
-	"      --format FORMAT     text (default) or json\n"
-	"      --stacks N          show at most N frames of each stack\n"
-	"                          (0: all; default 12 for text, all for json)\n"
-	"      --no-color          no colour, even on a terminal\n"
-	"  -h, --help              print this help and exit\n"
-	"      --version           print the version and exit\n";
+    "usage: halloc-report [options] LOG\n"
+    "\n"
+    "Prints the report of a log that halloc-trace wrote.\n"
+    "\n"
+    "      --format FORMAT     text (default) or json\n"
+    "      --stacks N          show at most N frames of each stack\n"
+    "                          (0: all; default 12 for text, all for json)\n"
+    "      --no-color          no colour, even on a terminal\n"
+    "  -h, --help              print this help and exit\n"
+    "      --version           print the version and exit\n";
 
 enum { OPT_FORMAT = 256, OPT_STACKS, OPT_NO_COLOR, OPT_VERSION };
 
 /* ":": report a missing value. */
 static const char short_options[] = ":h";
 static const struct option long_options[] = {
-	{"format", required_argument, NULL, OPT_FORMAT},
-	{"stacks", required_argument, NULL, OPT_STACKS},
-	{"no-color", no_argument, NULL, OPT_NO_COLOR},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, OPT_VERSION},
-	{NULL, 0, NULL, 0},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"stacks", required_argument, NULL, OPT_STACKS},
+    {"no-color", no_argument, NULL, OPT_NO_COLOR},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
 };
 
 /* Above any depth the agent records. */
@@ -53,11 +53,11 @@ static struct env {
 	bool no_color;
 	const char *log;
 } env = {
-	.format = HA_FORMAT_TEXT,
+    .format = HA_FORMAT_TEXT,
 };
 
 static int usage_error(const char *format, ...)
-	__attribute__((format(printf, 1, 2)));
+    __attribute__((format(printf, 1, 2)));
 
 /* One line saying what is wrong, one saying where to look. */
 static int usage_error(const char *format, ...)
@@ -172,13 +172,13 @@ int main(int argc, char **argv)
 	}
 
 	report = (struct ha_report_options){
-		.format = env.format,
-		.stack_frames = env.stacks_given ? env.stacks
-				: env.format == HA_FORMAT_TEXT
-					? CLI_TEXT_STACK_FRAMES
-					: 0,
-		.color = env.format == HA_FORMAT_TEXT && !env.no_color &&
-			 cli_use_color(STDOUT_FILENO),
+	    .format = env.format,
+	    .stack_frames = env.stacks_given ? env.stacks
+			    : env.format == HA_FORMAT_TEXT
+				? CLI_TEXT_STACK_FRAMES
+				: 0,
+	    .color = env.format == HA_FORMAT_TEXT && !env.no_color &&
+		     cli_use_color(STDOUT_FILENO),
 	};
 	if (ha_report_write(analysis, &report, stdout, &write_diag) != HA_OK) {
 		fprintf(stderr, "halloc-report: %s\n", write_diag.message);
@@ -189,27 +189,17 @@ int main(int argc, char **argv)
 		status = EXIT_BAD_LOG;
 	}
 
+	/* The analyzer's messages name the log and say what was kept. */
 	if (result == HA_ERR_CORRUPT || ha_analysis_corrupt(analysis)) {
-		if (diag.message[0])
-			fprintf(stderr,
-				"halloc-report: warning: %s; the report covers "
-				"what precedes it\n",
-				diag.message);
-		else
-			fprintf(stderr,
-				"halloc-report: warning: '%s' is corrupt; the "
-				"report covers what precedes the damage\n",
-				env.log);
+		fprintf(stderr, "halloc-report: warning: %s\n",
+			diag.message[0]
+			    ? diag.message
+			    : ha_analysis_incomplete_reason(analysis));
 		status = EXIT_BAD_LOG;
 	} else if (!ha_analysis_complete(analysis)) {
-		if (diag.message[0])
-			fprintf(stderr, "halloc-report: warning: %s\n",
-				diag.message);
-		else
-			fprintf(stderr,
-				"halloc-report: warning: '%s' is incomplete: "
-				"recording did not finish\n",
-				env.log);
+		fprintf(stderr,
+			"halloc-report: warning: '%s' is incomplete: %s\n",
+			env.log, ha_analysis_incomplete_reason(analysis));
 	}
 	ha_analysis_free(analysis);
 	return status;

@@ -20,34 +20,34 @@
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
-	"usage: halloc-trace [options] [--] PROG [ARGS...]\n"
-	"\n"
-	"Runs PROG with the halloc agent, records its heap allocations in a log\n"
-	"and prints a report of what it leaked to standard error.\n"
-	"\n"
-	"  -o, --output FILE       write the log to FILE\n"
-	"                          (default: halloc.PROG.PID.hlog)\n"
-	"  -q, --quiet             print no report\n"
-	"  -d, --depth N           record up to N stack frames per call\n"
-	"                          (1-256, default 64)\n"
-	"  -f, --follow-children   also record the processes PROG starts\n"
-	"  -h, --help              print this help and exit\n"
-	"      --version           print the version and exit\n"
-	"\n"
-	"Options end at PROG: the options after it are PROG's own.\n";
+    "usage: halloc-trace [options] [--] PROG [ARGS...]\n"
+    "\n"
+    "Runs PROG with the halloc agent, records its heap allocations in a log\n"
+    "and prints a report of what it leaked to standard error.\n"
+    "\n"
+    "  -o, --output FILE       write the log to FILE\n"
+    "                          (default: halloc.PROG.PID.hlog)\n"
+    "  -q, --quiet             print no report\n"
+    "  -d, --depth N           record up to N stack frames per call\n"
+    "                          (1-256, default 64)\n"
+    "  -f, --follow-children   also record the processes PROG starts\n"
+    "  -h, --help              print this help and exit\n"
+    "      --version           print the version and exit\n"
+    "\n"
+    "Options end at PROG: the options after it are PROG's own.\n";
 
 enum { OPT_VERSION = 256 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
 static const char short_options[] = "+:o:qd:fh";
 static const struct option long_options[] = {
-	{"output", required_argument, NULL, 'o'},
-	{"quiet", no_argument, NULL, 'q'},
-	{"depth", required_argument, NULL, 'd'},
-	{"follow-children", no_argument, NULL, 'f'},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, OPT_VERSION},
-	{NULL, 0, NULL, 0},
+    {"output", required_argument, NULL, 'o'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"depth", required_argument, NULL, 'd'},
+    {"follow-children", no_argument, NULL, 'f'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
 };
 
 static struct env {
@@ -56,11 +56,11 @@ static struct env {
 	unsigned depth;
 	bool follow_children;
 } env = {
-	.depth = HALLOC_DEPTH_DEFAULT,
+    .depth = HALLOC_DEPTH_DEFAULT,
 };
 
 static int usage_error(const char *format, ...)
-	__attribute__((format(printf, 1, 2)));
+    __attribute__((format(printf, 1, 2)));
 
 /* One line saying what is wrong, one saying where to look. */
 static int usage_error(const char *format, ...)
@@ -116,9 +116,10 @@ static int parse_options(int argc, char **argv)
 		case 'd':
 			if (!cli_parse_unsigned(optarg, 1, HALLOC_DEPTH_MAX,
 						&env.depth))
-				return usage_error("invalid depth '%s': expected "
-						   "a number from 1 to 256",
-						   optarg);
+				return usage_error(
+				    "invalid depth '%s': expected "
+				    "a number from 1 to 256",
+				    optarg);
 			break;
 		case 'f':
 			env.follow_children = true;
@@ -145,9 +146,9 @@ static void print_report(const char *path)
 {
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
 	struct ha_report_options report = {
-		.format = HA_FORMAT_TEXT,
-		.stack_frames = CLI_TEXT_STACK_FRAMES,
-		.color = cli_use_color(STDERR_FILENO),
+	    .format = HA_FORMAT_TEXT,
+	    .stack_frames = CLI_TEXT_STACK_FRAMES,
+	    .color = cli_use_color(STDERR_FILENO),
 	};
 	struct ha_analysis *analysis = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
@@ -155,21 +156,22 @@ static void print_report(const char *path)
 
 	result = ha_analyze_file(path, &analyze, &analysis, &diag);
 	if (analysis) {
-		if (ha_analysis_process_count(analysis) == 0)
-			fputs("halloc-trace: warning: nothing was recorded: the "
-			      "agent did not start in the program\n",
-			      stderr);
 		if (ha_report_write(analysis, &report, stderr, &write_diag) !=
 		    HA_OK)
 			fprintf(stderr, "halloc-trace: %s\n",
 				write_diag.message);
+		/* e.g. events lost: the numbers may be short */
+		if (result == HA_OK && !ha_analysis_complete(analysis))
+			fprintf(stderr, "halloc-trace: warning: %s\n",
+				ha_analysis_incomplete_reason(analysis));
 		ha_analysis_free(analysis);
 	}
-	if (result != HA_OK)
-		fprintf(stderr, "halloc-trace: warning: cannot report '%s': %s\n",
-			path,
-			diag.message[0] ? diag.message
-					: ha_result_name(result));
+	if (result != HA_OK && diag.message[0])
+		fprintf(stderr, "halloc-trace: warning: %s\n", diag.message);
+	else if (result != HA_OK)
+		fprintf(stderr,
+			"halloc-trace: warning: cannot report '%s': %s\n", path,
+			ha_result_name(result));
 	fprintf(stderr, "halloc-trace: log written to %s\n", path);
 }
 
@@ -186,10 +188,10 @@ int main(int argc, char **argv)
 		return first == 0 ? 0 : EXIT_USAGE;
 
 	config = (struct ht_config){
-		.argv = argv + first,
-		.output = env.output,
-		.depth = env.depth,
-		.follow_children = env.follow_children,
+	    .argv = argv + first,
+	    .output = env.output,
+	    .depth = env.depth,
+	    .follow_children = env.follow_children,
 	};
 	result = ht_start(&config, &session, &diag);
 	if (result) {

@@ -28,8 +28,7 @@ void ht_chunk_set_free(struct ht_chunk_set *set)
 	ht_chunk_set_init(set);
 }
 
-int ht_chunk_set_add(struct ht_chunk_set *set, uint32_t slot,
-		     uint32_t chunk_no)
+int ht_chunk_set_add(struct ht_chunk_set *set, uint32_t slot, uint32_t chunk_no)
 {
 	uint64_t key = key_of(slot, chunk_no);
 
@@ -73,9 +72,8 @@ bool ht_chunk_set_contains(const struct ht_chunk_set *set, uint32_t slot,
 {
 	uint64_t key = key_of(slot, chunk_no);
 
-	return set->count &&
-	       bsearch(&key, set->keys, set->count, sizeof(*set->keys),
-		       compare_keys) != NULL;
+	return set->count && bsearch(&key, set->keys, set->count,
+				     sizeof(*set->keys), compare_keys) != NULL;
 }
 
 uint64_t ht_chunk_set_gaps(const struct ht_chunk_set *set)

@@ -93,9 +93,10 @@ static void read_pipe(struct ht_session *s, unsigned max_reads)
 static void add_exit(struct ht_session *s, pid_t pid, int status)
 {
 	if (s->nexits == s->exits_capacity) {
-		size_t capacity = s->exits_capacity ? 2 * s->exits_capacity : 16;
+		size_t capacity =
+		    s->exits_capacity ? 2 * s->exits_capacity : 16;
 		struct ht_exit *exits =
-			realloc(s->exits, capacity * sizeof(*exits));
+		    realloc(s->exits, capacity * sizeof(*exits));
 
 		if (!exits)
 			return; /* that process's status stays unknown */
@@ -109,7 +110,8 @@ static void reap(struct ht_session *s)
 {
 	while (s->follow || !s->child_ended) {
 		int status;
-		pid_t pid = waitpid(s->follow ? -1 : s->child, &status, WNOHANG);
+		pid_t pid =
+		    waitpid(s->follow ? -1 : s->child, &status, WNOHANG);
 
 		if (pid == 0)
 			return;
@@ -183,8 +185,8 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 	diag->message[0] = '\0';
 	while (!recording_ended(s)) {
 		struct pollfd fds[2] = {
-			{.fd = s->signal_fd, .events = POLLIN},
-			{.fd = s->pipe_fd, .events = POLLIN},
+		    {.fd = s->signal_fd, .events = POLLIN},
+		    {.fd = s->pipe_fd, .events = POLLIN},
 		};
 		int timeout = -1;
 
@@ -209,6 +211,7 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 		if (s->pipe_fd >= 0 && fds[1].revents)
 			read_pipe(s, READS_PER_WAKE);
 	}
+	reap(s); /* those that ended while we gave up on the others */
 	read_pipe(s, READS_TO_DRAIN);
 	restore_signals(s);
 

@@ -6,12 +6,22 @@
 #include "tracer/session.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "analyzer/analyzer.h"
+
+/* A descendant left running (gave_up) may be rewriting its slot: a copy
+ * could mix two chunks. Its events are lost anyway, and said to be. */
+static bool owner_alive(const struct halloc_slot *slot)
+{
+	pid_t tid = (pid_t)__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
+
+	return tid > 0 && (kill(tid, 0) == 0 || errno == EPERM);
+}
 
 /* Appends each slot's unflushed frame unless the pipe already carried it;
  * adds what it appends to the set of chunks in the log. */
@@ -23,10 +33,12 @@ static void append_leftovers(struct ht_session *s)
 	ht_chunk_set_init(&appended);
 	ht_chunk_set_sort(&s->seen);
 	for (uint32_t i = 0; i < HALLOC_SHM_SLOTS; i++) {
-		size_t size = ht_slot_leftover(&s->shm->slots[i], &s->seen,
-					       frame);
 		uint32_t slot, chunk_no;
+		size_t size;
 
+		if (s->gave_up && owner_alive(&s->shm->slots[i]))
+			continue;
+		size = ht_slot_leftover(&s->shm->slots[i], &s->seen, frame);
 		if (!size)
 			continue;
 		ht_log_write(s, frame, size);
@@ -56,17 +68,18 @@ static bool killed_by_signal(const struct ht_session *s)
 static void append_end(struct ht_session *s)
 {
 	unsigned char frame[HT_SMALL_FRAME_MAX];
-	uint64_t chunks_lost = s->frames_dropped;
-	uint64_t flags = 0;
+	uint64_t chunks_lost = s->frames_dropped, gaps, flags = 0;
 	uint32_t slots_full =
-		__atomic_load_n(&s->shm->slots_full, __ATOMIC_RELAXED);
+	    __atomic_load_n(&s->shm->slots_full, __ATOMIC_RELAXED);
 
 	if (s->framer.broken)
 		/* At least this many frames were in the bytes dropped. */
 		chunks_lost += (s->framer.dropped + HALLOC_FRAME_MAX - 1) /
 			       HALLOC_FRAME_MAX;
-	if (!s->seen_incomplete)
-		chunks_lost += ht_chunk_set_gaps(&s->seen);
+	/* A dropped chunk may also show as a gap: both are lower bounds. */
+	gaps = s->seen_incomplete ? 0 : ht_chunk_set_gaps(&s->seen);
+	if (gaps > chunks_lost)
+		chunks_lost = gaps;
 	/*
 	 * A thread that found no free slot buffers privately; that buffer is
 	 * lost only if its process was killed before flushing it.
@@ -96,7 +109,7 @@ enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
 
 	if (ha_append_symbols(s->log_path, &symbols_diag) != HA_OK)
 		snprintf(diag->message, sizeof(diag->message),
-			 "the log has no symbols: %.480s",
+			 "while adding symbols to the log: %.470s",
 			 symbols_diag.message[0] ? symbols_diag.message
 						 : "cannot symbolize");
 	/* The symbols were appended through another descriptor. */

@@ -84,8 +84,8 @@ const unsigned char *ht_framer_next(struct ht_framer *f,
 
 		/* Gather the header, then the rest of the frame. */
 		want = f->have < HALLOC_FRAME_HEADER_SIZE
-			       ? HALLOC_FRAME_HEADER_SIZE
-			       : frame_size(f->partial);
+			   ? HALLOC_FRAME_HEADER_SIZE
+			   : frame_size(f->partial);
 		take = want - f->have < *len ? want - f->have : *len;
 		memcpy(f->partial + f->have, *data, take);
 		f->have += take;

@@ -24,8 +24,8 @@
 #include "halloc/log.h"
 
 struct ht_framer {
-	size_t have;     /* bytes of a frame gathered in partial[] */
-	bool broken;     /* an invalid frame header was seen */
+	size_t have;	  /* bytes of a frame gathered in partial[] */
+	bool broken;	  /* an invalid frame header was seen */
 	uint64_t dropped; /* bytes dropped since then */
 	unsigned char partial[HALLOC_FRAME_MAX];
 };
@@ -60,7 +60,7 @@ void ht_put_frame_header(unsigned char *out, uint32_t length, uint16_t type);
 
 struct ht_trace_info {
 	uint64_t recorder; /* enum halloc_recorder */
-	uint64_t flags;    /* enum halloc_trace_flags */
+	uint64_t flags;	   /* enum halloc_trace_flags */
 	uint64_t depth;
 	uint64_t start_ns; /* CLOCK_REALTIME */
 	uint64_t pid;

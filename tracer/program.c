@@ -44,8 +44,7 @@ static int executable(const char *path)
 	return 0;
 }
 
-int ht_resolve_program(const char *name, const char *path_env,
-		       char **resolved)
+int ht_resolve_program(const char *name, const char *path_env, char **resolved)
 {
 	bool denied = false;
 	const char *dir, *end;
@@ -186,10 +185,11 @@ enum ht_result ht_check_program(const char *name, const char *path,
 			return HT_OK;
 		if (fstat(fd, &st) == 0 && secure_exec(&st)) {
 			close(fd);
-			snprintf(diag->message, sizeof(diag->message),
-				 "cannot trace '%s': the loader ignores "
-				 "LD_PRELOAD in a set-user-ID or set-group-ID %s",
-				 name, what);
+			snprintf(
+			    diag->message, sizeof(diag->message),
+			    "cannot trace '%s': the loader ignores "
+			    "LD_PRELOAD in a set-user-ID or set-group-ID %s",
+			    name, what);
 			return HT_ERR_UNTRACEABLE;
 		}
 		kind = ht_program_kind(fd);

@@ -20,11 +20,11 @@
  * halloc-trace exits 127), EACCES or EISDIR (found, cannot be executed;
  * 126), ENOMEM.
  */
-int ht_resolve_program(const char *name, const char *path_env,
-		       char **resolved);
+int ht_resolve_program(const char *name, const char *path_env, char **resolved);
 
 enum ht_program_kind {
-	HT_PROGRAM_DYNAMIC, /* ELF with PT_INTERP: the loader honours LD_PRELOAD */
+	HT_PROGRAM_DYNAMIC, /* ELF with PT_INTERP: the loader honours LD_PRELOAD
+			     */
 	HT_PROGRAM_STATIC,  /* ELF without PT_INTERP: no loader, no agent */
 	HT_PROGRAM_FOREIGN, /* ELF for another class or machine than ours */
 	HT_PROGRAM_SCRIPT,  /* starts with "#!" */

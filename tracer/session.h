@@ -42,9 +42,9 @@ struct ht_session {
 	pid_t child; /* the program */
 	bool child_ended;
 	int child_status;
-	bool no_children;   /* waitpid said ECHILD */
-	bool stop_waiting;  /* a signal said: do not wait for descendants */
-	bool gave_up;       /* descendants were left running */
+	bool no_children;  /* waitpid said ECHILD */
+	bool stop_waiting; /* a signal said: do not wait for descendants */
+	bool gave_up;	   /* descendants were left running */
 	struct ht_exit *exits;
 	size_t nexits, exits_capacity;
 

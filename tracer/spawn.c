@@ -27,8 +27,8 @@
 
 #include "tracer/program.h"
 
-#define PIPE_SIZE (1 << 20)     /* fewer stalls in the agent's write(2) */
-#define READ_BUFFER (1u << 20)  /* one read(2) can empty the whole pipe */
+#define PIPE_SIZE      (1 << 20)  /* fewer stalls in the agent's write(2) */
+#define READ_BUFFER    (1u << 20) /* one read(2) can empty the whole pipe */
 #define AGENT_REL_PATH "/../lib/libhalloc.so"
 
 /* What the child needs between fork and exec. */
@@ -40,6 +40,7 @@ struct child_args {
 	unsigned depth;
 	bool follow;
 	int go_fd, error_fd;
+	int parent_fds[2]; /* the parent's ends of those two pipes */
 	const sigset_t *mask;
 };
 
@@ -59,7 +60,7 @@ int ht_result_exit_status(enum ht_result result)
 
 static enum ht_result fail(struct ht_diag *diag, enum ht_result result,
 			   const char *format, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static enum ht_result fail(struct ht_diag *diag, enum ht_result result,
 			   const char *format, ...)
@@ -155,13 +156,12 @@ static enum ht_result write_log_start(struct ht_session *s,
 {
 	unsigned char header[HT_FILE_HEADER_SIZE], *info;
 	struct ht_trace_info ti = {
-		.recorder = HALLOC_RECORDER_PRELOAD,
-		.flags = config->follow_children ? HALLOC_TRACE_FOLLOW_CHILDREN
-						 : 0,
-		.depth = config->depth,
-		.start_ns = start_ns,
-		.pid = (uint64_t)s->child,
-		.argv = config->argv,
+	    .recorder = HALLOC_RECORDER_PRELOAD,
+	    .flags = config->follow_children ? HALLOC_TRACE_FOLLOW_CHILDREN : 0,
+	    .depth = config->depth,
+	    .start_ns = start_ns,
+	    .pid = (uint64_t)s->child,
+	    .argv = config->argv,
 	};
 	size_t size;
 
@@ -223,8 +223,8 @@ static int open_transport(struct ht_session *s, struct ht_diag *diag)
 		close(fds[1]);
 		return -1;
 	}
-	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->shm_fd,
-		   0);
+	map =
+	    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->shm_fd, 0);
 	if (map == MAP_FAILED) {
 		fail(diag, HT_ERR_SYSTEM, "cannot map shared memory: %s",
 		     strerror(errno));
@@ -238,10 +238,9 @@ static int open_transport(struct ht_session *s, struct ht_diag *diag)
 	return fds[1];
 }
 
-static enum ht_result watch_signals(struct ht_session *s,
-				    struct ht_diag *diag)
+static enum ht_result watch_signals(struct ht_session *s, struct ht_diag *diag)
 {
-	static const int signals[] = {SIGCHLD, SIGINT,  SIGQUIT,
+	static const int signals[] = {SIGCHLD, SIGINT, SIGQUIT,
 				      SIGTERM, SIGHUP, SIGPIPE};
 	sigset_t set;
 
@@ -292,6 +291,10 @@ static void __attribute__((noreturn)) run_child(const struct child_args *a)
 	ssize_t n;
 	int err;
 
+	/* Else our own copy of the go pipe's write end would keep us from
+	 * seeing the end of file that says "do not run". */
+	close(a->parent_fds[0]);
+	close(a->parent_fds[1]);
 	sigprocmask(SIG_SETMASK, a->mask, NULL);
 	do
 		n = read(a->go_fd, &go, 1);
@@ -400,16 +403,17 @@ static enum ht_result start_child(struct ht_session *s,
 	}
 
 	args = (struct child_args){
-		.program = program,
-		.argv = config->argv,
-		.agent = agent,
-		.pipe_fd = pipe_wr,
-		.shm_fd = s->shm_fd,
-		.depth = config->depth,
-		.follow = s->follow,
-		.go_fd = go[0],
-		.error_fd = error_pipe[1],
-		.mask = &s->saved_mask,
+	    .program = program,
+	    .argv = config->argv,
+	    .agent = agent,
+	    .pipe_fd = pipe_wr,
+	    .shm_fd = s->shm_fd,
+	    .depth = config->depth,
+	    .follow = s->follow,
+	    .go_fd = go[0],
+	    .error_fd = error_pipe[1],
+	    .parent_fds = {go[1], error_pipe[0]},
+	    .mask = &s->saved_mask,
 	};
 	clock_gettime(CLOCK_REALTIME, &now);
 	s->child = fork();
@@ -427,8 +431,8 @@ static enum ht_result start_child(struct ht_session *s,
 	if (!config->output) {
 		char *path;
 
-		if (asprintf(&path, "halloc.%s.%d.hlog", basename(config->argv[0]),
-			     (int)s->child) < 0) {
+		if (asprintf(&path, "halloc.%s.%d.hlog",
+			     basename(config->argv[0]), (int)s->child) < 0) {
 			abandon_child(s, &go[1]);
 			result = fail(diag, HT_ERR_NOMEM, "out of memory");
 			goto cleanup;
@@ -440,10 +444,9 @@ static enum ht_result start_child(struct ht_session *s,
 			goto cleanup;
 		}
 	}
-	result = write_log_start(s, config,
-				 (uint64_t)now.tv_sec * 1000000000u +
-					 (uint64_t)now.tv_nsec,
-				 diag);
+	result = write_log_start(
+	    s, config,
+	    (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec, diag);
 	if (result) {
 		abandon_child(s, &go[1]);
 		unlink(s->log_path);
@@ -471,8 +474,8 @@ cleanup:
 	return result;
 }
 
-enum ht_result ht_start(const struct ht_config *config,
-			struct ht_session **out, struct ht_diag *diag)
+enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
+			struct ht_diag *diag)
 {
 	const char *name = config->argv[0];
 	char *program = NULL, *agent = NULL;
@@ -489,10 +492,9 @@ enum ht_result ht_start(const struct ht_config *config,
 		goto cleanup;
 	}
 	if (err) {
-		result = fail(diag,
-			      err == ENOENT ? HT_ERR_NOT_FOUND
-					    : HT_ERR_CANNOT_RUN,
-			      "cannot run '%s': %s", name, strerror(err));
+		result = fail(
+		    diag, err == ENOENT ? HT_ERR_NOT_FOUND : HT_ERR_CANNOT_RUN,
+		    "cannot run '%s': %s", name, strerror(err));
 		goto cleanup;
 	}
 	result = ht_check_program(name, program, diag);

@@ -35,10 +35,10 @@ enum ht_result {
 	HT_ERR_NOT_FOUND,   /* the program does not exist (exit 127) */
 	HT_ERR_CANNOT_RUN,  /* it exists but cannot be executed (126) */
 	HT_ERR_UNTRACEABLE, /* the agent cannot be injected into it (125) */
-	HT_ERR_AGENT,       /* libhalloc.so cannot be found (125) */
-	HT_ERR_LOG,         /* the log cannot be created or written (125) */
-	HT_ERR_SYSTEM,      /* pipe, memfd, fork, ... failed (125) */
-	HT_ERR_NOMEM,       /* (125) */
+	HT_ERR_AGENT,	    /* libhalloc.so cannot be found (125) */
+	HT_ERR_LOG,	    /* the log cannot be created or written (125) */
+	HT_ERR_SYSTEM,	    /* pipe, memfd, fork, ... failed (125) */
+	HT_ERR_NOMEM,	    /* (125) */
 };
 
 struct ht_diag {
@@ -51,14 +51,14 @@ int ht_result_exit_status(enum ht_result result);
 struct ht_config {
 	char *const *argv;    /* the program and its arguments, NULL-ended */
 	const char *output;   /* the log; NULL: halloc.PROG.PID.hlog */
-	unsigned depth;       /* call stack frames, 1..HALLOC_DEPTH_MAX */
+	unsigned depth;	      /* call stack frames, 1..HALLOC_DEPTH_MAX */
 	bool follow_children; /* record forked and exec'd processes too */
 };
 
 struct ht_session;
 
-enum ht_result ht_start(const struct ht_config *config,
-			struct ht_session **out, struct ht_diag *diag);
+enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
+			struct ht_diag *diag);
 
 /*
  * Returns when the program has ended (and, with follow_children, every

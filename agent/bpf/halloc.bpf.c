@@ -507,6 +507,35 @@ int BPF_KRETPROBE(alloc_exit, __u64 ret)
 	return 0;
 }
 
+/*
+ * The allocator's own frees are not the program's: when a thread ends,
+ * glibc's tcache_thread_shutdown hands the chunks cached in the thread's
+ * tcache (blocks the program freed long ago) back to the arena with direct
+ * calls to __libc_free, which is free's address. In a shared library the
+ * program's frees come through the PLT (or the GOT), so a direct `call
+ * free` from inside it is the library's own. In a static program every
+ * call is direct: there the caller's address is checked against
+ * tcache_thread_shutdown's, from its symbol table (user space sets it).
+ */
+const volatile __u64 internal_free_lo = 0, internal_free_hi = 0;
+
+static __always_inline bool internal_free(struct pt_regs *ctx, __u64 sp)
+{
+	__u64 ret = 0;
+	struct {
+		__u8 op;
+		__s32 rel;
+	} __attribute__((packed)) call;
+
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
+		return false;
+	if (!(bpf_get_attach_cookie(ctx) & HB_COOKIE_SHARED))
+		return ret >= internal_free_lo && ret < internal_free_hi;
+	if (bpf_probe_read_user(&call, sizeof(call), (void *)(ret - 5)))
+		return false;
+	return call.op == 0xe8 && ret + (__s64)call.rel == PT_REGS_IP(ctx);
+}
+
 SEC("uprobe")
 int BPF_KPROBE(free_enter, __u64 ptr)
 {
@@ -520,6 +549,8 @@ int BPF_KPROBE(free_enter, __u64 ptr)
 	c = bpf_task_storage_get(&calls, task, 0, 0);
 	/* <=: a free tail-called by realloc is still inside it. */
 	if (c && c->active && sp <= c->sp && c->sp - sp < NEST_SPAN)
+		return 0;
+	if (internal_free(ctx, sp))
 		return 0;
 	if (aggregate) {
 		agg_free(ptr);

@@ -38,8 +38,9 @@ enum hb_stack_mode {
 	HB_STACK_DWARF = 2, /* the stack is copied; user space unwinds (CFI) */
 };
 
-/* Which function a probe is on: enum halloc_alloc_fn, plus free. */
-#define HB_FN_FREE 15
+/* The attach cookie of free's probe: the allocator is a shared library
+ * (its callers come through the PLT). */
+#define HB_COOKIE_SHARED 1
 
 enum hb_event_kind {
 	HB_EV_ALLOC = 1,   /* addr, size, fn, stack */

@@ -103,6 +103,9 @@ enum halloc_frame_type {
 	 * Written last by the tracer; its presence says the log is complete.
 	 * Payload: uv flags (bit 0: some events were lost, e.g. a process was
 	 * killed with SIGKILL while events sat in a buffer), uv chunks lost.
+	 * The eBPF recorder adds (readers of older logs: absent means 0):
+	 * uv events lost (its ring buffer was full), uv stacks truncated
+	 * (DWARF mode: the copied stack ended before the outermost frame).
 	 */
 	HALLOC_FRAME_END = 5,
 };
@@ -114,12 +117,34 @@ enum halloc_recorder {
 
 enum halloc_trace_flags {
 	HALLOC_TRACE_FOLLOW_CHILDREN = 1u << 0,
+	/*
+	 * The eBPF recorder (HALLOC_RECORDER_BPF) sets these.
+	 * ATTACHED: recording started in a process that was already running
+	 * (halloc-trace -p). Blocks it allocated before are unknown: a FREE
+	 * (or the free half of a REALLOC) of an address the stream never
+	 * allocated frees such a block - count it apart, it is not an error.
+	 * Leaks are the blocks allocated while recording and not freed.
+	 * AGGREGATE: --aggregate. The kernel kept totals per call stack; the
+	 * ALLOC/FREE records were made from them when recording ended: the
+	 * counts, bytes, sites and leaked blocks (with their times) are
+	 * exact, but the order and times of freed blocks are not, so peaks
+	 * and timelines mean nothing.
+	 * STACK_FP / STACK_DWARF: how call stacks were captured (frame
+	 * pointers, or the top of the stack copied and unwound with DWARF
+	 * CFI). Neither: the preload agent's own unwinder.
+	 */
+	HALLOC_TRACE_ATTACHED = 1u << 1,
+	HALLOC_TRACE_AGGREGATE = 1u << 2,
+	HALLOC_TRACE_STACK_FP = 1u << 3,
+	HALLOC_TRACE_STACK_DWARF = 1u << 4,
 };
 
 enum halloc_exit_how {
 	HALLOC_EXIT_UNKNOWN = 0, /* the tracer could not learn how it ended */
 	HALLOC_EXIT_CODE = 1,    /* exited; value is the exit status */
 	HALLOC_EXIT_SIGNAL = 2,  /* killed; value is the signal number */
+	HALLOC_EXIT_DETACHED = 3, /* still running when recording stopped
+				     (halloc-trace -p); value 0 */
 };
 
 /*

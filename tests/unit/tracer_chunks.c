@@ -21,7 +21,8 @@ Test(tracer_chunks, set_contains_what_was_added)
 	cr_assert_eq(ht_chunk_set_add(&set, 5, 5), 0);
 	ht_chunk_set_sort(&set);
 	for (uint32_t i = 0; i < 5000; i++)
-		cr_assert(ht_chunk_set_contains(&set, (i * 7919) % 4096, i / 3));
+		cr_assert(
+		    ht_chunk_set_contains(&set, (i * 7919) % 4096, i / 3));
 	cr_assert(ht_chunk_set_contains(&set, 5, 5));
 	cr_assert_not(ht_chunk_set_contains(&set, 4096, 0));
 	cr_assert_not(ht_chunk_set_contains(&set, 0, 5000));
@@ -44,8 +45,8 @@ Test(tracer_chunks, gaps_count_missing_numbers_per_slot)
 	struct ht_chunk_set set;
 	/* slot 1: 0 1 2 5 (3, 4 missing); slot 2: 7 9 (8 missing);
 	 * slot 3: 0 only. Slots are never bridged. */
-	uint32_t keys[][2] = {{1, 0}, {2, 9}, {1, 5}, {1, 1}, {3, 0},
-			      {2, 7}, {1, 2}, {1, 2}};
+	uint32_t keys[][2] = {{1, 0}, {2, 9}, {1, 5}, {1, 1},
+			      {3, 0}, {2, 7}, {1, 2}, {1, 2}};
 
 	ht_chunk_set_init(&set);
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -59,11 +60,11 @@ static void fill_slot(struct halloc_slot *slot, uint32_t slot_no,
 		      uint32_t chunk_no, uint32_t used)
 {
 	struct halloc_chunk_header ch = {
-		.stream = 99,
-		.pid = 1,
-		.tid = 2,
-		.slot = slot_no,
-		.chunk_no = chunk_no,
+	    .stream = 99,
+	    .pid = 1,
+	    .tid = 2,
+	    .slot = slot_no,
+	    .chunk_no = chunk_no,
 	};
 
 	memset(slot, 0, sizeof(*slot));

@@ -15,11 +15,11 @@ static size_t make_chunk(unsigned char *out, size_t size, uint32_t slot,
 			 uint32_t chunk_no)
 {
 	struct halloc_chunk_header ch = {
-		.stream = 0x1122334455667788ull,
-		.pid = 42,
-		.tid = 43,
-		.slot = slot,
-		.chunk_no = chunk_no,
+	    .stream = 0x1122334455667788ull,
+	    .pid = 42,
+	    .tid = 43,
+	    .slot = slot,
+	    .chunk_no = chunk_no,
 	};
 
 	cr_assert(size >= HALLOC_FRAME_HEADER_SIZE + HALLOC_CHUNK_HEADER_SIZE);
@@ -34,8 +34,8 @@ static size_t make_chunk(unsigned char *out, size_t size, uint32_t slot,
 /* A stream of frames of varied sizes, the largest the agent may write. */
 static size_t make_stream(unsigned char *out, size_t *sizes, size_t *count)
 {
-	static const size_t lengths[] = {32, 4096, 33, 100, 4095, 1000, 32,
-					 4096, 2049, 77};
+	static const size_t lengths[] = {32,   4096, 33,   100,	 4095,
+					 1000, 32,   4096, 2049, 77};
 	size_t total = 0;
 
 	*count = sizeof(lengths) / sizeof(lengths[0]);
@@ -65,8 +65,9 @@ static void feed_in_pieces(const size_t *pieces, size_t npieces)
 		at += len;
 		while ((frame = ht_framer_next(&framer, &data, &len, &size))) {
 			cr_assert_lt(nframes, count);
-			cr_assert_eq(size, sizes[nframes], "frame %zu: %zu != %zu",
-				     nframes, size, sizes[nframes]);
+			cr_assert_eq(size, sizes[nframes],
+				     "frame %zu: %zu != %zu", nframes, size,
+				     sizes[nframes]);
 			memcpy(joined + out, frame, size);
 			out += size;
 			nframes++;
@@ -206,7 +207,7 @@ Test(tracer_frames, file_header)
 {
 	unsigned char h[HT_FILE_HEADER_SIZE];
 	static const unsigned char expected[HT_FILE_HEADER_SIZE] = {
-		'H', 'A', 'L', 'L', 'O', 'C', 'L', 'G', 1, 0, 0, 0, 0, 0, 0, 0};
+	    'H', 'A', 'L', 'L', 'O', 'C', 'L', 'G', 1, 0, 0, 0, 0, 0, 0, 0};
 
 	ht_put_file_header(h);
 	cr_assert(memcmp(h, expected, sizeof(h)) == 0);
@@ -220,8 +221,7 @@ static uint64_t uv(const unsigned char **p, const unsigned char *end)
 	return v;
 }
 
-static void check_header(const unsigned char *frame, size_t size,
-			 uint16_t type)
+static void check_header(const unsigned char *frame, size_t size, uint16_t type)
 {
 	uint32_t length;
 	uint16_t t, flags;
@@ -238,12 +238,12 @@ Test(tracer_frames, trace_info)
 {
 	char *argv[] = {"./prog", "", "an argument", NULL};
 	struct ht_trace_info info = {
-		.recorder = HALLOC_RECORDER_PRELOAD,
-		.flags = HALLOC_TRACE_FOLLOW_CHILDREN,
-		.depth = 64,
-		.start_ns = 1700000000123456789ull,
-		.pid = 4242,
-		.argv = argv,
+	    .recorder = HALLOC_RECORDER_PRELOAD,
+	    .flags = HALLOC_TRACE_FOLLOW_CHILDREN,
+	    .depth = 64,
+	    .start_ns = 1700000000123456789ull,
+	    .pid = 4242,
+	    .argv = argv,
 	};
 	size_t size;
 	unsigned char *frame = ht_frame_trace_info(&info, &size);

@@ -83,7 +83,7 @@ Test(tracer_program, path_is_searched_in_order)
 	mkdir("b", 0755);
 	mkdir("c", 0755);
 	write_text("a/tool", "#!/bin/sh\n", 0644); /* not executable */
-	mkdir("b/tool", 0755);                     /* a directory */
+	mkdir("b/tool", 0755);			   /* a directory */
 	write_text("c/tool", "#!/bin/sh\n", 0755);
 	snprintf(path, sizeof(path), "%s/a:%s/b:%s/c", dir, dir, dir);
 	cr_assert_eq(ht_resolve_program("tool", path, &resolved), 0);
@@ -113,8 +113,8 @@ Test(tracer_program, empty_path_entry_is_the_working_directory)
 	char *resolved;
 
 	write_text("here", "#!/bin/sh\n", 0755);
-	cr_assert_eq(ht_resolve_program("here", "/nonexistent::/bin", &resolved),
-		     0);
+	cr_assert_eq(
+	    ht_resolve_program("here", "/nonexistent::/bin", &resolved), 0);
 	cr_assert_str_eq(resolved, "here");
 	free(resolved);
 	cr_assert_eq(ht_resolve_program("here", "/nonexistent:/bin", &resolved),
@@ -132,9 +132,8 @@ Test(tracer_program, unset_path_uses_the_default)
 }
 
 /* A minimal ELF file: the header, then program headers at `phoff`. */
-static void write_elf(const char *path, unsigned char class,
-		      uint16_t machine, uint16_t type, bool interp,
-		      uint64_t phoff)
+static void write_elf(const char *path, unsigned char class, uint16_t machine,
+		      uint16_t type, bool interp, uint64_t phoff)
 {
 	static unsigned char image[8192];
 	Elf64_Ehdr eh = {0};
@@ -276,8 +275,8 @@ Test(tracer_program, check_follows_script_interpreters)
 	cr_assert_eq(ht_check_program("via-sh", "via-sh", &diag), HT_OK);
 	cr_assert_eq(ht_check_program("v", "via-static", &diag),
 		     HT_ERR_UNTRACEABLE);
-	cr_assert(strstr(diag.message, "its interpreter") != NULL,
-		  "%s", diag.message);
+	cr_assert(strstr(diag.message, "its interpreter") != NULL, "%s",
+		  diag.message);
 	cr_assert_eq(ht_check_program("v", "via-script", &diag),
 		     HT_ERR_UNTRACEABLE);
 }
@@ -298,8 +297,7 @@ Test(tracer_program, check_refuses_foreign_programs)
 	struct ht_diag diag = {{0}};
 
 	write_elf("elf32", ELFCLASS32, EM_386, ET_EXEC, true, 64);
-	cr_assert_eq(ht_check_program("e", "elf32", &diag),
-		     HT_ERR_UNTRACEABLE);
+	cr_assert_eq(ht_check_program("e", "elf32", &diag), HT_ERR_UNTRACEABLE);
 }
 
 Test(tracer_program, check_refuses_set_user_id_programs)
@@ -312,8 +310,7 @@ Test(tracer_program, check_refuses_set_user_id_programs)
 	write_elf("suid", ELFCLASS64, EM_X86_64, ET_DYN, true, 64);
 	cr_assert_eq(chown("suid", 65534, 65534), 0);
 	cr_assert_eq(chmod("suid", 04755), 0);
-	cr_assert_eq(ht_check_program("u", "suid", &diag),
-		     HT_ERR_UNTRACEABLE);
+	cr_assert_eq(ht_check_program("u", "suid", &diag), HT_ERR_UNTRACEABLE);
 	cr_assert(strstr(diag.message, "set-user-ID") != NULL);
 }
 

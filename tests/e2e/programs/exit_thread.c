@@ -15,8 +15,9 @@
  *
  * Truth (case "exit-thread"): the main thread leaks 123 bytes (LEAK:main),
  * the exiting thread 99 (LEAK:last), pthread_create callocs one DTV per
- * thread (4, at LINE:create, 16 * (tls_modid + 16) bytes each), plus the
- * workers' books, each in-flight call counted or not.
+ * thread (4, at LINE:create, 16 * (tls_modid + 16) bytes each, tls_modid
+ * as in an untraced run: see threads.c), plus the workers' books, each
+ * in-flight call counted or not.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>

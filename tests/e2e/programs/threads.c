@@ -10,9 +10,11 @@
  *   pthread_create: glibc callocs each new thread's DTV (dl-tls.c,
  *          allocate_dtv): 16 * (max TLS module id + 16) bytes, never freed
  *          while the stack is cached, so 4 blocks still live at exit, at
- *          LINE:create. The largest TLS module id depends on what is loaded
- *          (the agent has TLS), so the program prints it: "tls_modid=N".
- * Output (stdout, written without stdio): "tls_modid=N\n".
+ *          LINE:create. The id is the untraced program's: the agent brings
+ *          TLS modules of its own, and records the request the program
+ *          makes without them (agent/self.c), as Valgrind sees it.
+ * Output (stdout, written without stdio): "tls_modid=N\n", the largest TLS
+ * module id, so the test can compute the DTV size of an untraced run.
  */
 #define _GNU_SOURCE
 #include <link.h>

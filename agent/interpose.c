@@ -1,0 +1,269 @@
+/*
+ * agent/interpose.c - the functions libhalloc.so puts in front of glibc's.
+ *
+ * Thin on purpose: enter the agent (or not: off, or already inside it on
+ * this thread), call glibc's allocator through the names it exports for
+ * exactly this (__libc_malloc & co: no dlsym, so they work while the loader
+ * is still resolving symbols and before any constructor ran), hand the
+ * result to events.c, leave. The order of those steps is the contract's
+ * (include/halloc/log.h): a free takes its sequence number before the
+ * block goes back to glibc, an allocation after it came out.
+ *
+ * dlopen is deliberately not wrapped: glibc resolves RUNPATH, $ORIGIN and
+ * the namespace from dlopen's return address, which a wrapper would make
+ * ours. New objects are found when a stack first points into them
+ * (modules.c). dlclose is wrapped: an unload must be seen at once.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "agent/agent.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+extern void *__libc_malloc(size_t size);
+extern void __libc_free(void *ptr);
+extern void *__libc_calloc(size_t nmemb, size_t size);
+extern void *__libc_realloc(void *ptr, size_t size);
+extern void *__libc_memalign(size_t alignment, size_t size);
+extern void *__libc_valloc(size_t size);
+extern void *__libc_pvalloc(size_t size);
+
+/*
+ * Each entry point tests ha_agent_enter() and otherwise tail-calls glibc:
+ * the recording work sits in a separate function, so that the untraced
+ * path has no stack frame to build.
+ */
+#define SLOW __attribute__((noinline))
+
+static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
+{
+	void *p = __libc_malloc(size);
+
+	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
+	ha_agent_leave(t);
+	return p;
+}
+
+EXPORT void *malloc(size_t size)
+{
+	struct ha_agent_thread *t = ha_agent_enter();
+
+	if (!t)
+		return __libc_malloc(size);
+	return traced_malloc(t, size);
+}
+
+static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
+{
+	/* Before the block goes back: no one can have it again yet. */
+	uint64_t seq = ha_agent_next_seq();
+
+	__libc_free(ptr);
+	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
+	ha_agent_leave(t);
+}
+
+EXPORT void free(void *ptr)
+{
+	struct ha_agent_thread *t;
+
+	if (!ptr)
+		return; /* not a free: nothing to record, nothing to do */
+	t = ha_agent_enter();
+	if (!t)
+		return __libc_free(ptr);
+	traced_free(t, ptr);
+}
+
+static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
+				size_t size, const void *caller)
+{
+	void *p = __libc_calloc(nmemb, size);
+
+	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p,
+			      ha_agent_calloc_size(nmemb, size, caller));
+	ha_agent_leave(t);
+	return p;
+}
+
+EXPORT void *calloc(size_t nmemb, size_t size)
+{
+	struct ha_agent_thread *t = ha_agent_enter();
+
+	if (!t)
+		return __libc_calloc(nmemb, size);
+	return traced_calloc(t, nmemb, size, __builtin_return_address(0));
+}
+
+/* realloc and reallocarray, once the size is known to be sane. */
+static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn, void *old,
+			    size_t size)
+{
+	uint64_t stack, seq;
+	void *p;
+
+	if (!old) {
+		p = __libc_realloc(NULL, size);
+		ha_agent_record_alloc(t, fn, p, size);
+		ha_agent_leave(t);
+		return p;
+	}
+	if (!size) {
+		/* glibc frees and returns NULL: a FREE, by realloc. */
+		seq = ha_agent_next_seq();
+		p = __libc_realloc(old, 0);
+		ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
+		if (p)
+			ha_agent_record_alloc(t, fn, p, 0);
+		ha_agent_leave(t);
+		return p;
+	}
+	/* The REALLOC names its stack at seq: publish the stack first. */
+	stack = ha_agent_stack_id(t);
+	seq = ha_agent_next_seq();
+	p = __libc_realloc(old, size);
+	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
+	ha_agent_leave(t);
+	return p;
+}
+
+EXPORT void *realloc(void *ptr, size_t size)
+{
+	struct ha_agent_thread *t = ha_agent_enter();
+
+	if (!t)
+		return __libc_realloc(ptr, size);
+	return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
+}
+
+EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
+{
+	struct ha_agent_thread *t = ha_agent_enter();
+	size_t total;
+
+	if (__builtin_mul_overflow(nmemb, size, &total)) {
+		if (t) {
+			ha_agent_record_failed(t, HALLOC_FN_REALLOCARRAY,
+					       SIZE_MAX, ENOMEM);
+			ha_agent_leave(t);
+		}
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (!t)
+		return __libc_realloc(ptr, total);
+	return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
+}
+
+/* Aligned allocations: all on glibc's memalign. */
+static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
+				  size_t alignment, size_t size)
+{
+	void *p = __libc_memalign(alignment, size);
+
+	ha_agent_record_alloc(t, fn, p, size);
+	ha_agent_leave(t);
+	return p;
+}
+
+static void *aligned(unsigned fn, size_t alignment, size_t size)
+{
+	struct ha_agent_thread *t = ha_agent_enter();
+
+	if (!t)
+		return __libc_memalign(alignment, size);
+	return traced_memalign(t, fn, alignment, size);
+}
+
+EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size)
+{
+	void *p;
+
+	/* A power of two multiple of sizeof(void *), as glibc checks it. */
+	if (!alignment || alignment % sizeof(void *) ||
+	    ((alignment / sizeof(void *)) & (alignment / sizeof(void *) - 1))) {
+		struct ha_agent_thread *t = ha_agent_enter();
+
+		if (t) {
+			ha_agent_record_failed(t, HALLOC_FN_POSIX_MEMALIGN,
+					       size, EINVAL);
+			ha_agent_leave(t);
+		}
+		return EINVAL;
+	}
+	p = aligned(HALLOC_FN_POSIX_MEMALIGN, alignment, size);
+	if (!p)
+		return ENOMEM;
+	*memptr = p;
+	return 0;
+}
+
+/*
+ * glibc 2.36's aligned_alloc is memalign (any alignment is rounded up to a
+ * power of two): a traced program must behave as it does untraced.
+ */
+EXPORT void *aligned_alloc(size_t alignment, size_t size)
+{
+	return aligned(HALLOC_FN_ALIGNED_ALLOC, alignment, size);
+}
+
+EXPORT void *memalign(size_t alignment, size_t size)
+{
+	return aligned(HALLOC_FN_MEMALIGN, alignment, size);
+}
+
+EXPORT void *valloc(size_t size)
+{
+	struct ha_agent_thread *t = ha_agent_enter();
+	void *p;
+
+	if (!t)
+		return __libc_valloc(size);
+	p = __libc_valloc(size);
+	ha_agent_record_alloc(t, HALLOC_FN_VALLOC, p, size);
+	ha_agent_leave(t);
+	return p;
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+	struct ha_agent_thread *t = ha_agent_enter();
+	void *p;
+
+	if (!t)
+		return __libc_pvalloc(size);
+	p = __libc_pvalloc(size);
+	ha_agent_record_alloc(t, HALLOC_FN_PVALLOC, p, size);
+	ha_agent_leave(t);
+	return p;
+}
+
+EXPORT int dlclose(void *handle)
+{
+	static int (*real_dlclose)(void *);
+	int (*real)(void *) = __atomic_load_n(&real_dlclose, __ATOMIC_ACQUIRE);
+	struct ha_agent_thread *t;
+	int r, saved;
+
+	if (!real) {
+		/* dlsym may allocate: keep that out of the record. */
+		ha_agent_self.guard++;
+		real = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+		ha_agent_self.guard--;
+		if (!real)
+			return -1;
+		__atomic_store_n(&real_dlclose, real, __ATOMIC_RELEASE);
+	}
+	r = real(handle);
+	t = ha_agent_enter();
+	if (t) {
+		saved = errno;
+		ha_agent_modules_rescan(t);
+		errno = saved;
+		ha_agent_leave(t);
+	}
+	return r;
+}

@@ -1,0 +1,250 @@
+/*
+ * analyzer/report_json.c - the report tools parse. Its shape is fixed
+ * (see notes in analyzer.h and the man page); keys are only ever added:
+ *
+ *   {"format": "halloc-report", "version": 1, "complete": ..., "processes": [
+ *     {"pid", "parent", "command", "status", "complete", "summary",
+ *      "leaks": [{"bytes", "blocks", "site", "stack"}],
+ *      "sites": [{"site", "allocations", "bytes_allocated", "peak_bytes",
+ *                 "leaked_bytes", "leaked_blocks"}]}]}
+ *
+ * "status" is {"exit": n}, {"signal": n}, or null when the image did not
+ * end that way (replaced by exec, still running when recording stopped) or
+ * its end was not recorded; "ended_by" says which: "exit", "signal",
+ * "exec", "detached" or "unknown".
+ */
+#include <stdlib.h>
+
+#include "analyzer/analysis.h"
+#include "analyzer/json.h"
+#include "halloc/log.h"
+
+static void write_site(struct ha_json *j, const struct ha_log *log,
+		       const struct ha_site *site)
+{
+	ha_json_object(j, true);
+	ha_json_key(j, "function");
+	ha_json_string(j, site->function);
+	ha_json_key(j, "file");
+	ha_json_string(j, site->file);
+	ha_json_key(j, "line");
+	ha_json_uint(j, site->line);
+	ha_json_key(j, "module");
+	ha_json_string(j, log->modfiles[site->modfile].path);
+	if (site->loc != HA_NONE) {
+		ha_json_key(j, "offset");
+		ha_json_hex(j, log->locs[site->loc].offset);
+	}
+	ha_json_end(j);
+}
+
+static enum ha_result write_stack(struct ha_json *j, const struct ha_log *log,
+				  uint32_t stack)
+{
+	struct ha_frame *frames;
+	long n = ha_stack_frames(log, stack, &frames);
+
+	if (n < 0)
+		return HA_ERR_NOMEM;
+	ha_json_array(j, false);
+	for (long i = 0; i < n; i++) {
+		ha_json_object(j, true);
+		ha_json_key(j, "function");
+		ha_json_string(j, frames[i].function);
+		ha_json_key(j, "file");
+		ha_json_string(j, frames[i].file);
+		ha_json_key(j, "line");
+		ha_json_uint(j, frames[i].line);
+		ha_json_key(j, "module");
+		ha_json_string(j, frames[i].module);
+		ha_json_key(j, "address");
+		ha_json_hex(j, frames[i].address);
+		ha_json_key(j, "offset");
+		ha_json_hex(j, frames[i].offset);
+		ha_json_end(j);
+	}
+	ha_json_end(j);
+	free(frames);
+	return HA_OK;
+}
+
+static void write_status(struct ha_json *j, const struct ha_stream *s)
+{
+	static const char *const ended_by[] = {
+	    [HA_END_UNKNOWN] = "unknown",   [HA_END_EXIT] = "exit",
+	    [HA_END_SIGNAL] = "signal",	    [HA_END_EXEC] = "exec",
+	    [HA_END_DETACHED] = "detached",
+	};
+
+	ha_json_key(j, "status");
+	if (s->end == HA_END_EXIT || s->end == HA_END_SIGNAL) {
+		ha_json_object(j, true);
+		ha_json_key(j, s->end == HA_END_EXIT ? "exit" : "signal");
+		ha_json_uint(j, s->end_value);
+		ha_json_end(j);
+	} else {
+		ha_json_null(j);
+	}
+	ha_json_key(j, "ended_by");
+	ha_json_string(j, ended_by[s->end]);
+	if (s->end == HA_END_SIGNAL) {
+		ha_json_key(j, "core_dumped");
+		ha_json_bool(j, s->core_dumped);
+	}
+}
+
+static void write_counter(struct ha_json *j, const char *key, uint64_t v)
+{
+	ha_json_key(j, key);
+	ha_json_uint(j, v);
+}
+
+static void write_summary(struct ha_json *j, const struct ha_process *p)
+{
+	const struct ha_summary *m = &p->summary;
+
+	ha_json_object(j, false);
+	write_counter(j, "allocations", m->allocations);
+	write_counter(j, "frees", m->frees);
+	write_counter(j, "bytes_allocated", m->bytes_allocated);
+	write_counter(j, "peak_bytes", m->peak_bytes);
+	write_counter(j, "peak_blocks", m->peak_blocks);
+	write_counter(j, "leaked_bytes", m->leaked_bytes);
+	write_counter(j, "leaked_blocks", m->leaked_blocks);
+	write_counter(j, "failed_allocations", m->failed_allocations);
+	write_counter(j, "unmatched_frees", m->unmatched_frees);
+	write_counter(j, "in_use_at_end_bytes", m->end_bytes);
+	write_counter(j, "in_use_at_end_blocks", m->end_blocks);
+	ha_json_end(j);
+}
+
+static enum ha_result write_process(struct ha_json *j,
+				    const struct ha_analysis *a,
+				    const struct ha_process *p)
+{
+	const struct ha_log *log = a->log;
+	const struct ha_stream *s = &log->streams[p->stream];
+
+	ha_json_object(j, false);
+	ha_json_key(j, "pid");
+	ha_json_uint(j, s->pid);
+	ha_json_key(j, "parent");
+	if (p->parent < 0)
+		ha_json_null(j);
+	else
+		ha_json_int(j, p->parent);
+	ha_json_key(j, "command");
+	ha_json_array(j, true);
+	for (uint32_t i = 0; i < p->argc; i++)
+		ha_json_string(j, p->argv[i]);
+	ha_json_end(j);
+	write_status(j, s);
+	ha_json_key(j, "complete");
+	ha_json_bool(j, a->complete);
+	ha_json_key(j, "recorded");
+	ha_json_bool(j, !s->synthetic);
+	ha_json_key(j, "summary");
+	write_summary(j, p);
+	if (p->inherited.allocations || p->inherited.frees) {
+		/* Counters taken over from the parent at the fork, included
+		 * in "summary" as Valgrind includes them. */
+		ha_json_key(j, "inherited");
+		ha_json_object(j, true);
+		write_counter(j, "allocations", p->inherited.allocations);
+		write_counter(j, "frees", p->inherited.frees);
+		write_counter(j, "bytes_allocated",
+			      p->inherited.bytes_allocated);
+		write_counter(j, "failed_allocations",
+			      p->inherited.failed_allocations);
+		ha_json_end(j);
+	}
+	ha_json_key(j, "leaks");
+	ha_json_array(j, false);
+	for (size_t i = 0; i < p->nleaks; i++) {
+		const struct ha_leak *l = &p->leaks[i];
+
+		ha_json_object(j, false);
+		write_counter(j, "bytes", l->bytes);
+		write_counter(j, "blocks", l->blocks);
+		ha_json_key(j, "site");
+		write_site(j, log, &log->sites[l->site]);
+		ha_json_key(j, "stack");
+		if (write_stack(j, log, l->stack) != HA_OK)
+			return HA_ERR_NOMEM;
+		ha_json_end(j);
+	}
+	ha_json_end(j);
+	ha_json_key(j, "sites");
+	ha_json_array(j, false);
+	for (size_t i = 0; i < p->nsites; i++) {
+		const struct ha_site_stats *st = &p->sites[i];
+
+		ha_json_object(j, false);
+		ha_json_key(j, "site");
+		write_site(j, log, &log->sites[st->site]);
+		write_counter(j, "allocations", st->allocations);
+		write_counter(j, "bytes_allocated", st->bytes_allocated);
+		write_counter(j, "peak_bytes", st->peak_bytes);
+		write_counter(j, "leaked_bytes", st->leaked_bytes);
+		write_counter(j, "leaked_blocks", st->leaked_blocks);
+		ha_json_end(j);
+	}
+	ha_json_end(j);
+	ha_json_end(j);
+	return HA_OK;
+}
+
+static const char *recorder_name(uint64_t recorder)
+{
+	switch (recorder) {
+	case HALLOC_RECORDER_PRELOAD:
+		return "preload";
+	case HALLOC_RECORDER_BPF:
+		return "bpf";
+	default:
+		return NULL;
+	}
+}
+
+enum ha_result ha_report_json(const struct ha_analysis *a,
+			      const struct ha_report_options *o, FILE *out)
+{
+	const char *recorder =
+	    a->log->has_trace_info ? recorder_name(a->log->recorder) : NULL;
+	struct ha_json j;
+
+	ha_json_init(&j, out);
+	ha_json_object(&j, false);
+	ha_json_key(&j, "format");
+	ha_json_string(&j, "halloc-report");
+	ha_json_key(&j, "version");
+	ha_json_uint(&j, 1);
+	ha_json_key(&j, "complete");
+	ha_json_bool(&j, a->complete);
+	if (!a->complete) {
+		ha_json_key(&j, "incomplete_reason");
+		ha_json_string(&j, a->incomplete_reason);
+	}
+	ha_json_key(&j, "corrupt");
+	ha_json_bool(&j, a->log->corrupt);
+	ha_json_key(&j, "recorder");
+	if (recorder)
+		ha_json_string(&j, recorder);
+	else
+		ha_json_null(&j);
+	ha_json_key(&j, "attached");
+	ha_json_bool(&j, a->log->trace_flags & HALLOC_TRACE_ATTACHED);
+	/* --aggregate: the order of frees is made up, so peaks mean nothing. */
+	ha_json_key(&j, "aggregate");
+	ha_json_bool(&j, a->log->trace_flags & HALLOC_TRACE_AGGREGATE);
+	ha_json_key(&j, "stacks_truncated");
+	ha_json_uint(&j, a->log->stacks_truncated);
+	ha_json_key(&j, "processes");
+	ha_json_array(&j, false);
+	for (size_t i = 0; i < a->nprocs; i++)
+		if (write_process(&j, a, &a->procs[i]) != HA_OK)
+			return HA_ERR_NOMEM;
+	ha_json_end(&j);
+	ha_json_end(&j);
+	return HA_OK;
+}

@@ -1,0 +1,326 @@
+/*
+ * analyzer/report_text.c - the report a developer reads: per process, how
+ * it ended, its totals, then its leaks by site, largest first, each with
+ * the line that allocated it and the stack that led there.
+ *
+ *   halloc: process 1234 (./leaky 3) exited with status 0
+ *     allocations:     3
+ *     ...
+ *
+ *   LEAK 1: 4,096 bytes in 2 blocks at main (leaky.c:12)
+ *     #0 main /src/leaky.c:12 (/src/leaky)
+ *     #1 __libc_start_call_main ... (/usr/lib/x86_64-linux-gnu/libc.so.6)
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyzer/analysis.h"
+#include "halloc/log.h"
+
+struct style {
+	const char *head, *leak, *place, *dim, *reset;
+};
+
+static const struct style plain = {"", "", "", "", ""};
+static const struct style ansi = {"\033[1m", "\033[1;31m", "\033[1;36m",
+				  "\033[2m", "\033[0m"};
+
+/* 1234567 -> "1,234,567" */
+static const char *count(char buf[32], uint64_t v)
+{
+	char digits[24];
+	int n = snprintf(digits, sizeof(digits), "%" PRIu64, v), o = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (i > 0 && (n - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = digits[i];
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+/* "512 bytes", or "4.0 KiB (4,096 bytes)" from 1 KiB up. */
+static const char *size(char buf[64], uint64_t bytes)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB",
+					    "TiB", "PiB", "EiB"};
+	char exact[32];
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	if (bytes < 1024) {
+		snprintf(buf, 64, "%" PRIu64 " %s", bytes,
+			 plural(bytes, "byte", "bytes"));
+		return buf;
+	}
+	v /= 1024;
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, 64, "%.1f %s (%s bytes)", v, units[u],
+		 count(exact, bytes));
+	return buf;
+}
+
+/* An argument as a shell would need it, control characters escaped so the
+ * header stays one line. */
+static void print_arg(FILE *out, const char *arg)
+{
+	bool plain_word = *arg != '\0';
+
+	for (const char *p = arg; *p; p++)
+		if (!strchr(
+			"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789_./=:,+@%-",
+			*p))
+			plain_word = false;
+	if (plain_word) {
+		fputs(arg, out);
+		return;
+	}
+	fputc('\'', out);
+	for (const unsigned char *p = (const unsigned char *)arg; *p; p++) {
+		if (*p == '\'')
+			fputs("'\\''", out);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(out, "\\x%02x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('\'', out);
+}
+
+static void print_ending(FILE *out, const struct ha_stream *s)
+{
+	const char *name;
+
+	switch (s->end) {
+	case HA_END_EXIT:
+		fprintf(out, "exited with status %" PRIu64, s->end_value);
+		break;
+	case HA_END_SIGNAL:
+		name = s->end_value < 1000 ? sigabbrev_np((int)s->end_value)
+					   : NULL;
+		if (name)
+			fprintf(out, "was killed by SIG%s (signal %" PRIu64 ")",
+				name, s->end_value);
+		else
+			fprintf(out, "was killed by signal %" PRIu64,
+				s->end_value);
+		if (s->core_dumped)
+			fputs(", core dumped", out);
+		break;
+	case HA_END_EXEC:
+		fputs("was replaced by exec", out);
+		break;
+	case HA_END_DETACHED:
+		fputs("was still running when recording stopped", out);
+		break;
+	default:
+		fputs("ended in a way not recorded", out);
+		break;
+	}
+}
+
+static void print_header(FILE *out, const struct ha_analysis *a,
+			 const struct ha_process *p, const struct style *st)
+{
+	const struct ha_stream *s = &a->log->streams[p->stream];
+
+	fprintf(out, "%shalloc: process %" PRIu32 " (", st->head, s->pid);
+	if (p->argc == 0)
+		fputs("command unknown", out);
+	for (uint32_t i = 0; i < p->argc; i++) {
+		if (i)
+			fputc(' ', out);
+		print_arg(out, p->argv[i]);
+	}
+	fputs(") ", out);
+	print_ending(out, s);
+	if (!a->complete)
+		fprintf(out, "; incomplete: %s", a->incomplete_reason);
+	fprintf(out, "%s\n", st->reset);
+	if (s->synthetic)
+		fputs("  no events were recorded: halloc's agent was not "
+		      "loaded in it "
+		      "(a static binary?)\n",
+		      out);
+}
+
+static void print_summary(FILE *out, const struct ha_analysis *a,
+			  const struct ha_process *p)
+{
+	const struct ha_summary *m = &p->summary;
+	uint64_t flags = a->log->trace_flags;
+	bool exec = a->log->streams[p->stream].end == HA_END_EXEC;
+	char n1[32], n2[32], s1[64];
+
+	fprintf(out, "  allocations:     %s", count(n1, m->allocations));
+	if (p->inherited.allocations)
+		fprintf(out, " (%s made by the parent before the fork)",
+			count(n2, p->inherited.allocations));
+	fprintf(out, "\n  frees:           %s", count(n1, m->frees));
+	if (m->unmatched_frees && (flags & HALLOC_TRACE_ATTACHED))
+		fprintf(out,
+			" (and %s of blocks allocated before recording began)",
+			count(n2, m->unmatched_frees));
+	else if (m->unmatched_frees)
+		fprintf(
+		    out,
+		    " (%s of addresses not allocated: invalid or double frees)",
+		    count(n2, m->unmatched_frees));
+	fputc('\n', out);
+	if (m->failed_allocations)
+		fprintf(
+		    out, "  failed:          %s %s returned NULL\n",
+		    count(n1, m->failed_allocations),
+		    plural(m->failed_allocations, "allocation", "allocations"));
+	fprintf(out, "  bytes allocated: %s\n", size(s1, m->bytes_allocated));
+	if (flags & HALLOC_TRACE_AGGREGATE)
+		fputs(
+		    "  peak heap:       not known: recorded with --aggregate\n",
+		    out);
+	else
+		fprintf(out, "  peak heap:       %s in %s %s\n",
+			size(s1, m->peak_bytes), count(n1, m->peak_blocks),
+			plural(m->peak_blocks, "block", "blocks"));
+	if (exec)
+		fprintf(out,
+			"  leaked:          nothing, exec released it all "
+			"(%s in %s %s were in use)\n",
+			size(s1, m->end_bytes), count(n1, m->end_blocks),
+			plural(m->end_blocks, "block", "blocks"));
+	else
+		fprintf(out, "  leaked:          %s in %s %s\n",
+			size(s1, m->leaked_bytes), count(n1, m->leaked_blocks),
+			plural(m->leaked_blocks, "block", "blocks"));
+}
+
+/* "main (leaky.c:12)", "foo (libfoo.so)", "??? (libfoo.so+0x1a2b)" */
+static void print_site(FILE *out, const struct ha_log *log,
+		       const struct ha_site *site)
+{
+	const char *module = log->modfiles[site->modfile].path;
+
+	fputs(*site->function ? site->function : "???", out);
+	if (*site->file && site->line)
+		fprintf(out, " (%s:%" PRIu32 ")", ha_basename(site->file),
+			site->line);
+	else if (*site->file)
+		fprintf(out, " (%s)", ha_basename(site->file));
+	else if (site->loc != HA_NONE && *module)
+		fprintf(out, " (%s+0x%" PRIx64 ")", ha_basename(module),
+			log->locs[site->loc].offset);
+	else if (*module)
+		fprintf(out, " (%s)", ha_basename(module));
+	else if (site->loc == HA_NONE && !*site->function)
+		fputs(" (no stack recorded)", out);
+}
+
+static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
+			const struct style *st)
+{
+	fprintf(out, "  #%u %s", i, *f->function ? f->function : "???");
+	if (*f->file) {
+		fprintf(out, " %s%s", st->place, f->file);
+		if (f->line)
+			fprintf(out, ":%" PRIu32, f->line);
+		fputs(st->reset, out);
+	}
+	if (*f->module && !*f->file && !*f->function)
+		fprintf(out, " %s(%s+0x%" PRIx64 ")%s\n", st->dim, f->module,
+			f->offset, st->reset);
+	else if (*f->module)
+		fprintf(out, " %s(%s)%s\n", st->dim, f->module, st->reset);
+	else
+		fprintf(out, " %s(0x%" PRIx64 ")%s\n", st->dim, f->address,
+			st->reset);
+}
+
+static enum ha_result print_leak(FILE *out, const struct ha_log *log,
+				 unsigned n, const struct ha_leak *leak,
+				 const struct ha_report_options *o,
+				 const struct style *st)
+{
+	struct ha_frame *frames;
+	long nframes = ha_stack_frames(log, leak->stack, &frames);
+	unsigned shown;
+	char b[32], c[32];
+
+	if (nframes < 0)
+		return HA_ERR_NOMEM;
+	fprintf(out, "\n%sLEAK %u:%s %s %s in %s %s at %s", st->leak, n,
+		st->reset, count(b, leak->bytes),
+		plural(leak->bytes, "byte", "bytes"), count(c, leak->blocks),
+		plural(leak->blocks, "block", "blocks"), st->head);
+	print_site(out, log, &log->sites[leak->site]);
+	fprintf(out, "%s\n", st->reset);
+	shown = (unsigned)nframes;
+	if (o->stack_frames && o->stack_frames < shown)
+		shown = o->stack_frames;
+	for (unsigned i = 0; i < shown; i++)
+		print_frame(out, i, &frames[i], st);
+	if (shown < (unsigned)nframes)
+		fprintf(out, "  ... %u more %s\n", (unsigned)nframes - shown,
+			plural((unsigned)nframes - shown, "frame", "frames"));
+	free(frames);
+	return HA_OK;
+}
+
+enum ha_result ha_report_text(const struct ha_analysis *a,
+			      const struct ha_report_options *o, FILE *out)
+{
+	const struct style *st = o->color ? &ansi : &plain;
+	uint64_t leaked = 0, blocks = 0;
+	char s1[64], n1[32];
+
+	if (a->nprocs == 0) {
+		fprintf(
+		    out, "halloc: no process was recorded%s%s\n",
+		    a->complete ? "" : "; incomplete: ", a->incomplete_reason);
+		return HA_OK;
+	}
+	for (size_t i = 0; i < a->nprocs; i++) {
+		const struct ha_process *p = &a->procs[i];
+
+		if (i)
+			fputc('\n', out);
+		print_header(out, a, p, st);
+		print_summary(out, a, p);
+		for (size_t k = 0; k < p->nleaks; k++) {
+			enum ha_result res = print_leak(
+			    out, a->log, (unsigned)k + 1, &p->leaks[k], o, st);
+
+			if (res != HA_OK)
+				return res;
+		}
+		if (p->nleaks == 0 &&
+		    a->log->streams[p->stream].end != HA_END_EXEC)
+			fputs("\nNo leaks.\n", out);
+		leaked += p->summary.leaked_bytes;
+		blocks += p->summary.leaked_blocks;
+	}
+	if (a->nprocs > 1)
+		fprintf(
+		    out, "\n%shalloc: %zu processes, %s leaked in %s %s%s\n",
+		    st->head, a->nprocs, size(s1, leaked), count(n1, blocks),
+		    plural(blocks, "block", "blocks"), st->reset);
+	if (a->log->stacks_truncated)
+		fprintf(
+		    out,
+		    "\nhalloc: %s %s cut short while unwinding: their outer "
+		    "frames are missing\n",
+		    count(n1, a->log->stacks_truncated),
+		    plural(a->log->stacks_truncated, "stack was",
+			   "stacks were"));
+	return HA_OK;
+}
