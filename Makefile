@@ -64,7 +64,7 @@ $(AGENT_LIB): $(AGENT_OBJ)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared -o $@ $^ $(AGENT_LIBS) -Wl,-soname,libhalloc.so -Wl,-z,nodelete
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/halloc/*.h analyzer/*.h tracer/*.h agent/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard include/halloc/*.h analyzer/*.h tracer/*.h agent/*.h cli/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@

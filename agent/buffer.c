@@ -134,8 +134,11 @@ static uint32_t *chunk_word(struct ha_agent_thread *t)
 	return t->slot ? &t->slot->chunk_no : &t->priv->chunk_no;
 }
 
-/* Send the frame, start the next chunk (used 0, chunk_no + 1). */
-static void flush(struct ha_agent_thread *t)
+/*
+ * Send the frame, start the next chunk (used 0, chunk_no + 1). False if
+ * the frame is still there, unsent.
+ */
+static bool flush(struct ha_agent_thread *t)
 {
 	struct halloc_frame_header fh;
 
@@ -144,16 +147,18 @@ static void flush(struct ha_agent_thread *t)
 		fh.type = HALLOC_FRAME_CHUNK;
 		fh.flags = 0;
 		memcpy(t->frame, &fh, sizeof(fh));
-		write_frame(t->frame, t->used);
 		/*
-		 * Also when the write failed: recording is off then, and the
-		 * tracer must not take this frame for a leftover either way.
+		 * If the pipe is unusable, recording is off now: leave the
+		 * frame where it is, the tracer collects it from the slot.
 		 */
+		if (!write_frame(t->frame, t->used))
+			return false;
 		t->used = 0;
 		__atomic_store_n(used_word(t), 0, __ATOMIC_RELEASE);
 		__atomic_store_n(chunk_word(t), *chunk_word(t) + 1,
 				 __ATOMIC_RELEASE);
 	}
+	return true;
 }
 
 static bool slot_acquire(struct ha_agent_thread *t)
@@ -271,6 +276,9 @@ unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
 {
 	struct halloc_chunk_header ch;
 
+	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) ==
+	    HA_AGENT_OFF)
+		return NULL;
 	if (!t->frame && !attach(t))
 		return NULL;
 	if (t->priv) {
@@ -332,8 +340,13 @@ void ha_agent_buf_release(struct ha_agent_thread *t)
 		t->frame = NULL;
 		return;
 	}
-	flush(t);
-	slot_release(t);
+	if (flush(t)) {
+		slot_release(t);
+		return;
+	}
+	/* An unsent frame keeps its slot: the tracer collects it there. */
+	t->slot = NULL;
+	t->frame = NULL;
 }
 
 void ha_agent_buf_flush_private(void)

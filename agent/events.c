@@ -240,6 +240,17 @@ void ha_agent_put_module_unload(struct ha_agent_thread *t, uint32_t id)
  * whole arguments as fit, and the one that does not fit is cut short.
  * Returns how many arguments to write; *last_len is the last one's length.
  */
+static size_t uv_size(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
 static uint64_t fit_args(const char *args, size_t len, size_t room,
 			 size_t *last_len)
 {
@@ -249,10 +260,9 @@ static uint64_t fit_args(const char *args, size_t len, size_t room,
 	*last_len = 0;
 	for (off = 0; off < len && room > HALLOC_VARINT_MAX; off += n + 1) {
 		n = strnlen(args + off, len - off);
-		room -= HALLOC_VARINT_MAX;
-		if (n > room)
-			n = room;
-		room -= n;
+		if (uv_size(n) + n > room)
+			n = room - HALLOC_VARINT_MAX;
+		room -= uv_size(n) + n;
 		*last_len = n;
 		argc++;
 	}

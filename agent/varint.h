@@ -27,7 +27,10 @@ static inline unsigned char *halloc_put_uv(unsigned char *p, uint64_t v)
 
 static inline uint64_t halloc_zigzag(int64_t v)
 {
-	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+	/* all ones for a negative v, else zero: the sign spread over 64 bits */
+	uint64_t sign = v < 0 ? ~(uint64_t)0 : 0;
+
+	return ((uint64_t)v << 1) ^ sign;
 }
 
 static inline int64_t halloc_unzigzag(uint64_t v)

@@ -370,7 +370,7 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 	for (size_t k = 0; k < n && ok; k++) {
 		struct site_acc *a = &lv->acc[stacks[per_stack[k].stack].site];
 
-		if (a->best_stack == HA_NONE || 1 ||
+		if (a->best_stack == HA_NONE ||
 		    per_stack[k].bytes > a->best_bytes ||
 		    (per_stack[k].bytes == a->best_bytes &&
 		     per_stack[k].stack < a->best_stack)) {

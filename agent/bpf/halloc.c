@@ -185,7 +185,7 @@ static enum hb_result find_program_targets(struct hb_session *s,
 	if (r)
 		return r;
 	consider(t, s->program, true); /* static, or its own malloc */
-	if (!t->n || hb_elf_is_dynamic(s->program))
+	if (hb_elf_dynamic(s->program) != 0) /* or a script */
 		consider_own_libc(t);
 	if (!t->n)
 		return hb_diag_set(diag, HB_ERR_NO_ALLOCATOR,
@@ -491,6 +491,8 @@ static void write_header(struct hb_session *s)
 	}
 	info.argc = argc;
 	hb_log_trace_info(&s->log, &info);
+	/* On disk now: a log with its header says the probes are in place. */
+	hb_log_flush(&s->log);
 	if (s->spawned) {
 		char exe[PATH_MAX];
 

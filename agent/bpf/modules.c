@@ -460,22 +460,21 @@ bool hb_elf_internal_free_range(const char *path, uint64_t range[2])
 	return found;
 }
 
-bool hb_elf_is_dynamic(const char *path)
+int hb_elf_dynamic(const char *path)
 {
-	int fd;
+	int fd, dynamic = 0;
 	Elf *elf = open_elf(path, &fd);
 	size_t nph;
-	bool dynamic = false;
 
 	if (!elf)
-		return false;
+		return -1;
 	if (!elf_getphdrnum(elf, &nph))
 		for (size_t i = 0; i < nph; i++) {
 			GElf_Phdr ph;
 
 			if (gelf_getphdr(elf, (int)i, &ph) &&
 			    ph.p_type == PT_INTERP)
-				dynamic = true;
+				dynamic = 1;
 		}
 	elf_end(elf);
 	close(fd);

@@ -88,7 +88,8 @@ int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS]);
  * non-PIE executable (from .symtab), or false. */
 bool hb_elf_internal_free_range(const char *path, uint64_t range[2]);
 
-/* True if the ELF file at `path` has a PT_INTERP (is dynamically linked). */
-bool hb_elf_is_dynamic(const char *path);
+/* 1 if the file at `path` is a dynamically linked ELF (has PT_INTERP),
+ * 0 if a static one, -1 if not ELF (a script). */
+int hb_elf_dynamic(const char *path);
 
 #endif /* HALLOC_AGENT_BPF_MODULES_H */

@@ -102,9 +102,10 @@ def report_missing(c):
 def report_usage(c):
     t = trace(c, [program("abort")])
     for args in ([], ["--format", "xml", t.log], ["--no-such-option", t.log]):
+        what = " ".join(args) or "(no arguments)"
         p = c.run([REPORT, *args])
-        check(p.returncode == 2, f"{' '.join(args) or '(no arguments)'}: exit {p.returncode}, want 2")
-        check(p.stderr.strip(), f"{' '.join(args) or '(no arguments)'}: nothing on stderr")
+        check(p.returncode == 2, f"{what}: exit {p.returncode}, want 2")
+        check(p.stderr.strip(), f"{what}: nothing on stderr")
 
 
 def frames(data):

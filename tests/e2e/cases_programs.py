@@ -139,10 +139,9 @@ def fork_follow(c):
     expect_status(proc, {"exit": 0}, reaped_by_parent=True)
 
 
-@case("fork-exec")
-def fork_exec(c):
+def check_fork_exec(c, mode):
     prog, leaks_prog = program("forker"), program("leaks")
-    t = trace(c, [prog, "exec", leaks_prog], ["-f"])
+    t = trace(c, [prog, mode, leaks_prog], ["-f"])
     expect_rc(t, 7)
     parent, child = fork_pids(t.out)
     doc = report_json(c, t.log)
@@ -156,6 +155,18 @@ def fork_exec(c):
         check(p["summary"]["leaked_blocks"] == 0,
               f"pre-exec image of {child}: {p['summary']['leaked_blocks']} blocks leaked, want 0")
     check(len(doc["processes"]) == 2 + len(others), f"{len(doc['processes'])} processes")
+
+
+@case("fork-exec")
+def fork_exec(c):
+    check_fork_exec(c, "exec")
+
+
+@case("fork-exec-closefds")
+def fork_exec_closefds(c):
+    """The child closes the descriptors it inherited before it execs (as
+    Python's subprocess does): the program it starts is recorded all the same."""
+    check_fork_exec(c, "exec-closefds")
 
 
 # ---- 4. dlopen'ed, then unloaded, library ---------------------------------------
@@ -187,9 +198,8 @@ def dlopen(c):
     expect_leak(proc, src_b, "LEAK:plugin_b", 2048, 1, "plugin_b_init")
     leak = next(lk for lk in proc["leaks"] if lk["site"]["line"] == line_a
                 and same_file(lk["site"]["file"], src_a))
-    check(leak["stack"] and leak["stack"][0]["module"] == a,
-          f"plugin_a leak: innermost module {leak['stack'][0]['module'] if leak['stack'] else None!r}, "
-          f"want {a!r}")
+    module = leak["stack"][0]["module"] if leak["stack"] else None
+    check(module == a, f"plugin_a leak: innermost module {module!r}, want {a!r}")
     expect_status(proc, {"exit": 0})
 
 
@@ -264,9 +274,9 @@ def deep_stack(c):
         check(len(stack) == depth, f"{what} has {len(stack)} frames, want {depth}")
         for i, f in enumerate(stack):
             want = leak_line if i == 0 else recurse_line
+            got = f"{f['function'] or '?'} {f['file'] or f['module']}:{f['line']}"
             check(f["function"] == "descend" and f["line"] == want and same_file(f["file"], src),
-                  f"{what} frame {i}: {f['function'] or '?'} {f['file'] or f['module']}:{f['line']},"
-                  f" want descend deep.c:{want}")
+                  f"{what} frame {i}: {got}, want descend deep.c:{want}")
 
 
 # ---- 8. abort --------------------------------------------------------------------
@@ -361,6 +371,24 @@ def sigkill(c):
         "peak_bytes": sum(sizes), "peak_blocks": 3000,
         "leaked_bytes": live, "leaked_blocks": 1500})
     expect_leak(proc, source("sigkill"), "LEAK:kill", live, 1500, "main")
+
+
+# ---- the program closes the descriptors it was given -----------------------------
+
+@case("close-fds")
+def close_fds(c):
+    prog, src = program("closefds"), source("closefds")
+    for d in ("untraced", "traced"):
+        os.mkdir(c.path(d))
+    untraced(c, [prog, c.path("untraced")])
+    t = trace(c, [prog, c.path("traced")])
+    expect_rc(t, 0)
+    proc = only_process(report_json(c, t.log))
+    sizes = [16 + i % 100 for i in range(2000)]
+    compare("summary", proc["summary"], {
+        "allocations": 2000, "frees": 1990, "bytes_allocated": sum(sizes),
+        "leaked_bytes": sum(sizes[-10:]), "leaked_blocks": 10})
+    expect_leak(proc, src, "LEAK:closefds", sum(sizes[-10:]), 10, "allocate")
 
 
 # ---- 14. the README example --------------------------------------------------------

@@ -337,8 +337,9 @@ def check_shape(doc):
 # ---- checking what the tools did -------------------------------------------
 
 def expect_rc(t, want):
+    lines = t.err.strip().splitlines()
     check(t.rc == want, f"halloc-trace exited {t.rc}, want {want}"
-          + (f"; stderr: {t.err.strip()[-300:]}" if t.err.strip() else ""))
+          + (f"; stderr: {' | '.join(lines[:3])}" if lines else ""))
 
 
 def expect_status(proc, want, reaped_by_parent=False):

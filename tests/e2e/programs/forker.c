@@ -3,6 +3,10 @@
  *
  *   forker              the child allocates, frees and leaks, then exits
  *   forker exec PROG... the child execs PROG (nothing allocated in between)
+ *   forker exec-closefds PROG...
+ *                       the same, but the child first closes every file
+ *                       descriptor above 2, as Python's subprocess (its
+ *                       default close_fds=True) and many daemons do
  *
  * Truth (cases "fork-*"), sizes chosen so every sum is unambiguous:
  *   parent: allocations 111, 222, 333, 666; frees 222, 666, 111
@@ -16,6 +20,7 @@
  *   exit status: the parent returns 0 when the child exited 0
  * Output (stdout, without stdio): "parent=PID child=PID\n" from the parent.
  */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +39,9 @@ int main(int argc, char **argv)
 	if (child < 0)
 		return 3;
 	if (child == 0) {
-		if (argc > 2 && strcmp(argv[1], "exec") == 0) {
+		if (argc > 2 && strncmp(argv[1], "exec", 4) == 0) {
+			if (strcmp(argv[1], "exec-closefds") == 0)
+				close_range(3, ~0U, 0);
 			execv(argv[2], argv + 2);
 			_exit(127);
 		}
