@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -250,6 +251,29 @@ static bool open_transport(void)
 	return true;
 }
 
+/*
+ * The agent writes through its own close-on-exec duplicate of the pipe,
+ * high in the descriptor table. A program that closes every descriptor
+ * (daemons do) closes it too, and the next write fails cleanly; the
+ * program's next open() gets a low number, not ours. With the tracer's low
+ * number, a write could land in the program's own file. The original stays
+ * for exec'd images (follow) and for the tracer's accounting.
+ */
+static int high_fd(int fd)
+{
+	struct rlimit rl;
+	long want = 1000;
+	int hi;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
+	    (long)rl.rlim_cur - 32 < want)
+		want = (long)rl.rlim_cur - 32;
+	if (want <= fd)
+		return fd;
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, (int)want);
+	return hi < 0 ? fd : hi;
+}
+
 /* Closes fd only if it is still the file we were given. */
 static void close_ours(int fd, dev_t dev, ino_t ino)
 {
@@ -325,6 +349,7 @@ static bool init(struct ha_agent_thread *t)
 		set_cloexec(ha_agent.cfg.fd);
 		set_cloexec(ha_agent.cfg.shm_fd);
 	}
+	ha_agent.fd = high_fd(ha_agent.cfg.fd);
 	ha_agent.id = new_stream_id();
 	ha_agent.pid = (uint32_t)getpid();
 	start_clock();
@@ -485,6 +510,9 @@ static void fork_child(void)
 	if (!ha_agent.cfg.follow) {
 		ha_agent_disable();
 		close_ours(ha_agent.cfg.fd, ha_agent.pipe_dev, ha_agent.pipe_ino);
+		if (ha_agent.fd != ha_agent.cfg.fd)
+			close_ours(ha_agent.fd, ha_agent.pipe_dev,
+				   ha_agent.pipe_ino);
 		close_ours(ha_agent.cfg.shm_fd, shm_dev, shm_ino);
 		return;
 	}

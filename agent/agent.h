@@ -62,7 +62,8 @@ struct ha_agent_stream {
 	uint64_t id;      /* the stream (process image) id, never 0 */
 	uint32_t pid;
 	uint64_t base_us; /* CLOCK_MONOTONIC_COARSE at the stream's start */
-	dev_t pipe_dev;   /* identity of cfg.fd, checked before each write */
+	int fd;           /* where frames go: a high duplicate of cfg.fd */
+	dev_t pipe_dev;   /* identity of the pipe */
 	ino_t pipe_ino;
 };
 

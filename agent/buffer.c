@@ -29,7 +29,6 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,22 +72,15 @@ static void spin_unlock(uint32_t *lock)
 
 /*
  * One frame to the pipe. False (and recording disabled) if it cannot go:
- * the tracer is gone, or our descriptor now names another file (the
- * program closed it and reused the number: never write into its files).
+ * the tracer is gone, or the program closed our descriptor.
  */
 static bool write_frame(const unsigned char *buf, size_t len)
 {
-	int fd = ha_agent.cfg.fd, err = 0;
+	int fd = ha_agent.fd, err = 0;
 	sigset_t pipe_set, old;
-	struct stat st;
 
 	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) == HA_AGENT_OFF)
 		return false;
-	if (fstat(fd, &st) || st.st_dev != ha_agent.pipe_dev ||
-	    st.st_ino != ha_agent.pipe_ino) {
-		ha_agent_disable();
-		return false;
-	}
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
@@ -286,11 +278,8 @@ unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
 		spin_lock(&t->priv->lock);
 		t->used = t->priv->used;
 	}
-	if (t->used + max > HALLOC_FRAME_MAX) {
-		flush(t);
-		if (t->priv)
-			private_retry(t);
-	}
+	if (t->used + max > HALLOC_FRAME_MAX && flush(t) && t->priv)
+		private_retry(t);
 	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) ==
 	    HA_AGENT_OFF) {
 		if (t->priv)

@@ -81,10 +81,12 @@ static enum ha_result build(struct ha_analysis *a,
 			    const struct ha_analyze_options *options)
 {
 	struct ha_log *log = a->log;
-	struct ha_process *by_stream;
+	size_t n;
+	struct ha_process *ordered = NULL;
 	uint32_t *order = NULL;
 	enum ha_result res;
 
+	set_completeness(a);
 	res = ha_log_resolve(log);
 	if (res == HA_OK && options && options->symbolize_from_files)
 		res = ha_symbolize_from_files(log);
@@ -94,38 +96,34 @@ static enum ha_result build(struct ha_analysis *a,
 		res = ha_processes_settle(log, &order);
 	if (res != HA_OK)
 		return res;
-	by_stream =
-	    calloc(log->nstreams ? log->nstreams : 1, sizeof(*by_stream));
-	if (!by_stream) {
+	/* Settling may add streams; from here on their number holds. The
+	 * analysis owns the results as they are made, so it frees them. */
+	n = log->nstreams;
+	a->procs = calloc(n ? n : 1, sizeof(*a->procs));
+	ordered = malloc((n ? n : 1) * sizeof(*ordered));
+	if (!a->procs || !ordered) {
+		free(ordered);
 		free(order);
 		return HA_ERR_NOMEM;
 	}
-	/* Hand each result to the analysis at once, so it frees them. */
-	a->procs = by_stream;
-	a->nprocs = log->nstreams;
-	res = ha_replay(log, by_stream);
+	a->nprocs = n;
+	res = ha_replay(log, a->procs);
 	if (res == HA_OK) {
-		a->procs = malloc((log->nstreams ? log->nstreams : 1) *
-				  sizeof(*a->procs));
-		if (!a->procs) {
-			a->procs = by_stream;
-			res = HA_ERR_NOMEM;
-		}
-	}
-	if (res == HA_OK) {
-		for (size_t i = 0; i < log->nstreams; i++) {
-			struct ha_process *p = &a->procs[i];
+		for (size_t i = 0; i < n; i++) {
+			struct ha_process *p = &ordered[i];
 			bool root = log->has_trace_info ? false : i == 0;
 
-			*p = by_stream[order[i]];
+			*p = a->procs[order[i]];
 			p->stream = order[i];
 			ha_process_identity(log, order[i], root, &p->parent,
 					    &p->argv, &p->argc);
 		}
-		free(by_stream);
+		free(a->procs);
+		a->procs = ordered;
+		ordered = NULL;
 	}
+	free(ordered);
 	free(order);
-	set_completeness(a);
 	return res;
 }
 

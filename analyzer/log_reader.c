@@ -167,7 +167,7 @@ static bool read_end(struct ha_log *log, struct ha_cursor *c)
 	return true;
 }
 
-/* Decodes one whole frame whose payload is in r->buf. */
+/* Decodes one whole frame of a known type; its payload is in r->buf. */
 static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 			       unsigned type, size_t len)
 {
@@ -196,8 +196,6 @@ static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 	case HALLOC_FRAME_SYMBOLS:
 		res = ha_symbols_read(r->log, r->buf, len, &bad, &why);
 		break;
-	default:
-		return HA_OK; /* a newer writer's frame: skip it */
 	}
 	if (res == HA_ERR_CORRUPT)
 		return corrupt(r, payload_at + bad, why);
@@ -251,6 +249,7 @@ static enum ha_result read_frames(struct reader *r)
 			return corrupt(
 			    r, frame_at,
 			    "chunk frame longer than the agent writes");
+		/* A newer writer's frame type: skip it, unread. */
 		if (type < HALLOC_FRAME_TRACE_INFO || type > HALLOC_FRAME_END) {
 			if (!skip_payload(r, len)) {
 				if (ferror(r->f))

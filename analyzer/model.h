@@ -11,7 +11,8 @@
  *
  * Invariants:
  *  - Strings reachable from the model are interned in `strings` (compare
- *    them by pointer) and live as long as the log.
+ *    them by pointer) and live as long as the log; an empty one may also
+ *    be a literal "", so emptiness is tested with *s, not by pointer.
  *  - Stacks, module files, locations and sites are global to the log and
  *    named by index; a stack belongs to one stream, but a forked child's
  *    inherited blocks keep pointing at its parent's stacks.

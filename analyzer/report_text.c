@@ -126,7 +126,7 @@ static void print_ending(FILE *out, const struct ha_stream *s)
 		fputs("was still running when recording stopped", out);
 		break;
 	default:
-		fputs("ended in a way not recorded", out);
+		fputs("ended; how was not recorded", out);
 		break;
 	}
 }

@@ -115,24 +115,9 @@ static void dump_site(struct dump *d, uint64_t key, const struct hb_site *site)
 			      12 /* ENOMEM */);
 }
 
-static uint64_t percpu_sum(int fd, uint32_t key)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	uint64_t *v, sum = 0;
-
-	if (ncpu <= 0 || !(v = calloc((size_t)ncpu, sizeof(*v))))
-		return 0;
-	if (!bpf_map_lookup_elem(fd, &key, v))
-		for (int i = 0; i < ncpu; i++)
-			sum += v[i];
-	free(v);
-	return sum;
-}
-
 enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag)
 {
 	int sites_fd = bpf_map__fd(s->skel->maps.sites);
-	int counters_fd = bpf_map__fd(s->skel->maps.counters);
 	struct dump d = { .s = s, .tid = (uint32_t)s->pid };
 	struct live_block *live;
 	size_t nlive;
@@ -174,12 +159,12 @@ enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag)
 	free(live);
 	hb_table_free(&d.ids);
 
-	before = percpu_sum(counters_fd, HB_CNT_UNKNOWN_FREES);
+	before = hb_counter(s, HB_CNT_UNKNOWN_FREES);
 	s->out->unknown_frees = before;
 	for (uint64_t i = 0; i < before; i++)
 		hb_rec_free(s->stream, d.tid, d.seq++, HALLOC_FREE_FREE, 0,
 			    BEFORE_ADDR + 16 * i);
-	s->out->events_lost += percpu_sum(counters_fd, HB_CNT_LIVE_FULL) +
-			       percpu_sum(counters_fd, HB_CNT_SITES_FULL);
+	s->out->events_lost += hb_counter(s, HB_CNT_LIVE_FULL) +
+			       hb_counter(s, HB_CNT_SITES_FULL);
 	return HB_OK;
 }

@@ -527,13 +527,16 @@ static __always_inline bool internal_free(struct pt_regs *ctx, __u64 sp)
 		__s32 rel;
 	} __attribute__((packed)) call;
 
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 entry = PT_REGS_IP(ctx) - ((cookie >> HB_COOKIE_SKIP_SHIFT) & 0xff);
+
 	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
 		return false;
-	if (!(bpf_get_attach_cookie(ctx) & HB_COOKIE_SHARED))
+	if (!(cookie & HB_COOKIE_SHARED))
 		return ret >= internal_free_lo && ret < internal_free_hi;
 	if (bpf_probe_read_user(&call, sizeof(call), (void *)(ret - 5)))
 		return false;
-	return call.op == 0xe8 && ret + (__s64)call.rel == PT_REGS_IP(ctx);
+	return call.op == 0xe8 && ret + (__s64)call.rel == entry;
 }
 
 SEC("uprobe")

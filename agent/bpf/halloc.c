@@ -1,9 +1,9 @@
 /*
- * agent/bpf/halloc.c - the user side of the eBPF attach: checks, loading
- * the CO-RE object through its skeleton, uprobes on the allocators the
- * target maps, the loop that turns ring buffer events into the log, and
- * the end of the log. See attach.h for the API and halloc.h for the
- * events.
+ * agent/bpf/halloc.c - the user side of the eBPF attach: one recording
+ * (hb_record) from the checks to the END frame: the target found and
+ * probed (probes.c), the loop that drains the ring buffer into the log
+ * (events.c), the end of the log. See attach.h for the API and halloc.h
+ * for the events.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,285 +66,6 @@ int hb_exit_status(const struct hb_config *config,
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
 	return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 0;
-}
-
-/* libbpf explains failures on stderr; we say one line instead. */
-static int quiet_libbpf(enum libbpf_print_level level, const char *fmt,
-			va_list ap)
-{
-	return 0;
-}
-
-/* ---- what to probe ------------------------------------------------------- */
-
-struct target_file {
-	char *path;  /* as we reach it: the probe is set on its inode */
-	bool shared; /* a library, not the program (see internal_free) */
-	uint64_t offsets[HB_NFUNCS];
-};
-
-struct targets {
-	struct target_file files[8];
-	unsigned n;
-	uint64_t internal_free[2]; /* a static program's, see halloc.bpf.c */
-};
-
-/* Adds the file if it defines malloc and free. */
-static void consider(struct targets *t, const char *path, bool program)
-{
-	struct target_file *f = &t->files[t->n];
-
-	if (t->n == sizeof(t->files) / sizeof(t->files[0]))
-		return;
-	if (hb_elf_alloc_offsets(path, f->offsets) <= 0 ||
-	    !f->offsets[HALLOC_FN_MALLOC] || !f->offsets[HB_FUNC_FREE])
-		return;
-	f->shared = !program;
-	if (program)
-		hb_elf_internal_free_range(path, t->internal_free);
-	if ((f->path = strdup(path)))
-		t->n++;
-}
-
-static void targets_free(struct targets *t)
-{
-	for (unsigned i = 0; i < t->n; i++)
-		free(t->files[i].path);
-	t->n = 0;
-}
-
-/* Our own C library: the one a program we start will load (the probes
- * are on the file, whoever maps it). */
-static void consider_own_libc(struct targets *t)
-{
-	struct hb_modules self;
-
-	hb_modules_init(&self, 0);
-	if (hb_modules_scan(&self) > 0)
-		for (size_t i = 0; i < self.nmods; i++)
-			if (strstr(self.mods[i].path, "/libc.so") ||
-			    strstr(self.mods[i].path, "/libc-"))
-				consider(t, self.mods[i].path, false);
-	hb_modules_free(&self);
-}
-
-static enum hb_result find_pid_targets(struct hb_session *s,
-				       struct targets *t, struct hb_diag *diag)
-{
-	pid_t pid = s->config->pid;
-	int err = hb_proc_read(pid, &s->proc);
-
-	if (err == ESRCH)
-		return hb_diag_set(diag, HB_ERR_NO_PROCESS,
-				   "no process with pid '%d'", (int)pid);
-	if (err)
-		return hb_diag_set(diag, HB_ERR_NO_PROCESS,
-				   "cannot read process '%d': %s", (int)pid,
-				   strerror(err));
-	if (s->proc.state == 'Z' || s->proc.state == 'X')
-		return hb_diag_set(diag, HB_ERR_NO_PROCESS,
-				   "process '%d' has exited (it is a zombie)",
-				   (int)pid);
-	if (pid == getpid())
-		return hb_diag_set(diag, HB_ERR_USAGE,
-				   "cannot trace halloc-trace itself");
-	err = hb_proc_may_trace(pid);
-	if (err == ESRCH)
-		return hb_diag_set(diag, HB_ERR_NO_PROCESS,
-				   "no process with pid '%d'", (int)pid);
-	if (err)
-		return hb_diag_set(diag, HB_ERR_PERMISSION,
-				   "not permitted to trace process '%d' "
-				   "(it needs the same user or CAP_SYS_PTRACE)",
-				   (int)pid);
-	s->pid = pid;
-	hb_modules_init(&s->modules, pid);
-	err = hb_modules_scan(&s->modules);
-	if (err < 0)
-		return hb_diag_set(diag, HB_ERR_NO_PROCESS,
-				   "cannot read the memory map of process '%d': %s",
-				   (int)pid, strerror(-err));
-	for (size_t i = 0; i < s->modules.nmods; i++)
-		consider(t, s->modules.mods[i].open_path,
-			 !strcmp(s->modules.mods[i].path, s->proc.exe));
-	if (!t->n)
-		return hb_diag_set(diag, HB_ERR_NO_ALLOCATOR,
-				   "no allocator in process '%d': none of the "
-				   "files it maps defines malloc and free",
-				   (int)pid);
-	return HB_OK;
-}
-
-static enum hb_result find_program_targets(struct hb_session *s,
-					   struct targets *t,
-					   struct hb_diag *diag)
-{
-	enum hb_result r = hb_spawn_resolve(s->config->argv[0], &s->program,
-					    diag);
-
-	if (r)
-		return r;
-	consider(t, s->program, true); /* static, or its own malloc */
-	if (hb_elf_dynamic(s->program) != 0) /* or a script */
-		consider_own_libc(t);
-	if (!t->n)
-		return hb_diag_set(diag, HB_ERR_NO_ALLOCATOR,
-				   "no allocator to probe for '%s': it is "
-				   "statically linked without malloc symbols",
-				   s->config->argv[0]);
-	return HB_OK;
-}
-
-/* ---- eBPF ------------------------------------------------------------------- */
-
-static enum hb_result check_kernel(struct hb_diag *diag)
-{
-	if (access("/sys/kernel/btf/vmlinux", R_OK))
-		return hb_diag_set(diag, HB_ERR_KERNEL,
-				   "this kernel has no BTF (/sys/kernel/btf/vmlinux): "
-				   "the eBPF attach needs CONFIG_DEBUG_INFO_BTF");
-	if (access("/sys/bus/event_source/devices/uprobe/type", R_OK))
-		return hb_diag_set(diag, HB_ERR_KERNEL,
-				   "this kernel has no uprobes (CONFIG_UPROBE_EVENTS)");
-	return HB_OK;
-}
-
-static enum hb_result bpf_error(struct hb_diag *diag, const char *what, int err)
-{
-	if (err < 0)
-		err = -err;
-	if (err == EPERM || err == EACCES)
-		return hb_diag_set(diag, HB_ERR_PRIVILEGE,
-				   "%s: %s (eBPF needs root, or CAP_BPF and "
-				   "CAP_PERFMON)", what, strerror(err));
-	return hb_diag_set(diag, HB_ERR_BPF, "%s: %s", what, strerror(err));
-}
-
-static unsigned ring_bytes(const struct hb_session *s)
-{
-	unsigned mib = s->config->ring_mib;
-
-	if (!mib)
-		mib = s->config->aggregate ? 1
-		      : s->stack_mode == HB_STACK_DWARF ? 64 : 16;
-	/* A power of two, as the ring buffer wants. */
-	for (unsigned p = 1; p <= 1024; p *= 2)
-		if (p >= mib)
-			return p << 20;
-	return 1024u << 20;
-}
-
-static enum hb_result load(struct hb_session *s, const struct targets *t,
-			   struct hb_diag *diag)
-{
-	struct halloc_bpf *skel;
-	int err;
-
-	libbpf_set_print(quiet_libbpf);
-	skel = halloc_bpf__open();
-	if (!skel)
-		return bpf_error(diag, "cannot open the eBPF object", errno);
-	s->skel = skel;
-	skel->rodata->target_tgid = (__u32)s->pid;
-	skel->rodata->stack_mode = (__u32)s->stack_mode;
-	skel->rodata->stack_depth = s->depth;
-	skel->rodata->stack_bytes = s->stack_bytes;
-	skel->rodata->aggregate = s->config->aggregate;
-	skel->rodata->wakeup_bytes = ring_bytes(s) / 4;
-	skel->rodata->internal_free_lo = t->internal_free[0];
-	skel->rodata->internal_free_hi = t->internal_free[1];
-	bpf_map__set_max_entries(skel->maps.events, ring_bytes(s));
-	if (!s->config->aggregate) { /* keep the unused maps small */
-		bpf_map__set_max_entries(skel->maps.live, 1);
-		bpf_map__set_max_entries(skel->maps.sites, 1);
-		bpf_map__set_max_entries(skel->maps.stacks, 1);
-	}
-	err = halloc_bpf__load(skel);
-	if (err)
-		return bpf_error(diag, "cannot load the eBPF programs", err);
-	return HB_OK;
-}
-
-static enum hb_result add_link(struct hb_session *s, struct bpf_link *link,
-			       struct hb_diag *diag, const char *what)
-{
-	if (!link)
-		return bpf_error(diag, what, errno);
-	if (s->nlinks == s->links_cap) {
-		size_t cap = s->links_cap ? 2 * s->links_cap : 32;
-		void *p = realloc(s->links, cap * sizeof(*s->links));
-
-		if (!p) {
-			bpf_link__destroy(link);
-			return hb_diag_set(diag, HB_ERR_NOMEM, "out of memory");
-		}
-		s->links = p;
-		s->links_cap = cap;
-	}
-	s->links[s->nlinks++] = link;
-	return HB_OK;
-}
-
-static struct bpf_program *entry_prog(struct halloc_bpf *skel, unsigned f)
-{
-	struct bpf_program *progs[HB_NFUNCS] = {
-		skel->progs.malloc_enter,	 skel->progs.calloc_enter,
-		skel->progs.realloc_enter,	 skel->progs.reallocarray_enter,
-		skel->progs.posix_memalign_enter, skel->progs.aligned_alloc_enter,
-		skel->progs.memalign_enter,	 skel->progs.valloc_enter,
-		skel->progs.pvalloc_enter,	 skel->progs.free_enter,
-	};
-
-	return progs[f];
-}
-
-/*
- * Return probes first: an entry probe whose return is not yet probed
- * would leave its thread's call marked active, and its next calls look
- * nested (see halloc.bpf.c).
- */
-static enum hb_result attach(struct hb_session *s, const struct targets *t,
-			     struct hb_diag *diag)
-{
-	LIBBPF_OPTS(bpf_uprobe_opts, opts);
-	enum hb_result r = HB_OK;
-	char what[600];
-
-	for (int pass = 0; pass < 2 && !r; pass++)
-		for (unsigned i = 0; i < t->n && !r; i++)
-			for (unsigned f = 0; f < HB_NFUNCS && !r; f++) {
-				const struct target_file *tf = &t->files[i];
-				bool ret = pass == 0;
-
-				if (!tf->offsets[f] || (ret && f == HB_FUNC_FREE))
-					continue;
-				snprintf(what, sizeof(what),
-					 "cannot probe %s in '%s'",
-					 hb_alloc_functions[f], tf->path);
-				opts.retprobe = ret;
-				opts.bpf_cookie = tf->shared ? HB_COOKIE_SHARED : 0;
-				r = add_link(s,
-					     bpf_program__attach_uprobe_opts(
-						     ret ? s->skel->progs.alloc_exit
-							 : entry_prog(s->skel, f),
-						     s->pid, tf->path,
-						     tf->offsets[f], &opts),
-					     diag, what);
-			}
-	if (!r)
-		r = add_link(s, bpf_program__attach(s->skel->progs.process_exit),
-			     diag, "cannot watch process exits");
-	if (!r)
-		r = add_link(s, bpf_program__attach(s->skel->progs.process_exec),
-			     diag, "cannot watch exec");
-	return r;
-}
-
-static void detach(struct hb_session *s)
-{
-	for (size_t i = 0; i < s->nlinks; i++)
-		bpf_link__destroy(s->links[i]);
-	s->nlinks = 0;
 }
 
 /* ---- the loop ------------------------------------------------------------------- */
@@ -533,20 +254,6 @@ static void write_exit(struct hb_session *s)
 				    (uint64_t)WEXITSTATUS(st), 0);
 }
 
-static uint64_t counter(struct hb_session *s, uint32_t which)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	uint64_t *v, sum = 0;
-
-	if (ncpu <= 0 || !(v = calloc((size_t)ncpu, sizeof(*v))))
-		return 0;
-	if (!bpf_map_lookup_elem(bpf_map__fd(s->skel->maps.counters), &which, v))
-		for (int i = 0; i < ncpu; i++)
-			sum += v[i];
-	free(v);
-	return sum;
-}
-
 /* Records what is left, the exit, the symbols, and the END frame. */
 static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 {
@@ -555,12 +262,12 @@ static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 	struct hb_log end = { .fd = -1 };
 	int err;
 
-	detach(s);
+	hb_detach(s);
 	drain(s);
 	if (s->config->aggregate)
 		r = hb_aggregate_dump(s, diag);
-	s->out->events_lost += counter(s, HB_CNT_LOST) +
-			       counter(s, HB_CNT_NO_STATE);
+	s->out->events_lost += hb_counter(s, HB_CNT_LOST) +
+			       hb_counter(s, HB_CNT_NO_STATE);
 	hb_stream_free(s->stream);
 	s->stream = NULL;
 	write_exit(s);
@@ -620,7 +327,7 @@ static enum hb_result configure(struct hb_session *s, struct hb_diag *diag)
 
 static void cleanup(struct hb_session *s)
 {
-	detach(s);
+	hb_detach(s);
 	free(s->links);
 	ring_buffer__free(s->rb);
 	halloc_bpf__destroy(s->skel);
@@ -651,7 +358,7 @@ enum hb_result hb_record(const struct hb_config *config,
 		.exec_error_fd = -1, .epoll_fd = -1, .signal_fd = -1,
 		.pid_fd = -1, .log = { .fd = -1 },
 	};
-	struct targets t = { .n = 0 };
+	struct hb_targets t = { .n = 0 };
 	enum hb_result r;
 	sigset_t block;
 
@@ -660,10 +367,9 @@ enum hb_result hb_record(const struct hb_config *config,
 	hb_unwinder_init(&s.unwinder);
 	r = configure(&s, diag);
 	if (!r)
-		r = config->pid ? find_pid_targets(&s, &t, diag)
-				: find_program_targets(&s, &t, diag);
+		r = hb_find_targets(&s, &t, diag);
 	if (!r)
-		r = check_kernel(diag);
+		r = hb_check_kernel(diag);
 	if (r)
 		goto out;
 
@@ -678,12 +384,12 @@ enum hb_result hb_record(const struct hb_config *config,
 
 	if (!config->pid && (r = hb_spawn_start(&s, diag)))
 		goto out;
-	if ((r = load(&s, &t, diag)) || (r = attach(&s, &t, diag)))
+	if ((r = hb_load(&s, &t, diag)) || (r = hb_attach(&s, &t, diag)))
 		goto fail;
 	s.rb = ring_buffer__new(bpf_map__fd(s.skel->maps.events), hb_on_event,
 				&s, NULL);
 	if (!s.rb) {
-		r = bpf_error(diag, "cannot read the ring buffer", errno);
+		r = hb_bpf_error(diag, "cannot read the ring buffer", errno);
 		goto fail;
 	}
 	if ((r = open_log(&s, diag)) || (r = setup_loop(&s, diag)))
@@ -710,7 +416,7 @@ fail:
 		unlink(outcome->log_path);
 	}
 out:
-	targets_free(&t);
+	hb_targets_free(&t);
 	cleanup(&s);
 	return r;
 }

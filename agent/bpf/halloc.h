@@ -38,9 +38,11 @@ enum hb_stack_mode {
 	HB_STACK_DWARF = 2, /* the stack is copied; user space unwinds (CFI) */
 };
 
-/* The attach cookie of free's probe: the allocator is a shared library
- * (its callers come through the PLT). */
+/* The attach cookie of free's probe: bit 0, the allocator is a shared
+ * library (its callers come through the PLT); bits 8-15, how many bytes
+ * past free's entry the probe is (past a NULL test, see modules.c). */
 #define HB_COOKIE_SHARED 1
+#define HB_COOKIE_SKIP_SHIFT 8
 
 enum hb_event_kind {
 	HB_EV_ALLOC = 1,   /* addr, size, fn, stack */

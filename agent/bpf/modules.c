@@ -7,11 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "agent/bpf/modules.h"
-#include "agent/bpf/proc.h"
 #include "halloc/log.h"
 
 /* Order: enum halloc_alloc_fn, then free. */
@@ -25,7 +25,7 @@ void hb_modules_init(struct hb_modules *m, pid_t pid)
 	memset(m, 0, sizeof(*m));
 	m->pid = pid;
 	if (pid)
-		hb_proc_root(pid, m->root, sizeof(m->root));
+		snprintf(m->root, sizeof(m->root), "/proc/%d/root", (int)pid);
 }
 
 static void module_close(struct hb_module *mod)
@@ -213,6 +213,39 @@ static int add_mapping(struct hb_modules *m, const struct map_line *l,
 	return 0;
 }
 
+static bool same_file(const char *path, const struct map_line *l)
+{
+	struct stat st;
+
+	return !stat(path, &st) && st.st_dev == l->dev && st.st_ino == l->ino;
+}
+
+/*
+ * The path the log names the module by: one that reaches the very file
+ * from here, for symbolizing it later. The kernel writes maps' paths as
+ * the reader sees them when it can (a chroot); a process in another mount
+ * namespace may name a file we reach only through /proc/PID/root (while
+ * it lives). Takes `path`; NULL on out of memory.
+ */
+static char *reachable_path(const struct hb_modules *m,
+			    const struct map_line *l, char *path)
+{
+	char *rooted;
+
+	if (!m->root[0] || same_file(path, l))
+		return path;
+	if (asprintf(&rooted, "%s%s", m->root, path) < 0) {
+		free(path);
+		return NULL;
+	}
+	if (same_file(rooted, l)) {
+		free(path);
+		return rooted;
+	}
+	free(rooted);
+	return path; /* replaced since, or an overlay's inode: as it says */
+}
+
 /* A module for a mapping not seen before; 1 if added, 0 if not ELF. */
 static int add_module(struct hb_modules *m, const struct map_line *l)
 {
@@ -236,6 +269,10 @@ static int add_module(struct hb_modules *m, const struct map_line *l)
 		elf = open_elf(open_path, &fd);
 	}
 	if (!elf) {
+		snprintf(open_path, sizeof(open_path), "%s", path);
+		elf = open_elf(open_path, &fd);
+	}
+	if (!elf && m->root[0]) {
 		snprintf(open_path, sizeof(open_path), "%s%s", m->root, path);
 		elf = open_elf(open_path, &fd);
 	}
@@ -250,12 +287,12 @@ static int add_module(struct hb_modules *m, const struct map_line *l)
 	read_build_id(elf, &mod);
 	elf_end(elf);
 	close(fd);
-	/* The log names the file as the target sees it, unless the target
-	 * has another root: then as we can reach it. */
-	mod.path = m->root[0] ? strdup(open_path) : path;
-	if (m->root[0])
-		free(path);
 	mod.open_path = strdup(open_path);
+	if (!(path = reachable_path(m, l, path))) {
+		free(mod.open_path);
+		return -ENOMEM;
+	}
+	mod.path = path;
 	if (!mod.path || !mod.open_path) {
 		free(mod.path);
 		free(mod.open_path);
@@ -389,7 +426,39 @@ static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh,
 	}
 }
 
-int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS])
+/*
+ * glibc's free starts with `test %rdi,%rdi; je`: an instruction the
+ * kernel cannot emulate, so a probe there costs a second trap (single
+ * step). The push that follows runs only for non-NULL pointers, with the
+ * stack pointer and arguments of the entry, and is emulated: probe there.
+ * Returns how far past the entry to probe (0: at the entry).
+ */
+static unsigned free_probe_skip(Elf *elf, uint64_t offset)
+{
+	unsigned char code[16];
+	size_t size;
+	const char *file = elf_rawfile(elf, &size);
+	unsigned at;
+
+	if (!file || offset + sizeof(code) > size)
+		return 0;
+	memcpy(code, file + offset, sizeof(code));
+	if (code[0] != 0x48 || code[1] != 0x85 || code[2] != 0xff)
+		return 0;
+	if (code[3] == 0x74)
+		at = 5;
+	else if (code[3] == 0x0f && code[4] == 0x84)
+		at = 9;
+	else
+		return 0;
+	if ((code[at] >= 0x50 && code[at] <= 0x57) ||
+	    (code[at] == 0x41 && code[at + 1] >= 0x50 && code[at + 1] <= 0x57))
+		return at;
+	return 0;
+}
+
+int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS],
+			 unsigned *free_skip)
 {
 	uint64_t values[HB_NFUNCS] = { 0 };
 	Elf_Scn *scn = NULL;
@@ -416,6 +485,9 @@ int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS])
 				offsets[f] = 0;
 		count += offsets[f] != 0;
 	}
+	*free_skip = offsets[HB_FUNC_FREE]
+			     ? free_probe_skip(elf, offsets[HB_FUNC_FREE])
+			     : 0;
 	elf_end(elf);
 	close(fd);
 	return count;

@@ -55,7 +55,7 @@ struct hb_mapping {
 
 struct hb_modules {
 	pid_t pid;            /* 0: our own view of paths (before exec) */
-	char root[64];        /* "/proc/PID/root" if not ours, else "" */
+	char root[64];        /* "/proc/PID/root", "" for our own maps */
 	struct hb_module *mods;
 	size_t nmods, mods_cap;
 	struct hb_mapping *maps; /* sorted by start */
@@ -80,9 +80,11 @@ Elf *hb_module_elf(struct hb_module *mod);
  * the ELF file at `path` defines, by hb_alloc_functions index; 0 where it
  * does not. Returns how many it defines, -errno if it cannot be read.
  * Functions at the same address as an earlier one (aligned_alloc and
- * memalign in glibc) get 0: one probe per address.
+ * memalign in glibc) get 0: one probe per address. *free_skip: how many
+ * bytes past free's entry its probe goes (see free_probe_skip).
  */
-int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS]);
+int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS],
+			 unsigned *free_skip);
 
 /* The address range of glibc's tcache_thread_shutdown in a static,
  * non-PIE executable (from .symtab), or false. */

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,17 +215,4 @@ int hb_proc_may_trace(pid_t pid)
 		err = errno == ESRCH ? ESRCH : EPERM;
 	}
 	return err;
-}
-
-void hb_proc_root(pid_t pid, char *buf, size_t size)
-{
-	struct stat ours, theirs;
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
-	buf[0] = 0;
-	if (stat("/", &ours) || stat(path, &theirs))
-		return;
-	if (ours.st_dev != theirs.st_dev || ours.st_ino != theirs.st_ino)
-		snprintf(buf, size, "%s", path);
 }

@@ -33,8 +33,4 @@ int hb_proc_may_trace(pid_t pid);
 uint64_t hb_boot_ns(void);
 uint64_t hb_real_ns(void);
 
-/* "/proc/PID/root" when the target sees another root directory than we
- * do (a container), "" when it is ours; in buf. */
-void hb_proc_root(pid_t pid, char *buf, size_t size);
-
 #endif /* HALLOC_AGENT_BPF_PROC_H */

@@ -72,6 +72,41 @@ struct hb_session {
 	bool ptrace_exit_stop; /* --bpf: the child waits in its exit */
 };
 
+/* ---- probes.c ---------------------------------------------------------- */
+
+/* A file whose allocator is probed. */
+struct hb_target_file {
+	char *path;  /* as we reach it: the probe is set on its inode */
+	bool shared; /* a library, not the program (see internal_free) */
+	uint64_t offsets[HB_NFUNCS]; /* file offsets, 0: not defined */
+	unsigned free_skip; /* free's probe is this far past its entry */
+};
+
+struct hb_targets {
+	struct hb_target_file files[8];
+	unsigned n;
+	uint64_t internal_free[2]; /* a static program's, see halloc.bpf.c */
+};
+
+/* The files to probe; for -p also the checks on the process (it exists,
+ * is not a zombie, may be traced) and its first module scan. */
+enum hb_result hb_find_targets(struct hb_session *s, struct hb_targets *t,
+			       struct hb_diag *diag);
+void hb_targets_free(struct hb_targets *t);
+/* BTF and uprobes. */
+enum hb_result hb_check_kernel(struct hb_diag *diag);
+/* Opens and loads the object with the session's settings. */
+enum hb_result hb_load(struct hb_session *s, const struct hb_targets *t,
+		       struct hb_diag *diag);
+/* The uprobes (return probes first), and the exit and exec tracepoints. */
+enum hb_result hb_attach(struct hb_session *s, const struct hb_targets *t,
+			 struct hb_diag *diag);
+void hb_detach(struct hb_session *s);
+/* A libbpf failure as one line: EPERM means no privileges. */
+enum hb_result hb_bpf_error(struct hb_diag *diag, const char *what, int err);
+/* A per-CPU counter of the BPF side, summed (enum hb_counter). */
+uint64_t hb_counter(struct hb_session *s, uint32_t which);
+
 /* ---- events.c ---------------------------------------------------------- */
 
 /* Log sequence numbers: an event's, and those of records added before it. */

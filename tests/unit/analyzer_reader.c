@@ -114,6 +114,19 @@ Test(reader, missing_end_is_incomplete)
 	lb_free(&b);
 }
 
+static bool at_frame_boundary(const struct lb *b, size_t offset)
+{
+	size_t at = 16;
+
+	while (at < offset && at + HALLOC_FRAME_HEADER_SIZE <= b->len) {
+		const unsigned char *h = b->buf + at;
+
+		at += HALLOC_FRAME_HEADER_SIZE +
+		      (h[0] | h[1] << 8 | h[2] << 16 | (uint32_t)h[3] << 24);
+	}
+	return at == offset;
+}
+
 /* Every cut of a log reads as an incomplete log holding the whole frames
  * before the cut, never as an error, and never crashes. */
 Test(reader, truncated_at_every_offset)
@@ -133,6 +146,10 @@ Test(reader, truncated_at_every_offset)
 		cr_assert_eq(res, HA_OK, "cut %zu: %s", cut,
 			     ha_result_name(res));
 		cr_assert_not(ha_analysis_complete(a), "cut %zu", cut);
+		cr_assert_eq(strstr(ha_analysis_incomplete_reason(a),
+				    "inside a frame") != NULL,
+			     !at_frame_boundary(&b, cut), "cut %zu: %s", cut,
+			     ha_analysis_incomplete_reason(a));
 		if (ha_analysis_process_count(a) > 0) {
 			uint64_t n = process(a, 0).summary.allocations;
 

@@ -21,7 +21,7 @@
 
 #define FILES 8
 #define COUNT 2000
-#define KEEP 10
+#define KEEP  10
 
 static void *kept[KEEP];
 

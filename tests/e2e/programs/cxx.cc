@@ -37,7 +37,7 @@ int main()
 	for (int i = 0; i < 100; i++)
 		numbers.push_back(i); /* SITE:vector */
 
-	std::string text(40, 's'); /* SITE:string */
+	std::string text(40, 's');	/* SITE:string */
 	text += ", and then some more"; /* SITE:append */
 
 	auto owned = std::make_unique<Widget>();

@@ -17,7 +17,7 @@ static void *volatile sink;
 __attribute__((noinline)) static void *descend(int depth)
 {
 	if (depth == 1)
-		return malloc(77); /* LEAK:deep */
+		return malloc(77);    /* LEAK:deep */
 	void *p = descend(depth - 1); /* LINE:recurse */
 	return p;
 }

@@ -41,11 +41,11 @@ int main(int argc, char **argv)
 	p = calloc(3, 7); /* SITE:calloc */
 	free(p);
 
-	p = malloc(5); /* SITE:malloc5 */
+	p = malloc(5);	    /* SITE:malloc5 */
 	p = realloc(p, 50); /* SITE:realloc */
 	free(p);
 
-	p = malloc(6); /* SITE:malloc6 */
+	p = malloc(6);		    /* SITE:malloc6 */
 	p = reallocarray(p, 4, 25); /* SITE:reallocarray */
 	free(p);
 

@@ -31,8 +31,8 @@
 #include <unistd.h>
 
 #define WORKERS 3
-#define SLOTS 32
-#define WARMUP 2000 /* allocations each worker makes before the exit */
+#define SLOTS	32
+#define WARMUP	2000 /* allocations each worker makes before the exit */
 
 enum { NONE = 0, IN_MALLOC = 1, IN_FREE = 2 };
 
@@ -106,8 +106,8 @@ static void *finish(void *arg)
 	for (unsigned i = 0; i < WORKERS; i++) {
 		struct worker *w = &shared->workers[i];
 		for (;;) {
-			uint64_t cur = __atomic_load_n(&w->current,
-						       __ATOMIC_ACQUIRE);
+			uint64_t cur =
+			    __atomic_load_n(&w->current, __ATOMIC_ACQUIRE);
 			if (w->books[cur].allocs >= WARMUP)
 				break;
 			sched_yield();
@@ -133,8 +133,8 @@ int main(int argc, char **argv)
 	int fd = open(argv[1], O_RDWR);
 	if (fd < 0)
 		return 3;
-	shared = mmap(NULL, STATS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      fd, 0);
+	shared =
+	    mmap(NULL, STATS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (shared == MAP_FAILED)
 		return 4;
 	dl_iterate_phdr(max_modid, &shared->tls_modid);
