@@ -200,9 +200,11 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 		return false;
 	c->fd = (int)fd;
 	c->shm_fd = (int)shm;
-	c->depth = depth < 1 ? 1
-		   : depth > (long)HALLOC_DEPTH_MAX ? HALLOC_DEPTH_MAX
-						    : (unsigned)depth;
+	if (depth < 1)
+		depth = 1;
+	if (depth > (long)HALLOC_DEPTH_MAX)
+		depth = HALLOC_DEPTH_MAX;
+	c->depth = (unsigned)depth;
 	c->follow = follow != 0;
 	return true;
 }
@@ -509,7 +511,8 @@ static void fork_child(void)
 	ha_agent_buf_fork_child(t);
 	if (!ha_agent.cfg.follow) {
 		ha_agent_disable();
-		close_ours(ha_agent.cfg.fd, ha_agent.pipe_dev, ha_agent.pipe_ino);
+		close_ours(ha_agent.cfg.fd, ha_agent.pipe_dev,
+			   ha_agent.pipe_ino);
 		if (ha_agent.fd != ha_agent.cfg.fd)
 			close_ours(ha_agent.fd, ha_agent.pipe_dev,
 				   ha_agent.pipe_ino);
@@ -541,9 +544,8 @@ __attribute__((constructor)) static void agent_start(void)
 {
 	struct ha_agent_thread *t = &ha_agent_self;
 
-	if (!t->guard &&
-	    __atomic_load_n(&ha_agent_status, __ATOMIC_ACQUIRE) ==
-		    HA_AGENT_UNINIT)
+	if (!t->guard && __atomic_load_n(&ha_agent_status, __ATOMIC_ACQUIRE) ==
+			     HA_AGENT_UNINIT)
 		start(t);
 }
 

@@ -38,32 +38,38 @@
 
 /* ---- process-wide state (agent.c) ------------------------------------- */
 
+/*
+ * UNINIT: nothing decided yet, the next call starts the agent. STARTING:
+ * one thread is starting it. PENDING: a followed child that has not
+ * announced its stream yet. OFF: not traced, tracer gone, or a child that
+ * is not followed.
+ */
 enum ha_agent_status {
-	HA_AGENT_UNINIT = 0, /* nothing decided yet: the next call starts us */
-	HA_AGENT_STARTING,   /* one thread is starting the agent */
-	HA_AGENT_ON,         /* recording */
-	HA_AGENT_PENDING,    /* forked child (follow): announce the stream first */
-	HA_AGENT_OFF,        /* not traced, tracer gone, or child not followed */
+	HA_AGENT_UNINIT = 0,
+	HA_AGENT_STARTING,
+	HA_AGENT_ON,
+	HA_AGENT_PENDING,
+	HA_AGENT_OFF,
 };
 
 /* Read on every call; written rarely. */
 extern int ha_agent_status;
 
 struct ha_agent_config {
-	int fd;         /* pipe to the tracer */
-	int shm_fd;     /* struct halloc_shm */
+	int fd;		/* pipe to the tracer */
+	int shm_fd;	/* struct halloc_shm */
 	unsigned depth; /* frames per stack, 1..HALLOC_DEPTH_MAX */
-	bool follow;    /* record forked and exec'd processes too */
+	bool follow;	/* record forked and exec'd processes too */
 };
 
 struct ha_agent_stream {
 	struct ha_agent_config cfg;
 	struct halloc_shm *shm;
-	uint64_t id;      /* the stream (process image) id, never 0 */
+	uint64_t id; /* the stream (process image) id, never 0 */
 	uint32_t pid;
 	uint64_t base_us; /* CLOCK_MONOTONIC_COARSE at the stream's start */
-	int fd;           /* where frames go: a high duplicate of cfg.fd */
-	dev_t pipe_dev;   /* identity of the pipe */
+	int fd;		  /* where frames go: a high duplicate of cfg.fd */
+	dev_t pipe_dev;	  /* identity of the pipe */
 	ino_t pipe_ino;
 };
 
@@ -86,17 +92,17 @@ struct ha_agent_private;
 
 struct ha_agent_thread {
 	unsigned guard; /* nonzero while the agent runs on this thread */
-	bool keyed;     /* thread-exit destructor registered */
-	bool exiting;   /* thread or process ending: flush after every record */
-	uint32_t tid;   /* 0 until the thread's first record */
+	bool keyed;	/* thread-exit destructor registered */
+	bool exiting;	/* thread or process ending: flush after every record */
+	uint32_t tid;	/* 0 until the thread's first record */
 
 	/* The frame being built (buffer.c). frame == NULL: none yet. */
 	unsigned char *frame;
 	struct halloc_slot *slot;      /* the shm slot we own, or NULL */
 	struct ha_agent_private *priv; /* fallback buffer when no slot */
-	uint32_t slot_no;              /* chunk header's slot number */
-	uint32_t used;                 /* bytes of frame in use */
-	unsigned retry;                /* private: flushes before a slot retry */
+	uint32_t slot_no;	       /* chunk header's slot number */
+	uint32_t used;		       /* bytes of frame in use */
+	unsigned retry; /* private: flushes before a slot retry */
 
 	/* Delta bases inside the current chunk (all restart at 0). */
 	uint64_t last_seq;
@@ -142,14 +148,15 @@ const char *ha_agent_exe_path(size_t *len);
 /* A thread got its first buffer: have its end noticed (agent.c). */
 void ha_agent_thread_attach(struct ha_agent_thread *t);
 
-/* ---- events.c: records ---------------------------------------------------- */
+/* ---- events.c: records ----------------------------------------------------
+ */
 
 /* After the allocator returned p (NULL: failure, errno says why). */
 void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *p,
 			   size_t size);
 /* A call that failed before reaching the allocator (bad arguments). */
-void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn,
-			    size_t size, int err);
+void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn, size_t size,
+			    int err);
 /* seq was taken before the block was released. */
 void ha_agent_record_free(struct ha_agent_thread *t, unsigned free_fn,
 			  uint64_t seq, void *p);
@@ -171,8 +178,10 @@ struct ha_agent_segment {
 
 void ha_agent_put_module_load(struct ha_agent_thread *t, uint32_t id,
 			      uintptr_t bias, const char *path, size_t path_len,
-			      const unsigned char *build_id, size_t build_id_len,
-			      const struct ha_agent_segment *seg, unsigned nseg);
+			      const unsigned char *build_id,
+			      size_t build_id_len,
+			      const struct ha_agent_segment *seg,
+			      unsigned nseg);
 void ha_agent_put_module_unload(struct ha_agent_thread *t, uint32_t id);
 
 struct ha_agent_process {
@@ -180,7 +189,7 @@ struct ha_agent_process {
 	uint32_t ppid;
 	uint64_t parent_stream;
 	uint64_t parent_seq;
-	uint32_t flags;    /* bit 0: started by exec in a traced process */
+	uint32_t flags;	   /* bit 0: started by exec in a traced process */
 	uint64_t start_ns; /* CLOCK_REALTIME */
 	const char *exe;
 	size_t exe_len;
@@ -216,13 +225,20 @@ void ha_agent_modules_cover(struct ha_agent_thread *t, const uintptr_t *frames,
 			    unsigned n);
 /* Bumped on every unload: mixed into stack hashes. */
 uint32_t ha_agent_modules_generation(void);
+/*
+ * A dlclose is about to run: from now on no stack may reuse an id whose
+ * addresses may soon mean another library (not even before the unload is
+ * seen by a rescan).
+ */
+void ha_agent_modules_closing(void);
 void ha_agent_modules_fork_prepare(void);
 void ha_agent_modules_fork_parent(void);
 /* The child's new stream: MODULE_LOAD again for every known module. */
 void ha_agent_modules_fork_child(void);
 void ha_agent_modules_announce(struct ha_agent_thread *t);
 
-/* ---- buffer.c: the thread's frame and the pipe ----------------------------- */
+/* ---- buffer.c: the thread's frame and the pipe -----------------------------
+ */
 
 /*
  * Room for a record of at most max bytes (max <= HALLOC_FRAME_MAX - the
@@ -240,7 +256,7 @@ void ha_agent_buf_fork_parent(void);
 void ha_agent_buf_fork_child(struct ha_agent_thread *t);
 
 /* Largest record payload a frame holds. */
-#define HA_AGENT_RECORD_MAX                                                     \
+#define HA_AGENT_RECORD_MAX                                                    \
 	(HALLOC_FRAME_MAX - HALLOC_FRAME_HEADER_SIZE - HALLOC_CHUNK_HEADER_SIZE)
 
 #pragma GCC visibility pop

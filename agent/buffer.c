@@ -38,8 +38,8 @@
 struct ha_agent_private {
 	struct ha_agent_private *next;
 	struct ha_agent_private *prev;
-	uint32_t lock;     /* owner vs. the exit-time flush; atomic */
-	uint32_t number;   /* chunk headers say slot nslots + number */
+	uint32_t lock;	 /* owner vs. the exit-time flush; atomic */
+	uint32_t number; /* chunk headers say slot nslots + number */
 	uint32_t chunk_no;
 	uint32_t used;
 	unsigned char frame[HALLOC_FRAME_MAX];
@@ -268,8 +268,7 @@ unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
 {
 	struct halloc_chunk_header ch;
 
-	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) ==
-	    HA_AGENT_OFF)
+	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) == HA_AGENT_OFF)
 		return NULL;
 	if (!t->frame && !attach(t))
 		return NULL;

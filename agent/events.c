@@ -110,8 +110,8 @@ void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
 	errno = saved;
 }
 
-void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn,
-			    size_t size, int err)
+void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn, size_t size,
+			    int err)
 {
 	int saved = errno;
 
@@ -189,7 +189,8 @@ void ha_agent_put_stack(struct ha_agent_thread *t, uint64_t seq, uint64_t id,
 
 void ha_agent_put_module_load(struct ha_agent_thread *t, uint32_t id,
 			      uintptr_t bias, const char *path, size_t path_len,
-			      const unsigned char *build_id, size_t build_id_len,
+			      const unsigned char *build_id,
+			      size_t build_id_len,
 			      const struct ha_agent_segment *seg, unsigned nseg)
 {
 	size_t fixed, max;

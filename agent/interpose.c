@@ -99,8 +99,8 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 }
 
 /* realloc and reallocarray, once the size is known to be sane. */
-static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn, void *old,
-			    size_t size)
+static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
+				 void *old, size_t size)
 {
 	uint64_t stack, seq;
 	void *p;
@@ -257,6 +257,7 @@ EXPORT int dlclose(void *handle)
 			return -1;
 		__atomic_store_n(&real_dlclose, real, __ATOMIC_RELEASE);
 	}
+	ha_agent_modules_closing();
 	r = real(handle);
 	t = ha_agent_enter();
 	if (t) {

@@ -17,8 +17,8 @@
  * and apply our RUNPATH and $ORIGIN instead of the caller's).
  *
  * Locking: scans are serialized by one mutex. From inside an allocation the
- * agent only tries it: the thread may hold a loader lock that the scanning
- * thread waits for inside dl_iterate_phdr.
+ * agent waits for it only a bounded time: the allocating thread may hold a
+ * loader lock that the scanning thread needs inside dl_iterate_phdr.
  */
 #include <elf.h>
 #include <link.h>
@@ -26,13 +26,13 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "agent/agent.h"
 
 struct module {
 	uintptr_t bias;
-	const char *lname; /* the loader's name string: identity while loaded */
-	const ElfW(Phdr) *phdr;
+	const Elf64_Phdr *phdr;
 	uint32_t phnum;
 	uint32_t id;
 	uint32_t name_off; /* our copy of the loader's name, in names[] */
@@ -42,8 +42,8 @@ struct module {
 	bool main; /* the program: its name is "", we write its path */
 };
 
-#define MAX_MODULES 4096
-#define NAMES_SIZE ((size_t)1 << 20)
+#define MAX_MODULES  4096
+#define NAMES_SIZE   ((size_t)1 << 20)
 #define MAX_SEGMENTS 16
 
 static struct module *mods;
@@ -51,8 +51,8 @@ static uint32_t nmods; /* atomic: readers see whole entries below it */
 static char *names;
 static size_t names_used;
 static uint32_t next_id = 1;
-static uint32_t generation;   /* atomic */
-static uint64_t seen_adds;    /* dl_iterate_phdr's counters at the last scan */
+static uint32_t generation; /* atomic */
+static uint64_t seen_adds;  /* dl_iterate_phdr's counters at the last scan */
 static uint64_t seen_subs;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -79,8 +79,13 @@ uint32_t ha_agent_modules_generation(void)
 	return __atomic_load_n(&generation, __ATOMIC_RELAXED);
 }
 
+static size_t align_up(size_t n, size_t align)
+{
+	return (n + align - 1) & ~(align - 1);
+}
+
 /* The GNU build-id note, from the object's PT_NOTE segments in memory. */
-static size_t build_id(uintptr_t bias, const ElfW(Phdr) *phdr, unsigned phnum,
+static size_t build_id(uintptr_t bias, const Elf64_Phdr *phdr, unsigned phnum,
 		       const unsigned char **out)
 {
 	unsigned i;
@@ -94,16 +99,16 @@ static size_t build_id(uintptr_t bias, const ElfW(Phdr) *phdr, unsigned phnum,
 		p = (const unsigned char *)(bias + phdr[i].p_vaddr);
 		end = p + phdr[i].p_memsz;
 		align = phdr[i].p_align == 8 ? 8 : 4;
-		while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
-			const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
-			size_t desc = sizeof(*nh) +
-				      ((nh->n_namesz + align - 1) & ~(align - 1));
-			size_t next = desc +
-				      ((nh->n_descsz + align - 1) & ~(align - 1));
+		while ((size_t)(end - p) >= sizeof(Elf64_Nhdr)) {
+			const Elf64_Nhdr *nh = (const Elf64_Nhdr *)p;
+			size_t desc =
+			    sizeof(*nh) + align_up(nh->n_namesz, align);
+			size_t next = desc + align_up(nh->n_descsz, align);
 
 			if (desc + nh->n_descsz > (size_t)(end - p))
 				break;
-			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+			if (nh->n_type == NT_GNU_BUILD_ID &&
+			    nh->n_namesz == 4 &&
 			    !memcmp(p + sizeof(*nh), "GNU", 4)) {
 				*out = p + desc;
 				return nh->n_descsz;
@@ -146,8 +151,12 @@ static struct module *find_loaded(uintptr_t bias, const char *name)
 	for (i = 0; i < nmods; i++) {
 		struct module *m = &mods[i];
 
+		/*
+		 * By name, not by the loader's name pointer: after a dlclose
+		 * another library may get both the address and the pointer.
+		 */
 		if (m->loaded && m->bias == bias &&
-		    (m->lname == name || !strcmp(names + m->name_off, name)))
+		    !strcmp(names + m->name_off, name))
 			return m;
 	}
 	return NULL;
@@ -163,14 +172,13 @@ static int scan_one(struct dl_phdr_info *info, size_t size, void *data)
 
 	sc->first = false;
 	if (first && size >= offsetof(struct dl_phdr_info, dlpi_subs) +
-				     sizeof(info->dlpi_subs)) {
+				 sizeof(info->dlpi_subs)) {
 		sc->adds = info->dlpi_adds;
 		sc->subs = info->dlpi_subs;
 	}
 	m = find_loaded(info->dlpi_addr, name);
 	if (m) {
 		m->seen = true;
-		m->lname = name;
 		return 0;
 	}
 	/* Full: such a module cannot be tracked (its stacks stay unnamed). */
@@ -178,7 +186,6 @@ static int scan_one(struct dl_phdr_info *info, size_t size, void *data)
 		return 0;
 	m = &mods[nmods];
 	m->bias = info->dlpi_addr;
-	m->lname = name;
 	m->phdr = info->dlpi_phdr;
 	m->phnum = info->dlpi_phnum;
 	m->id = next_id++;
@@ -214,6 +221,11 @@ static void rescan_locked(struct ha_agent_thread *t)
 	__atomic_store_n(&seen_subs, sc.subs, __ATOMIC_RELAXED);
 }
 
+void ha_agent_modules_closing(void)
+{
+	__atomic_fetch_add(&generation, 1, __ATOMIC_RELAXED);
+}
+
 void ha_agent_modules_rescan(struct ha_agent_thread *t)
 {
 	pthread_mutex_lock(&lock);
@@ -226,11 +238,19 @@ static int counters(struct dl_phdr_info *info, size_t size, void *data)
 	struct scan *sc = data;
 
 	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) +
-			    sizeof(info->dlpi_subs)) {
+			sizeof(info->dlpi_subs)) {
 		sc->adds = info->dlpi_adds;
 		sc->subs = info->dlpi_subs;
 	}
 	return 1; /* the first object is enough */
+}
+
+/* Did objects come or go since the last scan? */
+static bool changed(struct scan *sc)
+{
+	dl_iterate_phdr(counters, sc);
+	return sc->adds != __atomic_load_n(&seen_adds, __ATOMIC_RELAXED) ||
+	       sc->subs != __atomic_load_n(&seen_subs, __ATOMIC_RELAXED);
 }
 
 static bool known(const struct link_map *lm)
@@ -239,7 +259,7 @@ static bool known(const struct link_map *lm)
 
 	for (i = 0; i < n; i++)
 		if (mods[i].loaded && mods[i].bias == lm->l_addr &&
-		    mods[i].lname == lm->l_name)
+		    !strcmp(names + mods[i].name_off, lm->l_name))
 			return true;
 	return false;
 }
@@ -250,6 +270,7 @@ void ha_agent_modules_cover(struct ha_agent_thread *t, const uintptr_t *frames,
 	const struct link_map *last = NULL;
 	struct dl_find_object fo;
 	struct scan sc = {.t = t};
+	struct timespec until;
 	unsigned i;
 
 	for (i = 0; i < n; i++) {
@@ -271,13 +292,25 @@ void ha_agent_modules_cover(struct ha_agent_thread *t, const uintptr_t *frames,
 	 * object whose dlopen has not finished). Scan only if the loader's
 	 * counters moved: cheap, the iteration stops at the first object.
 	 */
-	dl_iterate_phdr(counters, &sc);
-	if (sc.adds == __atomic_load_n(&seen_adds, __ATOMIC_RELAXED) &&
-	    sc.subs == __atomic_load_n(&seen_subs, __ATOMIC_RELAXED))
+	if (!changed(&sc))
 		return;
-	if (pthread_mutex_trylock(&lock))
+	/*
+	 * Another thread may be scanning: wait for it, so that its
+	 * MODULE_LOAD records come before our stack. But only so long: this
+	 * thread may hold the lock that the scan needs (a dl_iterate_phdr
+	 * callback that allocates holds the loader's), and a late MODULE_LOAD
+	 * beats a deadlock.
+	 */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 20 * 1000 * 1000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	if (pthread_mutex_timedlock(&lock, &until))
 		return;
-	rescan_locked(t);
+	if (changed(&sc))
+		rescan_locked(t);
 	pthread_mutex_unlock(&lock);
 }
 

@@ -32,7 +32,7 @@ static struct object self, unwinder, loader;
 static unsigned tls_added;
 
 /* sizeof(dtv_t) in glibc: a pointer and a flag, 16 bytes on x86_64. */
-#define DTV_ENTRY 16u
+#define DTV_ENTRY   16u
 #define DTV_SURPLUS 14u
 
 static int find_object(struct dl_phdr_info *info, size_t size, void *data)
@@ -43,7 +43,7 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *data)
 	int i;
 
 	for (i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		const Elf64_Phdr *ph = &info->dlpi_phdr[i];
 		uintptr_t start = info->dlpi_addr + ph->p_vaddr;
 
 		if (ph->p_type == PT_TLS)

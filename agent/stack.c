@@ -39,17 +39,17 @@ struct entry {
 #define TABLE_SIZE (1u << TABLE_BITS)
 /* Stop inserting beyond this many entries (70% load). */
 #define TABLE_LIMIT (TABLE_SIZE / 10 * 7)
-#define MAX_PROBES 64
-#define ARENA_SIZE ((size_t)512 << 20)
+#define MAX_PROBES  64
+#define ARENA_SIZE  ((size_t)512 << 20)
 /* Frames of libunwind and of the agent at the top of a capture. */
 #define SKIP_MAX 8
 
 static struct entry **table;
 static unsigned char *arena;
 static size_t arena_size;
-static size_t arena_used;     /* atomic */
-static uint32_t table_count;  /* atomic */
-static uint64_t next_id = 1;  /* atomic */
+static size_t arena_used;    /* atomic */
+static uint32_t table_count; /* atomic */
+static uint64_t next_id = 1; /* atomic */
 
 static bool map_table(void)
 {
@@ -63,9 +63,9 @@ static bool map_table(void)
 	}
 	/* Under strict overcommit a smaller arena may still be granted. */
 	for (size = ARENA_SIZE; size >= ((size_t)4 << 20); size /= 4) {
-		arena = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-			     0);
+		arena =
+		    mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (arena != MAP_FAILED) {
 			arena_size = size;
 			break;

@@ -25,7 +25,7 @@
 #include "agent/bpf/session.h"
 
 /* Not user addresses (the kernel's half): cannot meet a real block. */
-#define FREED_ADDR 0xffff000000000000ull
+#define FREED_ADDR  0xffff000000000000ull
 #define BEFORE_ADDR 0xffff800000000000ull
 
 struct live_block {
@@ -36,7 +36,7 @@ struct live_block {
 struct dump {
 	struct hb_session *s;
 	uint32_t tid;
-	uint64_t seq;        /* next sequence number */
+	uint64_t seq;	     /* next sequence number */
 	struct hb_table ids; /* site key -> stack id << 8 | function */
 };
 
@@ -90,8 +90,9 @@ static void dump_site(struct dump *d, uint64_t key, const struct hb_site *site)
 				 &st)) {
 		fn = st.fn;
 		n = hb_fp_frames(s, (const uint64_t *)st.frames,
-				 st.nframes < HB_FP_DEPTH_MAX ? st.nframes
-							      : HB_FP_DEPTH_MAX);
+				 st.nframes < HB_FP_DEPTH_MAX
+				     ? st.nframes
+				     : HB_FP_DEPTH_MAX);
 	}
 	s->event_seq = (d->seq >> HB_SEQ_SHIFT) + 1;
 	s->sub_seq = 0;
@@ -118,7 +119,7 @@ static void dump_site(struct dump *d, uint64_t key, const struct hb_site *site)
 enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag)
 {
 	int sites_fd = bpf_map__fd(s->skel->maps.sites);
-	struct dump d = { .s = s, .tid = (uint32_t)s->pid };
+	struct dump d = {.s = s, .tid = (uint32_t)s->pid};
 	struct live_block *live;
 	size_t nlive;
 	uint64_t key, next, before;
@@ -149,7 +150,9 @@ enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag)
 			v = *id;
 		} else { /* its site was not read: an empty stack */
 			v = hb_stack_id(s->stream, d.tid, d.seq++, s->frames, 0,
-					&wrote) << 8 | HALLOC_FN_MALLOC;
+					&wrote)
+				<< 8 |
+			    HALLOC_FN_MALLOC;
 		}
 
 		hb_rec_alloc(s->stream, d.tid, d.seq++, (unsigned)(v & 0xff),
@@ -164,7 +167,7 @@ enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag)
 	for (uint64_t i = 0; i < before; i++)
 		hb_rec_free(s->stream, d.tid, d.seq++, HALLOC_FREE_FREE, 0,
 			    BEFORE_ADDR + 16 * i);
-	s->out->events_lost += hb_counter(s, HB_CNT_LIVE_FULL) +
-			       hb_counter(s, HB_CNT_SITES_FULL);
+	s->out->events_lost +=
+	    hb_counter(s, HB_CNT_LIVE_FULL) + hb_counter(s, HB_CNT_SITES_FULL);
 	return HB_OK;
 }

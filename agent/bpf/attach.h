@@ -33,18 +33,18 @@
 
 enum hb_result {
 	HB_OK = 0,
-	HB_ERR_USAGE,        /* a bad hb_config (exit 2) */
+	HB_ERR_USAGE,	     /* a bad hb_config (exit 2) */
 	HB_ERR_NO_PROCESS,   /* no such pid, or a zombie (125) */
 	HB_ERR_PERMISSION,   /* the caller may not ptrace it (125) */
 	HB_ERR_NO_ALLOCATOR, /* no malloc in what it maps (125) */
-	HB_ERR_KERNEL,       /* no BTF or no uprobes in this kernel (125) */
+	HB_ERR_KERNEL,	     /* no BTF or no uprobes in this kernel (125) */
 	HB_ERR_PRIVILEGE,    /* no privileges for eBPF (125) */
-	HB_ERR_BPF,          /* loading or attaching failed otherwise (125) */
+	HB_ERR_BPF,	     /* loading or attaching failed otherwise (125) */
 	HB_ERR_NOT_FOUND,    /* --bpf: the program does not exist (127) */
 	HB_ERR_CANNOT_RUN,   /* --bpf: it cannot be executed (126) */
-	HB_ERR_LOG,          /* the log cannot be created or written (125) */
-	HB_ERR_SYSTEM,       /* fork, epoll, ... failed (125) */
-	HB_ERR_NOMEM,        /* (125) */
+	HB_ERR_LOG,	     /* the log cannot be created or written (125) */
+	HB_ERR_SYSTEM,	     /* fork, epoll, ... failed (125) */
+	HB_ERR_NOMEM,	     /* (125) */
 };
 
 struct hb_diag {
@@ -64,28 +64,28 @@ enum hb_stacks {
 };
 
 struct hb_config {
-	pid_t pid;           /* -p: record this running process, or 0 */
-	char *const *argv;   /* else --bpf: run this, NULL-ended */
-	const char *output;  /* the log; NULL: halloc.PROG.PID.hlog */
-	unsigned depth;      /* frames, 1..HALLOC_DEPTH_MAX (FP: <= 127);
-				0: HALLOC_DEPTH_DEFAULT */
+	pid_t pid;	    /* -p: record this running process, or 0 */
+	char *const *argv;  /* else --bpf: run this, NULL-ended */
+	const char *output; /* the log; NULL: halloc.PROG.PID.hlog */
+	unsigned depth;	    /* frames, 1..HALLOC_DEPTH_MAX (FP: <= 127);
+			       0: HALLOC_DEPTH_DEFAULT */
 	enum hb_stacks stacks;
 	unsigned stack_bytes; /* DWARF: bytes copied per allocation,
 				 4096..65536; 0: 8192 */
-	bool aggregate;      /* totals per stack in the kernel (FP stacks) */
-	double duration;     /* seconds; 0: until a signal or the end */
-	unsigned ring_mib;   /* ring buffer size; 0: by stack mode */
+	bool aggregate;	      /* totals per stack in the kernel (FP stacks) */
+	double duration;      /* seconds; 0: until a signal or the end */
+	unsigned ring_mib;    /* ring buffer size; 0: by stack mode */
 };
 
 struct hb_outcome {
 	char log_path[4096];
-	bool ended;          /* the target ended while recorded */
-	bool status_known;   /* and wait_status says how */
-	int wait_status;     /* as waitpid(2) gives it */
-	uint64_t events;     /* events received */
-	uint64_t events_lost; /* the ring buffer was full */
+	bool ended;		   /* the target ended while recorded */
+	bool status_known;	   /* and wait_status says how */
+	int wait_status;	   /* as waitpid(2) gives it */
+	uint64_t events;	   /* events received */
+	uint64_t events_lost;	   /* the ring buffer was full */
 	uint64_t stacks_truncated; /* DWARF: deeper than the copy */
-	uint64_t unknown_frees; /* --aggregate: of blocks from before */
+	uint64_t unknown_frees;	   /* --aggregate: of blocks from before */
 };
 
 enum hb_result hb_record(const struct hb_config *config,

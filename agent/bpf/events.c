@@ -28,16 +28,16 @@ void hb_write_new_modules(struct hb_session *s, uint32_t tid)
 		if (mod->log_id || s->sub_seq >= HB_SUB_SEQ_MAX)
 			continue;
 		info = (struct hb_module_info){
-			.bias = mod->bias,
-			.path = mod->path,
-			.build_id = mod->build_id,
-			.build_id_len = mod->build_id_len,
-			.nsegments = mod->nsegments,
-			.segments = mod->segments,
+		    .bias = mod->bias,
+		    .path = mod->path,
+		    .build_id = mod->build_id,
+		    .build_id_len = mod->build_id_len,
+		    .nsegments = mod->nsegments,
+		    .segments = mod->segments,
 		};
-		mod->log_id = hb_rec_module(s->stream, tid,
-					    HB_SUB_SEQ(s->event_seq, s->sub_seq++),
-					    &info);
+		mod->log_id = hb_rec_module(
+		    s->stream, tid, HB_SUB_SEQ(s->event_seq, s->sub_seq++),
+		    &info);
 	}
 }
 
@@ -79,8 +79,7 @@ struct hb_module *hb_find_module(void *session, uint64_t addr)
 
 /* The kernel followed rbp through code that may not keep it: a "frame"
  * outside every module is garbage, and ends the stack. */
-unsigned hb_fp_frames(struct hb_session *s, const uint64_t *frames,
-		      unsigned n)
+unsigned hb_fp_frames(struct hb_session *s, const uint64_t *frames, unsigned n)
 {
 	if (n > s->depth)
 		n = s->depth;
@@ -134,24 +133,25 @@ static uint64_t event_stack(struct hb_session *s, const struct hb_event *ev,
 	bool wrote;
 
 	hb_write_new_modules(s, ev->tid);
-	return hb_stack_id(s->stream, ev->tid, HB_STACK_SEQ(ev->seq),
-			   s->frames, n, &wrote);
+	return hb_stack_id(s->stream, ev->tid, HB_STACK_SEQ(ev->seq), s->frames,
+			   n, &wrote);
 }
 
-/* ---- the process ------------------------------------------------------------- */
+/* ---- the process
+ * ------------------------------------------------------------- */
 
-bool hb_begin_stream(struct hb_session *s, uint64_t seq,
-		     uint64_t start_boot_ns, const char *exe, unsigned argc,
-		     char *const *argv, uint32_t ppid, uint64_t flags)
+bool hb_begin_stream(struct hb_session *s, uint64_t seq, uint64_t start_boot_ns,
+		     const char *exe, unsigned argc, char *const *argv,
+		     uint32_t ppid, uint64_t flags)
 {
 	struct hb_process_info pi = {
-		.pid = (uint32_t)s->pid,
-		.ppid = ppid,
-		.flags = flags,
-		.start_ns = hb_real_ns() - (hb_boot_ns() - start_boot_ns),
-		.exe = exe,
-		.argc = argc,
-		.argv = argv,
+	    .pid = (uint32_t)s->pid,
+	    .ppid = ppid,
+	    .flags = flags,
+	    .start_ns = hb_real_ns() - (hb_boot_ns() - start_boot_ns),
+	    .exe = exe,
+	    .argc = argc,
+	    .argv = argv,
 	};
 
 	s->stream = hb_stream_new(&s->log, (uint32_t)s->pid, start_boot_ns);
@@ -187,7 +187,7 @@ static void on_exec(struct hb_session *s, const struct hb_event *ev)
 				(uint32_t)p.ppid, 1);
 		hb_proc_free(&p);
 	} else {
-		char *none[] = { NULL };
+		char *none[] = {NULL};
 
 		hb_begin_stream(s, ev->seq, ev->time_ns, "", 0, none, 0, 1);
 	}

@@ -24,23 +24,30 @@
 #include "halloc/log.h"
 #include "halloc.h"
 
+#ifndef SEC /* cppcheck, which does not read libbpf's headers */
+#define SEC(name)
+#define BPF_KPROBE(name, ...)	 int name(struct pt_regs *ctx)
+#define BPF_KRETPROBE(name, ...) int name(struct pt_regs *ctx)
+#define BPF_PROG(name, ...)	 int name(void *ctx)
+#endif
+
 /* bpf_probe_read_user and bpf_get_stack are GPL-only helpers. */
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by user space before load. */
 const volatile __u32 target_tgid = 0;
 const volatile __u32 stack_mode = HB_STACK_FP;
-const volatile __u32 stack_depth = 64;     /* FP frames, <= HB_FP_DEPTH_MAX */
-const volatile __u32 stack_bytes = 8192;   /* DWARF copy, <= HB_STACK_BYTES_MAX */
+const volatile __u32 stack_depth = 64;	 /* FP frames, <= HB_FP_DEPTH_MAX */
+const volatile __u32 stack_bytes = 8192; /* DWARF copy, <= HB_STACK_BYTES_MAX */
 const volatile bool aggregate = false;
 const volatile __u64 wakeup_bytes = 1 << 20;
 
 /* Set by user space after load (mmap'ed .data/.bss). */
 __u64 next_seq = 1;
 __u32 execs_to_ignore = 0; /* --bpf: the exec that starts the program */
-__u32 stopped = 0;         /* --aggregate: the image was replaced */
+__u32 stopped = 0;	   /* --aggregate: the image was replaced */
 
-#define ENOMEM 12
+#define ENOMEM	  12
 #define NEST_SPAN (64 * 1024)
 
 struct call {
@@ -140,8 +147,8 @@ static __always_inline bool is_target(void)
 static __always_inline __u64 rb_flags(void)
 {
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-		       ? BPF_RB_FORCE_WAKEUP
-		       : BPF_RB_NO_WAKEUP;
+		   ? BPF_RB_FORCE_WAKEUP
+		   : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void fill(struct hb_event *ev, __u8 kind, __u8 fn)
@@ -322,10 +329,10 @@ static __always_inline struct hb_site *agg_site(struct pt_regs *ctx, __u8 fn,
 	return site;
 }
 
-static __always_inline void agg_alloc(struct pt_regs *ctx, __u8 fn,
-				      __u64 addr, __u64 size)
+static __always_inline void agg_alloc(struct pt_regs *ctx, __u8 fn, __u64 addr,
+				      __u64 size)
 {
-	struct hb_live b = { .size = size };
+	struct hb_live b = {.size = size};
 	struct hb_site *site = agg_site(ctx, fn, &b.site);
 
 	if (!site)
@@ -350,7 +357,8 @@ static __always_inline void agg_failed(struct pt_regs *ctx, __u8 fn)
 		__sync_fetch_and_add(&site->failed, 1);
 }
 
-/* ---- streaming ------------------------------------------------------------- */
+/* ---- streaming -------------------------------------------------------------
+ */
 
 /* Sends an event with the caller's stack. */
 static __always_inline void emit_with_stack(struct pt_regs *ctx,
@@ -418,9 +426,8 @@ static __always_inline void emit_with_stack(struct pt_regs *ctx,
 		barrier_var(size); /* the verifier must see the bound */
 		size &= ~7ULL;
 		s->ev.nframes = size / 8;
-		if (bpf_ringbuf_output(&events, s,
-				       sizeof(struct hb_event) + size,
-				       rb_flags()))
+		if (bpf_ringbuf_output(
+			&events, s, sizeof(struct hb_event) + size, rb_flags()))
 			count(HB_CNT_LOST);
 	}
 }
@@ -528,7 +535,8 @@ static __always_inline bool internal_free(struct pt_regs *ctx, __u64 sp)
 	} __attribute__((packed)) call;
 
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u64 entry = PT_REGS_IP(ctx) - ((cookie >> HB_COOKIE_SKIP_SHIFT) & 0xff);
+	__u64 entry =
+	    PT_REGS_IP(ctx) - ((cookie >> HB_COOKIE_SKIP_SHIFT) & 0xff);
 
 	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
 		return false;
@@ -566,7 +574,8 @@ int BPF_KPROBE(free_enter, __u64 ptr)
 	return 0;
 }
 
-/* ---- the process ------------------------------------------------------------ */
+/* ---- the process ------------------------------------------------------------
+ */
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exit, struct task_struct *p)

@@ -27,7 +27,8 @@
 #include "analyzer/analyzer.h"
 
 #define DEFAULT_STACK_BYTES 8192u
-#define POLL_MS 50
+#define POLL_MS		    50
+#define AGGREGATE_RESCAN_NS 1000000000ull
 
 enum hb_result hb_diag_set(struct hb_diag *diag, enum hb_result result,
 			   const char *fmt, ...)
@@ -68,7 +69,8 @@ int hb_exit_status(const struct hb_config *config,
 	return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 0;
 }
 
-/* ---- the loop ------------------------------------------------------------------- */
+/* ---- the loop
+ * ------------------------------------------------------------------- */
 
 static void drain(struct hb_session *s)
 {
@@ -84,8 +86,10 @@ static void on_signal(struct hb_session *s, int sig)
 			return;
 		hb_spawn_wait(s);
 		if (s->ptrace_exit_stop) {
-			/* Its last events, while its maps can be read. */
+			/* Its last events, while its maps can be read; with
+			 * --aggregate no event asked for the modules yet. */
 			drain(s);
+			hb_rescan(s);
 			hb_spawn_continue(s);
 			hb_spawn_wait(s);
 		}
@@ -106,7 +110,7 @@ static bool target_gone(struct hb_session *s)
 
 static enum hb_result setup_loop(struct hb_session *s, struct hb_diag *diag)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = {.events = EPOLLIN};
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -147,8 +151,10 @@ static void run_loop(struct hb_session *s)
 
 			if (now >= s->deadline_ns)
 				break;
-			if ((s->deadline_ns - now) / 1000000 < (uint64_t)timeout)
-				timeout = (int)((s->deadline_ns - now) / 1000000) + 1;
+			if ((s->deadline_ns - now) / 1000000 <
+			    (uint64_t)timeout)
+				timeout =
+				    (int)((s->deadline_ns - now) / 1000000) + 1;
 		}
 		n = epoll_wait(s->epoll_fd, evs, 4, timeout);
 		drain(s);
@@ -159,11 +165,17 @@ static void run_loop(struct hb_session *s)
 				s->pid_exited = s->stop = true; /* -p */
 		if (target_gone(s))
 			break;
+		/* --aggregate sends no events that would ask for new
+		 * modules (dlopen): look now and then, while it lives. */
+		if (s->config->aggregate &&
+		    hb_boot_ns() - s->last_rescan_ns > AGGREGATE_RESCAN_NS)
+			hb_rescan(s);
 	}
 	drain(s);
 }
 
-/* ---- the log -------------------------------------------------------------------- */
+/* ---- the log
+ * -------------------------------------------------------------------- */
 
 static enum hb_result open_log(struct hb_session *s, struct hb_diag *diag)
 {
@@ -192,13 +204,13 @@ static enum hb_result open_log(struct hb_session *s, struct hb_diag *diag)
 static void write_header(struct hb_session *s)
 {
 	struct hb_trace_info info = {
-		.flags = (s->stack_mode == HB_STACK_DWARF ? HALLOC_TRACE_STACK_DWARF
-							  : HALLOC_TRACE_STACK_FP) |
-			 (s->spawned ? 0 : HALLOC_TRACE_ATTACHED) |
-			 (s->config->aggregate ? HALLOC_TRACE_AGGREGATE : 0),
-		.depth = s->depth,
-		.start_ns = hb_real_ns(),
-		.pid = (uint64_t)s->pid,
+	    .flags = (s->stack_mode == HB_STACK_DWARF ? HALLOC_TRACE_STACK_DWARF
+						      : HALLOC_TRACE_STACK_FP) |
+		     (s->spawned ? 0 : HALLOC_TRACE_ATTACHED) |
+		     (s->config->aggregate ? HALLOC_TRACE_AGGREGATE : 0),
+	    .depth = s->depth,
+	    .start_ns = hb_real_ns(),
+	    .pid = (uint64_t)s->pid,
 	};
 	unsigned argc = 0;
 
@@ -259,15 +271,15 @@ static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 {
 	enum hb_result r = HB_OK;
 	struct ha_diag hdiag;
-	struct hb_log end = { .fd = -1 };
+	struct hb_log end = {.fd = -1};
 	int err;
 
 	hb_detach(s);
 	drain(s);
 	if (s->config->aggregate)
 		r = hb_aggregate_dump(s, diag);
-	s->out->events_lost += hb_counter(s, HB_CNT_LOST) +
-			       hb_counter(s, HB_CNT_NO_STATE);
+	s->out->events_lost +=
+	    hb_counter(s, HB_CNT_LOST) + hb_counter(s, HB_CNT_NO_STATE);
 	hb_stream_free(s->stream);
 	s->stream = NULL;
 	write_exit(s);
@@ -290,7 +302,8 @@ static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 	return r;
 }
 
-/* ---- the whole ------------------------------------------------------------------- */
+/* ---- the whole
+ * ------------------------------------------------------------------- */
 
 static enum hb_result configure(struct hb_session *s, struct hb_diag *diag)
 {
@@ -307,22 +320,26 @@ static enum hb_result configure(struct hb_session *s, struct hb_diag *diag)
 		return hb_diag_set(diag, HB_ERR_USAGE,
 				   "--aggregate keeps stacks in the kernel: it "
 				   "needs frame-pointer stacks");
-	s->stack_mode = c->aggregate || c->stacks == HB_STACKS_FP ? HB_STACK_FP
-								: HB_STACK_DWARF;
+	s->stack_mode = c->aggregate || c->stacks == HB_STACKS_FP
+			    ? HB_STACK_FP
+			    : HB_STACK_DWARF;
 	s->depth = c->depth ? c->depth : HALLOC_DEPTH_DEFAULT;
 	if (s->stack_mode == HB_STACK_FP && s->depth > HB_FP_DEPTH_MAX)
-		s->depth = HB_FP_DEPTH_MAX; /* the kernel's perf_event_max_stack */
+		s->depth =
+		    HB_FP_DEPTH_MAX; /* the kernel's perf_event_max_stack */
 	s->stack_bytes = c->stack_bytes ? c->stack_bytes : DEFAULT_STACK_BYTES;
 	if (s->stack_bytes < 4096 || s->stack_bytes > HB_STACK_BYTES_MAX ||
 	    s->stack_bytes % 8)
 		return hb_diag_set(diag, HB_ERR_USAGE,
 				   "stack size '%u' is out of range (4096..%u, "
-				   "a multiple of 8)", s->stack_bytes,
-				   HB_STACK_BYTES_MAX);
+				   "a multiple of 8)",
+				   s->stack_bytes, HB_STACK_BYTES_MAX);
 	if (c->duration < 0)
-		return hb_diag_set(diag, HB_ERR_USAGE, "duration must not be negative");
+		return hb_diag_set(diag, HB_ERR_USAGE,
+				   "duration must not be negative");
 	s->frames = calloc(s->depth, sizeof(*s->frames));
-	return s->frames ? HB_OK : hb_diag_set(diag, HB_ERR_NOMEM, "out of memory");
+	return s->frames ? HB_OK
+			 : hb_diag_set(diag, HB_ERR_NOMEM, "out of memory");
 }
 
 static void cleanup(struct hb_session *s)
@@ -354,11 +371,16 @@ enum hb_result hb_record(const struct hb_config *config,
 			 struct hb_outcome *outcome, struct hb_diag *diag)
 {
 	struct hb_session s = {
-		.config = config, .out = outcome, .release_fd = -1,
-		.exec_error_fd = -1, .epoll_fd = -1, .signal_fd = -1,
-		.pid_fd = -1, .log = { .fd = -1 },
+	    .config = config,
+	    .out = outcome,
+	    .release_fd = -1,
+	    .exec_error_fd = -1,
+	    .epoll_fd = -1,
+	    .signal_fd = -1,
+	    .pid_fd = -1,
+	    .log = {.fd = -1},
 	};
-	struct hb_targets t = { .n = 0 };
+	struct hb_targets t = {.n = 0};
 	enum hb_result r;
 	sigset_t block;
 
@@ -396,7 +418,8 @@ enum hb_result hb_record(const struct hb_config *config,
 		goto fail;
 	write_header(&s);
 	if (config->duration > 0)
-		s.deadline_ns = hb_boot_ns() + (uint64_t)(config->duration * 1e9);
+		s.deadline_ns =
+		    hb_boot_ns() + (uint64_t)(config->duration * 1e9);
 	if (s.spawned) {
 		s.skel->bss->execs_to_ignore = 1;
 		if ((r = hb_spawn_release(&s, diag)))

@@ -41,17 +41,17 @@ enum hb_stack_mode {
 /* The attach cookie of free's probe: bit 0, the allocator is a shared
  * library (its callers come through the PLT); bits 8-15, how many bytes
  * past free's entry the probe is (past a NULL test, see modules.c). */
-#define HB_COOKIE_SHARED 1
+#define HB_COOKIE_SHARED     1
 #define HB_COOKIE_SKIP_SHIFT 8
 
 enum hb_event_kind {
 	HB_EV_ALLOC = 1,   /* addr, size, fn, stack */
-	HB_EV_FREE = 2,    /* addr, fn (enum halloc_free_fn) */
+	HB_EV_FREE = 2,	   /* addr, fn (enum halloc_free_fn) */
 	HB_EV_REALLOC = 3, /* old_addr freed at seq, addr allocated at seq2 */
 	HB_EV_FAILED = 4,  /* size, fn, err, stack */
-	HB_EV_EXIT = 5,    /* a thread ended: err = its wait status,
+	HB_EV_EXIT = 5,	   /* a thread ended: err = its wait status,
 			      flags & HB_EXIT_GROUP_DEAD: the last one */
-	HB_EV_EXEC = 6,    /* the process image was replaced */
+	HB_EV_EXEC = 6,	   /* the process image was replaced */
 };
 
 #define HB_EXIT_GROUP_DEAD 1u
@@ -62,19 +62,19 @@ struct hb_regs {
 };
 
 struct hb_event {
-	__u8 kind;      /* enum hb_event_kind */
-	__u8 fn;        /* enum halloc_alloc_fn or enum halloc_free_fn */
-	__u16 nframes;  /* frame-pointer mode: __u64 frames[nframes] follow */
+	__u8 kind;     /* enum hb_event_kind */
+	__u8 fn;       /* enum halloc_alloc_fn or enum halloc_free_fn */
+	__u16 nframes; /* frame-pointer mode: __u64 frames[nframes] follow */
 	__u32 tid;
-	__u32 pid;      /* the thread group */
+	__u32 pid;	  /* the thread group */
 	__u32 stack_size; /* DWARF mode: struct hb_regs, then this many
 			     bytes of stack from regs.sp, follow */
 	__u64 seq, seq2;
-	__u64 time_ns;  /* CLOCK_BOOTTIME */
+	__u64 time_ns; /* CLOCK_BOOTTIME */
 	__u64 addr;
 	__u64 old_addr;
-	__u64 size;     /* requested; ~0 when n * size overflowed */
-	__s32 err;      /* FAILED: errno; EXIT: wait status */
+	__u64 size; /* requested; ~0 when n * size overflowed */
+	__s32 err;  /* FAILED: errno; EXIT: wait status */
 	__u32 flags;
 };
 
@@ -82,9 +82,9 @@ struct hb_event {
 
 /* Per call site: key is a hash of the stack and the function. */
 struct hb_site {
-	__u64 allocs, bytes;   /* allocations made, bytes requested */
+	__u64 allocs, bytes; /* allocations made, bytes requested */
 	__u64 frees, freed_bytes;
-	__u64 failed;          /* allocations that returned NULL */
+	__u64 failed; /* allocations that returned NULL */
 };
 
 struct hb_stack {
@@ -102,11 +102,11 @@ struct hb_live {
 
 /* Per-CPU counters (map `counters`). */
 enum hb_counter {
-	HB_CNT_LOST = 0,          /* ring buffer full: event dropped */
-	HB_CNT_NO_STATE,          /* no per-thread state: call not recorded */
-	HB_CNT_LIVE_FULL,         /* aggregate: block not tracked */
-	HB_CNT_SITES_FULL,        /* aggregate: site not tracked */
-	HB_CNT_UNKNOWN_FREES,     /* aggregate: frees of blocks from before */
+	HB_CNT_LOST = 0,      /* ring buffer full: event dropped */
+	HB_CNT_NO_STATE,      /* no per-thread state: call not recorded */
+	HB_CNT_LIVE_FULL,     /* aggregate: block not tracked */
+	HB_CNT_SITES_FULL,    /* aggregate: site not tracked */
+	HB_CNT_UNKNOWN_FREES, /* aggregate: frees of blocks from before */
 	HB_CNT_NR,
 };
 

@@ -13,12 +13,12 @@
 
 /* Chunk payload room for records: frame minus frame and chunk headers. */
 #define CHUNK_START (HALLOC_FRAME_HEADER_SIZE + HALLOC_CHUNK_HEADER_SIZE)
-#define REC_ROOM (HALLOC_FRAME_MAX - CHUNK_START)
-#define V HALLOC_VARINT_MAX
+#define REC_ROOM    (HALLOC_FRAME_MAX - CHUNK_START)
+#define V	    HALLOC_VARINT_MAX
 
 struct hb_thread {
 	uint32_t tid, slot, chunk_no;
-	size_t used;              /* bytes of buf, headers included */
+	size_t used;		  /* bytes of buf, headers included */
 	uint64_t seq, time, addr; /* the chunk's delta bases */
 	unsigned char buf[HALLOC_FRAME_MAX];
 };
@@ -61,7 +61,8 @@ static unsigned char *put_str(unsigned char *p, const char *s, size_t len)
 	return p + len;
 }
 
-/* ---- the file ------------------------------------------------------------- */
+/* ---- the file -------------------------------------------------------------
+ */
 
 int hb_log_open(struct hb_log *log, const char *path)
 {
@@ -185,7 +186,8 @@ void hb_log_end(struct hb_log *log, uint64_t flags, uint64_t chunks_lost,
 	write_frame(log, HALLOC_FRAME_END, buf, (size_t)(p - buf));
 }
 
-/* ---- chunks ------------------------------------------------------------------ */
+/* ---- chunks
+ * ------------------------------------------------------------------ */
 
 static void chunk_reset(struct hb_stream *s, struct hb_thread *t)
 {
@@ -275,7 +277,8 @@ static unsigned char *put_addr(struct hb_thread *t, unsigned char *p,
 	return p;
 }
 
-/* ---- streams ---------------------------------------------------------------- */
+/* ---- streams ----------------------------------------------------------------
+ */
 
 struct hb_stream *hb_stream_new(struct hb_log *log, uint32_t pid,
 				uint64_t start_boot_ns)
@@ -328,7 +331,8 @@ void hb_stream_free(struct hb_stream *s)
 	free(s);
 }
 
-/* ---- records -------------------------------------------------------------------- */
+/* ---- records
+ * -------------------------------------------------------------------- */
 
 bool hb_rec_process(struct hb_stream *s, uint32_t tid, uint64_t seq,
 		    const struct hb_process_info *pi)
@@ -418,7 +422,8 @@ uint64_t hb_stack_id(struct hb_stream *s, uint32_t tid, uint64_t seq,
 	/* Equal hashes of different stacks probe on. */
 	while ((v = hb_table_find(&s->stacks, h))) {
 		e = &s->stack_list[*v - 1];
-		if (e->n == n && !memcmp(e->frames, frames, n * sizeof(*frames)))
+		if (e->n == n &&
+		    !memcmp(e->frames, frames, n * sizeof(*frames)))
 			return e->id;
 		h = hb_mix64(h + 1) | 1;
 	}
@@ -457,13 +462,13 @@ uint64_t hb_stack_id(struct hb_stream *s, uint32_t tid, uint64_t seq,
 	return e->id;
 }
 
-bool hb_rec_alloc(struct hb_stream *s, uint32_t tid, uint64_t seq,
-		  unsigned fn, uint64_t time_us, uint64_t addr, uint64_t size,
+bool hb_rec_alloc(struct hb_stream *s, uint32_t tid, uint64_t seq, unsigned fn,
+		  uint64_t time_us, uint64_t addr, uint64_t size,
 		  uint64_t stack)
 {
 	struct hb_thread *t;
-	unsigned char *p = begin(s, tid, 4 * V,
-				 HALLOC_RECORD_TAG(HALLOC_REC_ALLOC, fn), seq, &t);
+	unsigned char *p = begin(
+	    s, tid, 4 * V, HALLOC_RECORD_TAG(HALLOC_REC_ALLOC, fn), seq, &t);
 
 	if (!p)
 		return false;
@@ -475,12 +480,12 @@ bool hb_rec_alloc(struct hb_stream *s, uint32_t tid, uint64_t seq,
 	return true;
 }
 
-bool hb_rec_free(struct hb_stream *s, uint32_t tid, uint64_t seq,
-		 unsigned fn, uint64_t time_us, uint64_t addr)
+bool hb_rec_free(struct hb_stream *s, uint32_t tid, uint64_t seq, unsigned fn,
+		 uint64_t time_us, uint64_t addr)
 {
 	struct hb_thread *t;
-	unsigned char *p = begin(s, tid, 2 * V,
-				 HALLOC_RECORD_TAG(HALLOC_REC_FREE, fn), seq, &t);
+	unsigned char *p = begin(
+	    s, tid, 2 * V, HALLOC_RECORD_TAG(HALLOC_REC_FREE, fn), seq, &t);
 
 	if (!p)
 		return false;
@@ -496,9 +501,8 @@ bool hb_rec_realloc(struct hb_stream *s, uint32_t tid, uint64_t seq,
 		    uint64_t stack)
 {
 	struct hb_thread *t;
-	unsigned char *p = begin(s, tid, 6 * V,
-				 HALLOC_RECORD_TAG(HALLOC_REC_REALLOC, fn), seq,
-				 &t);
+	unsigned char *p = begin(
+	    s, tid, 6 * V, HALLOC_RECORD_TAG(HALLOC_REC_REALLOC, fn), seq, &t);
 
 	if (!p)
 		return false;
@@ -514,14 +518,14 @@ bool hb_rec_realloc(struct hb_stream *s, uint32_t tid, uint64_t seq,
 	return true;
 }
 
-bool hb_rec_failed(struct hb_stream *s, uint32_t tid, uint64_t seq,
-		   unsigned fn, uint64_t time_us, uint64_t size,
-		   uint64_t stack, uint64_t err)
+bool hb_rec_failed(struct hb_stream *s, uint32_t tid, uint64_t seq, unsigned fn,
+		   uint64_t time_us, uint64_t size, uint64_t stack,
+		   uint64_t err)
 {
 	struct hb_thread *t;
-	unsigned char *p = begin(s, tid, 4 * V,
-				 HALLOC_RECORD_TAG(HALLOC_REC_ALLOC_FAILED, fn),
-				 seq, &t);
+	unsigned char *p =
+	    begin(s, tid, 4 * V, HALLOC_RECORD_TAG(HALLOC_REC_ALLOC_FAILED, fn),
+		  seq, &t);
 
 	if (!p)
 		return false;

@@ -27,8 +27,8 @@
 
 struct hb_log {
 	int fd;
-	int error;       /* errno of the first failed write, 0 if none */
-	uint32_t slots;  /* slots handed out so far */
+	int error;	/* errno of the first failed write, 0 if none */
+	uint32_t slots; /* slots handed out so far */
 	size_t used;
 	unsigned char buf[1 << 16];
 };
@@ -40,9 +40,9 @@ struct hb_stream {
 	struct hb_log *log;
 	uint64_t id;
 	uint32_t pid;
-	uint64_t start_boot_ns; /* CLOCK_BOOTTIME of the image's start */
+	uint64_t start_boot_ns;	 /* CLOCK_BOOTTIME of the image's start */
 	struct hb_table threads; /* tid -> struct hb_thread * */
-	struct hb_table stacks;  /* hash -> index in stack_list + 1 */
+	struct hb_table stacks;	 /* hash -> index in stack_list + 1 */
 	struct hb_stack_entry *stack_list;
 	size_t nstacks, stacks_cap;
 	uint32_t next_module_id;
@@ -83,8 +83,8 @@ void hb_stream_flush_thread(struct hb_stream *s, uint32_t tid);
 
 struct hb_process_info {
 	uint32_t pid, ppid;
-	uint64_t flags;        /* PROCESS flags */
-	uint64_t start_ns;     /* CLOCK_REALTIME */
+	uint64_t flags;	   /* PROCESS flags */
+	uint64_t start_ns; /* CLOCK_REALTIME */
 	const char *exe;
 	unsigned argc;
 	char *const *argv;
@@ -115,18 +115,18 @@ uint64_t hb_stack_id(struct hb_stream *s, uint32_t tid, uint64_t seq,
 		     const uint64_t *frames, unsigned n, bool *wrote);
 
 /* time_us: microseconds since the stream's start. */
-bool hb_rec_alloc(struct hb_stream *s, uint32_t tid, uint64_t seq,
-		  unsigned fn, uint64_t time_us, uint64_t addr, uint64_t size,
+bool hb_rec_alloc(struct hb_stream *s, uint32_t tid, uint64_t seq, unsigned fn,
+		  uint64_t time_us, uint64_t addr, uint64_t size,
 		  uint64_t stack);
-bool hb_rec_free(struct hb_stream *s, uint32_t tid, uint64_t seq,
-		 unsigned fn, uint64_t time_us, uint64_t addr);
+bool hb_rec_free(struct hb_stream *s, uint32_t tid, uint64_t seq, unsigned fn,
+		 uint64_t time_us, uint64_t addr);
 bool hb_rec_realloc(struct hb_stream *s, uint32_t tid, uint64_t seq,
 		    uint64_t seq2, unsigned fn, uint64_t time_us,
 		    uint64_t old_addr, uint64_t new_addr, uint64_t size,
 		    uint64_t stack);
-bool hb_rec_failed(struct hb_stream *s, uint32_t tid, uint64_t seq,
-		   unsigned fn, uint64_t time_us, uint64_t size,
-		   uint64_t stack, uint64_t err);
+bool hb_rec_failed(struct hb_stream *s, uint32_t tid, uint64_t seq, unsigned fn,
+		   uint64_t time_us, uint64_t size, uint64_t stack,
+		   uint64_t err);
 
 /* Microseconds since the stream's start of a CLOCK_BOOTTIME time. */
 static inline uint64_t hb_stream_time_us(const struct hb_stream *s,

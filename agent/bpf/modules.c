@@ -16,8 +16,8 @@
 
 /* Order: enum halloc_alloc_fn, then free. */
 const char *const hb_alloc_functions[HB_NFUNCS] = {
-	"malloc", "calloc",  "realloc", "reallocarray", "posix_memalign",
-	"aligned_alloc", "memalign", "valloc", "pvalloc", "free",
+    "malloc",	     "calloc",	 "realloc", "reallocarray", "posix_memalign",
+    "aligned_alloc", "memalign", "valloc",  "pvalloc",	    "free",
 };
 
 void hb_modules_init(struct hb_modules *m, pid_t pid)
@@ -132,8 +132,8 @@ static bool load_layout(Elf *elf, uint64_t start, uint64_t offset,
 		GElf_Phdr ph;
 
 		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD ||
-		    mod->nsegments == sizeof(mod->segments) /
-					      sizeof(mod->segments[0]))
+		    mod->nsegments ==
+			sizeof(mod->segments) / sizeof(mod->segments[0]))
 			continue;
 		mod->segments[mod->nsegments].start = ph.p_vaddr + mod->bias;
 		mod->segments[mod->nsegments].size = ph.p_memsz;
@@ -173,7 +173,8 @@ static bool parse_line(char *line, struct map_line *l)
 	return true;
 }
 
-static struct hb_module *module_for(struct hb_modules *m, const struct map_line *l)
+static struct hb_module *module_for(struct hb_modules *m,
+				    const struct map_line *l)
 {
 	for (size_t i = 0; i < m->nmods; i++) {
 		struct hb_module *mod = &m->mods[i];
@@ -182,8 +183,8 @@ static struct hb_module *module_for(struct hb_modules *m, const struct map_line 
 			continue;
 		for (unsigned s = 0; s < mod->nsegments; s++)
 			if (l->start >= (mod->segments[s].start & ~0xfffull) &&
-			    l->start < mod->segments[s].start +
-					       mod->segments[s].size)
+			    l->start <
+				mod->segments[s].start + mod->segments[s].size)
 				return mod;
 	}
 	return NULL;
@@ -208,7 +209,7 @@ static int add_mapping(struct hb_modules *m, const struct map_line *l,
 	}
 	for (i = m->nmaps; i > 0 && m->maps[i - 1].start > l->start; i--)
 		m->maps[i] = m->maps[i - 1];
-	m->maps[i] = (struct hb_mapping){ l->start, l->end, module };
+	m->maps[i] = (struct hb_mapping){l->start, l->end, module};
 	m->nmaps++;
 	return 0;
 }
@@ -250,7 +251,7 @@ static char *reachable_path(const struct hb_modules *m,
 static int add_module(struct hb_modules *m, const struct map_line *l)
 {
 	char open_path[4200], *path;
-	struct hb_module mod = { .fd = -1, .dev = l->dev, .ino = l->ino };
+	struct hb_module mod = {.fd = -1, .dev = l->dev, .ino = l->ino};
 	size_t plen = strlen(l->path);
 	Elf *elf;
 	int fd;
@@ -320,7 +321,8 @@ int hb_modules_scan(struct hb_modules *m)
 	int added = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)(m->pid ? m->pid : getpid()));
+	snprintf(path, sizeof(path), "/proc/%d/maps",
+		 (int)(m->pid ? m->pid : getpid()));
 	f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? -ESRCH : -errno;
@@ -411,8 +413,8 @@ static void scan_symbols(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh,
 		const char *name;
 		int type;
 
-		if (!gelf_getsym(data, (int)i, &sym) || sym.st_shndx == SHN_UNDEF ||
-		    !sym.st_value)
+		if (!gelf_getsym(data, (int)i, &sym) ||
+		    sym.st_shndx == SHN_UNDEF || !sym.st_value)
 			continue;
 		type = GELF_ST_TYPE(sym.st_info);
 		if (type != STT_FUNC && type != STT_GNU_IFUNC)
@@ -460,7 +462,7 @@ static unsigned free_probe_skip(Elf *elf, uint64_t offset)
 int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS],
 			 unsigned *free_skip)
 {
-	uint64_t values[HB_NFUNCS] = { 0 };
+	uint64_t values[HB_NFUNCS] = {0};
 	Elf_Scn *scn = NULL;
 	int fd, count = 0;
 	Elf *elf = open_elf(path, &fd);
@@ -486,8 +488,8 @@ int hb_elf_alloc_offsets(const char *path, uint64_t offsets[HB_NFUNCS],
 		count += offsets[f] != 0;
 	}
 	*free_skip = offsets[HB_FUNC_FREE]
-			     ? free_probe_skip(elf, offsets[HB_FUNC_FREE])
-			     : 0;
+			 ? free_probe_skip(elf, offsets[HB_FUNC_FREE])
+			 : 0;
 	elf_end(elf);
 	close(fd);
 	return count;

@@ -26,12 +26,12 @@
 
 /* The allocation functions probed, in enum halloc_alloc_fn order, then
  * free (at index HB_FUNC_FREE). */
-#define HB_NFUNCS 10
+#define HB_NFUNCS    10
 #define HB_FUNC_FREE 9
 extern const char *const hb_alloc_functions[HB_NFUNCS];
 
 struct hb_module {
-	char *path;      /* as the target sees it */
+	char *path;	 /* as the target sees it */
 	char *open_path; /* how we open it */
 	dev_t dev;
 	ino_t ino;
@@ -40,10 +40,10 @@ struct hb_module {
 	size_t build_id_len;
 	struct hb_segment segments[16];
 	unsigned nsegments;
-	uint32_t log_id;    /* MODULE_LOAD written with this id; 0: not yet */
-	int fd;             /* -1 until the ELF is needed again */
+	uint32_t log_id; /* MODULE_LOAD written with this id; 0: not yet */
+	int fd;		 /* -1 until the ELF is needed again */
 	Elf *elf;
-	Dwarf_CFI *cfi;     /* .eh_frame, for DWARF unwinding */
+	Dwarf_CFI *cfi; /* .eh_frame, for DWARF unwinding */
 	bool elf_tried, cfi_tried;
 };
 
@@ -54,8 +54,8 @@ struct hb_mapping {
 };
 
 struct hb_modules {
-	pid_t pid;            /* 0: our own view of paths (before exec) */
-	char root[64];        /* "/proc/PID/root", "" for our own maps */
+	pid_t pid;     /* 0: our own view of paths (before exec) */
+	char root[64]; /* "/proc/PID/root", "" for our own maps */
 	struct hb_module *mods;
 	size_t nmods, mods_cap;
 	struct hb_mapping *maps; /* sorted by start */

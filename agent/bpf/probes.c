@@ -66,7 +66,8 @@ static void consider_own_libc(struct hb_targets *t)
 }
 
 static enum hb_result find_pid_targets(struct hb_session *s,
-				       struct hb_targets *t, struct hb_diag *diag)
+				       struct hb_targets *t,
+				       struct hb_diag *diag)
 {
 	pid_t pid = s->config->pid;
 	int err = hb_proc_read(pid, &s->proc);
@@ -98,9 +99,10 @@ static enum hb_result find_pid_targets(struct hb_session *s,
 	hb_modules_init(&s->modules, pid);
 	err = hb_modules_scan(&s->modules);
 	if (err < 0)
-		return hb_diag_set(diag, HB_ERR_NO_PROCESS,
-				   "cannot read the memory map of process '%d': %s",
-				   (int)pid, strerror(-err));
+		return hb_diag_set(
+		    diag, HB_ERR_NO_PROCESS,
+		    "cannot read the memory map of process '%d': %s", (int)pid,
+		    strerror(-err));
 	for (size_t i = 0; i < s->modules.nmods; i++)
 		consider(t, s->modules.mods[i].open_path,
 			 !strcmp(s->modules.mods[i].path, s->proc.exe));
@@ -116,12 +118,12 @@ static enum hb_result find_program_targets(struct hb_session *s,
 					   struct hb_targets *t,
 					   struct hb_diag *diag)
 {
-	enum hb_result r = hb_spawn_resolve(s->config->argv[0], &s->program,
-					    diag);
+	enum hb_result r =
+	    hb_spawn_resolve(s->config->argv[0], &s->program, diag);
 
 	if (r)
 		return r;
-	consider(t, s->program, true); /* static, or its own malloc */
+	consider(t, s->program, true);	     /* static, or its own malloc */
 	if (hb_elf_dynamic(s->program) != 0) /* or a script */
 		consider_own_libc(t);
 	if (!t->n)
@@ -139,17 +141,20 @@ enum hb_result hb_find_targets(struct hb_session *s, struct hb_targets *t,
 			      : find_program_targets(s, t, diag);
 }
 
-/* ---- eBPF ------------------------------------------------------------------- */
+/* ---- eBPF -------------------------------------------------------------------
+ */
 
 enum hb_result hb_check_kernel(struct hb_diag *diag)
 {
 	if (access("/sys/kernel/btf/vmlinux", R_OK))
-		return hb_diag_set(diag, HB_ERR_KERNEL,
-				   "this kernel has no BTF (/sys/kernel/btf/vmlinux): "
-				   "the eBPF attach needs CONFIG_DEBUG_INFO_BTF");
+		return hb_diag_set(
+		    diag, HB_ERR_KERNEL,
+		    "this kernel has no BTF (/sys/kernel/btf/vmlinux): "
+		    "the eBPF attach needs CONFIG_DEBUG_INFO_BTF");
 	if (access("/sys/bus/event_source/devices/uprobe/type", R_OK))
-		return hb_diag_set(diag, HB_ERR_KERNEL,
-				   "this kernel has no uprobes (CONFIG_UPROBE_EVENTS)");
+		return hb_diag_set(
+		    diag, HB_ERR_KERNEL,
+		    "this kernel has no uprobes (CONFIG_UPROBE_EVENTS)");
 	return HB_OK;
 }
 
@@ -160,7 +165,8 @@ enum hb_result hb_bpf_error(struct hb_diag *diag, const char *what, int err)
 	if (err == EPERM || err == EACCES)
 		return hb_diag_set(diag, HB_ERR_PRIVILEGE,
 				   "%s: %s (eBPF needs root, or CAP_BPF and "
-				   "CAP_PERFMON)", what, strerror(err));
+				   "CAP_PERFMON)",
+				   what, strerror(err));
 	return hb_diag_set(diag, HB_ERR_BPF, "%s: %s", what, strerror(err));
 }
 
@@ -169,8 +175,9 @@ static unsigned ring_bytes(const struct hb_session *s)
 	unsigned mib = s->config->ring_mib;
 
 	if (!mib)
-		mib = s->config->aggregate ? 1
-		      : s->stack_mode == HB_STACK_DWARF ? 64 : 16;
+		mib = s->config->aggregate		? 1
+		      : s->stack_mode == HB_STACK_DWARF ? 64
+							: 16;
 	/* A power of two, as the ring buffer wants. */
 	for (unsigned p = 1; p <= 1024; p *= 2)
 		if (p >= mib)
@@ -232,11 +239,11 @@ static enum hb_result add_link(struct hb_session *s, struct bpf_link *link,
 static struct bpf_program *entry_prog(struct halloc_bpf *skel, unsigned f)
 {
 	struct bpf_program *progs[HB_NFUNCS] = {
-		skel->progs.malloc_enter,	 skel->progs.calloc_enter,
-		skel->progs.realloc_enter,	 skel->progs.reallocarray_enter,
-		skel->progs.posix_memalign_enter, skel->progs.aligned_alloc_enter,
-		skel->progs.memalign_enter,	 skel->progs.valloc_enter,
-		skel->progs.pvalloc_enter,	 skel->progs.free_enter,
+	    skel->progs.malloc_enter,	      skel->progs.calloc_enter,
+	    skel->progs.realloc_enter,	      skel->progs.reallocarray_enter,
+	    skel->progs.posix_memalign_enter, skel->progs.aligned_alloc_enter,
+	    skel->progs.memalign_enter,	      skel->progs.valloc_enter,
+	    skel->progs.pvalloc_enter,	      skel->progs.free_enter,
 	};
 
 	return progs[f];
@@ -261,28 +268,32 @@ enum hb_result hb_attach(struct hb_session *s, const struct hb_targets *t,
 				const struct hb_target_file *tf = &t->files[i];
 				bool ret = pass == 0;
 
-				if (!tf->offsets[f] || (ret && f == HB_FUNC_FREE))
+				if (!tf->offsets[f] ||
+				    (ret && f == HB_FUNC_FREE))
 					continue;
 				snprintf(what, sizeof(what),
 					 "cannot probe %s in '%s'",
 					 hb_alloc_functions[f], tf->path);
 				skip = f == HB_FUNC_FREE ? tf->free_skip : 0;
 				opts.retprobe = ret;
-				opts.bpf_cookie = (tf->shared ? HB_COOKIE_SHARED : 0) |
-						  (uint64_t)skip << HB_COOKIE_SKIP_SHIFT;
+				opts.bpf_cookie =
+				    (tf->shared ? HB_COOKIE_SHARED : 0) |
+				    (uint64_t)skip << HB_COOKIE_SKIP_SHIFT;
 				r = add_link(s,
 					     bpf_program__attach_uprobe_opts(
-						     ret ? s->skel->progs.alloc_exit
-							 : entry_prog(s->skel, f),
-						     s->pid, tf->path,
-						     tf->offsets[f] + skip, &opts),
+						 ret ? s->skel->progs.alloc_exit
+						     : entry_prog(s->skel, f),
+						 s->pid, tf->path,
+						 tf->offsets[f] + skip, &opts),
 					     diag, what);
 			}
 	if (!r)
-		r = add_link(s, bpf_program__attach(s->skel->progs.process_exit),
+		r = add_link(s,
+			     bpf_program__attach(s->skel->progs.process_exit),
 			     diag, "cannot watch process exits");
 	if (!r)
-		r = add_link(s, bpf_program__attach(s->skel->progs.process_exec),
+		r = add_link(s,
+			     bpf_program__attach(s->skel->progs.process_exec),
 			     diag, "cannot watch exec");
 	return r;
 }
@@ -301,7 +312,8 @@ uint64_t hb_counter(struct hb_session *s, uint32_t which)
 
 	if (ncpu <= 0 || !(v = calloc((size_t)ncpu, sizeof(*v))))
 		return 0;
-	if (!bpf_map_lookup_elem(bpf_map__fd(s->skel->maps.counters), &which, v))
+	if (!bpf_map_lookup_elem(bpf_map__fd(s->skel->maps.counters), &which,
+				 v))
 		for (int i = 0; i < ncpu; i++)
 			sum += v[i];
 	free(v);

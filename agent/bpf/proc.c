@@ -206,8 +206,8 @@ int hb_proc_may_trace(pid_t pid)
 	free(maps);
 	if (start) {
 		uint64_t word;
-		struct iovec local = { &word, sizeof(word) };
-		struct iovec remote = { (void *)(uintptr_t)start, sizeof(word) };
+		struct iovec local = {&word, sizeof(word)};
+		struct iovec remote = {(void *)(uintptr_t)start, sizeof(word)};
 
 		if (process_vm_readv(pid, &local, 1, &remote, 1, 0) ==
 		    (ssize_t)sizeof(word))

@@ -12,11 +12,11 @@
 
 struct hb_proc {
 	pid_t pid, ppid;
-	char state;             /* from /proc/PID/stat: R, S, Z, ... */
+	char state;		/* from /proc/PID/stat: R, S, Z, ... */
 	uint64_t start_boot_ns; /* CLOCK_BOOTTIME when it started */
-	char *exe;              /* its executable as it sees it; "" unknown */
+	char *exe;		/* its executable as it sees it; "" unknown */
 	char *comm;
-	char **argv;            /* NULL-ended */
+	char **argv; /* NULL-ended */
 	unsigned argc;
 };
 

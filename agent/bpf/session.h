@@ -26,16 +26,16 @@ struct hb_session {
 	const struct hb_config *config;
 	struct hb_outcome *out;
 	unsigned depth;
-	int stack_mode;       /* enum hb_stack_mode */
+	int stack_mode;	      /* enum hb_stack_mode */
 	unsigned stack_bytes; /* DWARF */
 
 	/* The target. */
 	pid_t pid;
-	bool spawned;       /* --bpf: our child, traced with PTRACE_SEIZE */
+	bool spawned;	     /* --bpf: our child, traced with PTRACE_SEIZE */
 	struct hb_proc proc; /* -p: what /proc said at attach */
-	char *program;      /* --bpf: the program's path */
-	int release_fd;     /* --bpf: closing it lets the child exec */
-	int exec_error_fd;  /* --bpf: the child writes errno if exec fails */
+	char *program;	     /* --bpf: the program's path */
+	int release_fd;	     /* --bpf: closing it lets the child exec */
+	int exec_error_fd;   /* --bpf: the child writes errno if exec fails */
 	bool child_reaped;
 
 	/* eBPF. */
@@ -51,12 +51,12 @@ struct hb_session {
 	struct hb_modules modules; /* of the current image */
 	struct hb_unwinder unwinder;
 	uint64_t last_rescan_ns;
-	bool rescanned;      /* during the current event */
-	bool find_reliable;  /* the address looked up is a real return address */
+	bool rescanned;	    /* during the current event */
+	bool find_reliable; /* the address looked up is a real return address */
 	struct hb_table unknown_pages; /* pages in no module at the last scan */
-	uint64_t event_seq;  /* BPF seq of the event being written */
-	unsigned sub_seq;    /* next number below it for added records */
-	uint64_t *frames;    /* scratch, depth entries */
+	uint64_t event_seq;	       /* BPF seq of the event being written */
+	unsigned sub_seq; /* next number below it for added records */
+	uint64_t *frames; /* scratch, depth entries */
 
 	/* How the target ended, from the kernel's exit events (-p). */
 	bool exit_seen;
@@ -110,19 +110,21 @@ uint64_t hb_counter(struct hb_session *s, uint32_t which);
 /* ---- events.c ---------------------------------------------------------- */
 
 /* Log sequence numbers: an event's, and those of records added before it. */
-#define HB_EVENT_SEQ(e) (((uint64_t)(e) << HB_SEQ_SHIFT) | ((1u << HB_SEQ_SHIFT) - 1))
-#define HB_STACK_SEQ(e) (((uint64_t)(e) << HB_SEQ_SHIFT) | ((1u << HB_SEQ_SHIFT) - 2))
+#define HB_EVENT_SEQ(e)                                                        \
+	(((uint64_t)(e) << HB_SEQ_SHIFT) | ((1u << HB_SEQ_SHIFT) - 1))
+#define HB_STACK_SEQ(e)                                                        \
+	(((uint64_t)(e) << HB_SEQ_SHIFT) | ((1u << HB_SEQ_SHIFT) - 2))
 #define HB_SUB_SEQ(e, k) (((uint64_t)(e) << HB_SEQ_SHIFT) | (k))
-#define HB_SUB_SEQ_MAX ((1u << HB_SEQ_SHIFT) - 2)
+#define HB_SUB_SEQ_MAX	 ((1u << HB_SEQ_SHIFT) - 2)
 
 /* The ring buffer's callback. */
 int hb_on_event(void *ctx, void *data, size_t size);
 
 /* Starts a stream for the current image: its PROCESS record and the
  * modules known so far, numbered below BPF seq `seq`. */
-bool hb_begin_stream(struct hb_session *s, uint64_t seq,
-		     uint64_t start_boot_ns, const char *exe, unsigned argc,
-		     char *const *argv, uint32_t ppid, uint64_t flags);
+bool hb_begin_stream(struct hb_session *s, uint64_t seq, uint64_t start_boot_ns,
+		     const char *exe, unsigned argc, char *const *argv,
+		     uint32_t ppid, uint64_t flags);
 
 /* MODULE_LOAD records for the modules not written yet, on thread `tid`. */
 void hb_write_new_modules(struct hb_session *s, uint32_t tid);
@@ -136,15 +138,16 @@ void hb_rescan(struct hb_session *s);
 
 /* Frame-pointer frames checked against the modules, into s->frames: a
  * frame outside every module ends the stack. Returns how many. */
-unsigned hb_fp_frames(struct hb_session *s, const uint64_t *frames,
-		      unsigned n);
+unsigned hb_fp_frames(struct hb_session *s, const uint64_t *frames, unsigned n);
 
-/* ---- aggregate.c ---------------------------------------------------------- */
+/* ---- aggregate.c ----------------------------------------------------------
+ */
 
 /* Turns the kernel's totals into records of the current stream. */
 enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag);
 
-/* ---- spawn.c -------------------------------------------------------------- */
+/* ---- spawn.c --------------------------------------------------------------
+ */
 
 /* Finds the program (PATH search) and checks it can run. */
 enum hb_result hb_spawn_resolve(const char *name, char **path,
@@ -164,10 +167,11 @@ void hb_spawn_wait_end(struct hb_session *s);
 /* The child could not be started: kill and reap it. */
 void hb_spawn_abort(struct hb_session *s);
 
-/* ---- halloc.c ---------------------------------------------------------------- */
+/* ---- halloc.c
+ * ---------------------------------------------------------------- */
 
 enum hb_result hb_diag_set(struct hb_diag *diag, enum hb_result result,
 			   const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif /* HALLOC_AGENT_BPF_SESSION_H */

@@ -43,8 +43,8 @@ static enum hb_result not_runnable(struct hb_diag *diag, const char *name,
 		return hb_diag_set(diag, HB_ERR_NOT_FOUND,
 				   "cannot run '%s': No such file or directory",
 				   name);
-	return hb_diag_set(diag, HB_ERR_CANNOT_RUN, "cannot run '%s': %s",
-			   name, strerror(err));
+	return hb_diag_set(diag, HB_ERR_CANNOT_RUN, "cannot run '%s': %s", name,
+			   strerror(err));
 }
 
 enum hb_result hb_spawn_resolve(const char *name, char **path,
@@ -62,8 +62,8 @@ enum hb_result hb_spawn_resolve(const char *name, char **path,
 		if (err)
 			return not_runnable(diag, name, err);
 		*path = strdup(name);
-		return *path ? HB_OK : hb_diag_set(diag, HB_ERR_NOMEM,
-						   "out of memory");
+		return *path ? HB_OK
+			     : hb_diag_set(diag, HB_ERR_NOMEM, "out of memory");
 	}
 	if (!dirs)
 		dirs = "/bin:/usr/bin";
@@ -95,13 +95,13 @@ enum hb_result hb_spawn_start(struct hb_session *s, struct hb_diag *diag)
 	pid_t pid;
 
 	if (pipe2(release, O_CLOEXEC) < 0)
-		return hb_diag_set(diag, HB_ERR_SYSTEM, "cannot create a pipe: %s",
-				   strerror(errno));
+		return hb_diag_set(diag, HB_ERR_SYSTEM,
+				   "cannot create a pipe: %s", strerror(errno));
 	if (pipe2(error, O_CLOEXEC) < 0) {
 		close(release[0]);
 		close(release[1]);
-		return hb_diag_set(diag, HB_ERR_SYSTEM, "cannot create a pipe: %s",
-				   strerror(errno));
+		return hb_diag_set(diag, HB_ERR_SYSTEM,
+				   "cannot create a pipe: %s", strerror(errno));
 	}
 	pid = fork();
 	if (pid < 0) {
@@ -171,14 +171,13 @@ enum hb_result hb_spawn_release(struct hb_session *s, struct hb_diag *diag)
 	s->exec_error_fd = -1;
 	if (n == (ssize_t)sizeof(err)) {
 		hb_spawn_abort(s);
-		return err == ENOENT ? hb_diag_set(diag, HB_ERR_NOT_FOUND,
-						   "cannot run '%s': %s",
-						   s->config->argv[0],
-						   strerror(err))
-				     : hb_diag_set(diag, HB_ERR_CANNOT_RUN,
-						   "cannot run '%s': %s",
-						   s->config->argv[0],
-						   strerror(err));
+		return err == ENOENT
+			   ? hb_diag_set(diag, HB_ERR_NOT_FOUND,
+					 "cannot run '%s': %s",
+					 s->config->argv[0], strerror(err))
+			   : hb_diag_set(diag, HB_ERR_CANNOT_RUN,
+					 "cannot run '%s': %s",
+					 s->config->argv[0], strerror(err));
 	}
 	return HB_OK;
 }
@@ -206,7 +205,8 @@ void hb_spawn_wait(struct hb_session *s)
 		if (!WIFSTOPPED(status))
 			continue;
 		if (status >> 8 == (SIGTRAP | (PTRACE_EVENT_EXIT << 8))) {
-			s->ptrace_exit_stop = true; /* continued after a drain */
+			s->ptrace_exit_stop =
+			    true; /* continued after a drain */
 			break;
 		}
 		if (status >> 16 == PTRACE_EVENT_STOP)
@@ -242,7 +242,8 @@ void hb_spawn_wait_end(struct hb_session *s)
 			s->child_reaped = true;
 			s->out->ended = s->out->status_known = true;
 			s->out->wait_status = status;
-		} else if (status >> 8 == (SIGTRAP | (PTRACE_EVENT_EXIT << 8))) {
+		} else if (status >> 8 ==
+			   (SIGTRAP | (PTRACE_EVENT_EXIT << 8))) {
 			ptrace(PTRACE_DETACH, s->pid, 0, 0);
 		} else if (status >> 16 == PTRACE_EVENT_STOP) {
 			ptrace(PTRACE_LISTEN, s->pid, 0, 0);

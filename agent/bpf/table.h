@@ -41,7 +41,8 @@ static inline uint64_t *hb_table_find(struct hb_table *t, uint64_t key)
 		return t->has_zero ? &t->zero_value : NULL;
 	if (!t->cap)
 		return NULL;
-	for (size_t i = hb_mix64(key) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+	for (size_t i = hb_mix64(key) & (t->cap - 1);;
+	     i = (i + 1) & (t->cap - 1)) {
 		if (t->slots[i].key == key)
 			return &t->slots[i].value;
 		if (t->slots[i].key == 0)
@@ -120,7 +121,8 @@ static inline void hb_table_del(struct hb_table *t, uint64_t key)
 		if (!t->slots[j].key)
 			break;
 		home = hb_mix64(t->slots[j].key) & (t->cap - 1);
-		/* Move j back to i unless its home lies cyclically in (i, j]. */
+		/* Move j back to i unless its home lies cyclically in (i, j].
+		 */
 		if ((j > i && (home <= i || home > j)) ||
 		    (j < i && (home <= i && home > j))) {
 			t->slots[i] = t->slots[j];
@@ -135,7 +137,7 @@ static inline void hb_table_del(struct hb_table *t, uint64_t key)
 static inline void hb_table_free(struct hb_table *t)
 {
 	free(t->slots);
-	*t = (struct hb_table){ 0 };
+	*t = (struct hb_table){0};
 }
 
 #endif /* HALLOC_AGENT_BPF_TABLE_H */

@@ -15,14 +15,21 @@
 #include "agent/bpf/unwind.h"
 
 /* DWARF register numbers on x86_64. */
-enum { R_BX = 3, R_BP = 6, R_SP = 7, R_R12 = 12, R_R15 = 15, R_RA = 16,
-       NREGS = 17 };
+enum {
+	R_BX = 3,
+	R_BP = 6,
+	R_SP = 7,
+	R_R12 = 12,
+	R_R15 = 15,
+	R_RA = 16,
+	NREGS = 17
+};
 
 /* Registers a rule restores: the callee-saved ones and the return
  * address; the others do not survive a call anyway. */
-static const int tracked[] = { R_BX, R_BP, 12, 13, 14, R_R15, R_RA };
+static const int tracked[] = {R_BX, R_BP, 12, 13, 14, R_R15, R_RA};
 #define NTRACKED (sizeof(tracked) / sizeof(tracked[0]))
-#define MAX_OPS 16
+#define MAX_OPS	 16
 
 struct hb_op {
 	uint8_t atom;
@@ -89,7 +96,8 @@ static enum hb_unwind_end mem_read(const struct memory *m, uint64_t addr,
 	return addr >= m->base ? HB_UNWIND_TRUNCATED : HB_UNWIND_UNKNOWN;
 }
 
-/* ---- expressions ------------------------------------------------------------ */
+/* ---- expressions ------------------------------------------------------------
+ */
 
 static bool copy_expr(struct expr *e, const Dwarf_Op *ops, size_t nops)
 {
@@ -98,8 +106,8 @@ static bool copy_expr(struct expr *e, const Dwarf_Op *ops, size_t nops)
 	e->kind = EXPR_EXPR;
 	e->nops = (uint8_t)nops;
 	for (size_t i = 0; i < nops; i++)
-		e->ops[i] = (struct hb_op){ ops[i].atom, ops[i].number,
-					    ops[i].number2 };
+		e->ops[i] =
+		    (struct hb_op){ops[i].atom, ops[i].number, ops[i].number2};
 	return true;
 }
 
@@ -131,8 +139,8 @@ static enum hb_unwind_end eval(const struct expr *e, const struct regs *r,
 		if (reg >= 0) {
 			if (reg >= NREGS || !(r->valid & (1u << reg)))
 				return HB_UNWIND_UNKNOWN;
-			st[n++] = r->val[reg] +
-				  (a == DW_OP_bregx ? op->n2 : op->n1);
+			st[n++] =
+			    r->val[reg] + (a == DW_OP_bregx ? op->n2 : op->n1);
 			continue;
 		}
 		if ((a >= DW_OP_reg0 && a <= DW_OP_reg31) || a == DW_OP_regx) {
@@ -151,9 +159,15 @@ static enum hb_unwind_end eval(const struct expr *e, const struct regs *r,
 		case DW_OP_call_frame_cfa:
 			st[n++] = cfa;
 			continue;
-		case DW_OP_const1u: case DW_OP_const2u: case DW_OP_const4u:
-		case DW_OP_const8u: case DW_OP_constu: case DW_OP_const1s:
-		case DW_OP_const2s: case DW_OP_const4s: case DW_OP_const8s:
+		case DW_OP_const1u:
+		case DW_OP_const2u:
+		case DW_OP_const4u:
+		case DW_OP_const8u:
+		case DW_OP_constu:
+		case DW_OP_const1s:
+		case DW_OP_const2s:
+		case DW_OP_const4s:
+		case DW_OP_const8s:
 		case DW_OP_consts:
 			st[n++] = op->n1;
 			continue;
@@ -186,20 +200,48 @@ static enum hb_unwind_end eval(const struct expr *e, const struct regs *r,
 		y = st[--n];
 		x = st[n - 1];
 		switch (a) {
-		case DW_OP_plus: x += y; break;
-		case DW_OP_minus: x -= y; break;
-		case DW_OP_mul: x *= y; break;
-		case DW_OP_and: x &= y; break;
-		case DW_OP_or: x |= y; break;
-		case DW_OP_xor: x ^= y; break;
-		case DW_OP_shl: x = y < 64 ? x << y : 0; break;
-		case DW_OP_shr: x = y < 64 ? x >> y : 0; break;
-		case DW_OP_ge: x = (int64_t)x >= (int64_t)y; break;
-		case DW_OP_gt: x = (int64_t)x > (int64_t)y; break;
-		case DW_OP_le: x = (int64_t)x <= (int64_t)y; break;
-		case DW_OP_lt: x = (int64_t)x < (int64_t)y; break;
-		case DW_OP_eq: x = x == y; break;
-		case DW_OP_ne: x = x != y; break;
+		case DW_OP_plus:
+			x += y;
+			break;
+		case DW_OP_minus:
+			x -= y;
+			break;
+		case DW_OP_mul:
+			x *= y;
+			break;
+		case DW_OP_and:
+			x &= y;
+			break;
+		case DW_OP_or:
+			x |= y;
+			break;
+		case DW_OP_xor:
+			x ^= y;
+			break;
+		case DW_OP_shl:
+			x = y < 64 ? x << y : 0;
+			break;
+		case DW_OP_shr:
+			x = y < 64 ? x >> y : 0;
+			break;
+		case DW_OP_ge:
+			x = (int64_t)x >= (int64_t)y;
+			break;
+		case DW_OP_gt:
+			x = (int64_t)x > (int64_t)y;
+			break;
+		case DW_OP_le:
+			x = (int64_t)x <= (int64_t)y;
+			break;
+		case DW_OP_lt:
+			x = (int64_t)x < (int64_t)y;
+			break;
+		case DW_OP_eq:
+			x = x == y;
+			break;
+		case DW_OP_ne:
+			x = x != y;
+			break;
 		case DW_OP_swap:
 			st[n - 1] = y;
 			st[n++] = x;
@@ -215,7 +257,8 @@ static enum hb_unwind_end eval(const struct expr *e, const struct regs *r,
 	return HB_UNWIND_DONE;
 }
 
-/* ---- rules --------------------------------------------------------------------- */
+/* ---- rules
+ * --------------------------------------------------------------------- */
 
 static Dwarf_CFI *module_cfi(struct hb_module *mod)
 {
@@ -228,8 +271,7 @@ static Dwarf_CFI *module_cfi(struct hb_module *mod)
 	return mod->cfi;
 }
 
-static void make_rule(struct hb_rule *rule, struct hb_module *mod,
-		      uint64_t pc)
+static void make_rule(struct hb_rule *rule, struct hb_module *mod, uint64_t pc)
 {
 	Dwarf_CFI *cfi = module_cfi(mod);
 	Dwarf_Frame *frame = NULL;
@@ -241,8 +283,7 @@ static void make_rule(struct hb_rule *rule, struct hb_module *mod,
 
 	memset(rule, 0, sizeof(*rule));
 	rule->status = RULE_NO_CFI;
-	if (!cfi || dwarf_cfi_addrframe(cfi, pc - mod->bias, &frame) ||
-	    !frame)
+	if (!cfi || dwarf_cfi_addrframe(cfi, pc - mod->bias, &frame) || !frame)
 		return;
 	ra = dwarf_frame_info(frame, &start, &end, &signalp);
 	if (ra != R_RA || dwarf_frame_cfa(frame, &ops, &nops) || nops == 0 ||
@@ -291,7 +332,8 @@ static const struct hb_rule *rule_for(struct hb_unwinder *u,
 	return &u->list[u->nrules++];
 }
 
-/* ---- the walk ------------------------------------------------------------------- */
+/* ---- the walk
+ * ------------------------------------------------------------------- */
 
 /* One frame up with the CFI rule; fills the caller's registers. */
 static enum hb_unwind_end step_cfi(const struct hb_rule *rule,
@@ -352,14 +394,14 @@ static enum hb_unwind_end step_fp(const struct regs *r, const struct memory *m,
 	return HB_UNWIND_DONE;
 }
 
-enum hb_unwind_end hb_unwind(struct hb_unwinder *u, const struct hb_regs *regs,
-			     const unsigned char *stack, size_t stack_size,
-			     struct hb_module *(*find)(void *ctx, uint64_t addr),
-			     void *ctx, uint64_t *frames, unsigned max,
-			     unsigned *n)
+enum hb_unwind_end
+hb_unwind(struct hb_unwinder *u, const struct hb_regs *regs,
+	  const unsigned char *stack, size_t stack_size,
+	  struct hb_module *(*find)(void *ctx, uint64_t addr), void *ctx,
+	  uint64_t *frames, unsigned max, unsigned *n)
 {
-	struct memory m = { regs->sp, stack, stack_size };
-	struct regs r = { 0 };
+	struct memory m = {regs->sp, stack, stack_size};
+	struct regs r = {0};
 	uint64_t pc = regs->ip;
 	bool exact = true; /* pc is where execution is, not a return address */
 

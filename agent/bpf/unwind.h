@@ -38,7 +38,7 @@ void hb_unwinder_reset(struct hb_unwinder *u);
 void hb_unwinder_free(struct hb_unwinder *u);
 
 enum hb_unwind_end {
-	HB_UNWIND_DONE,      /* reached the outermost frame or the depth */
+	HB_UNWIND_DONE,	     /* reached the outermost frame or the depth */
 	HB_UNWIND_TRUNCATED, /* needed stack beyond the copy */
 	HB_UNWIND_UNKNOWN,   /* an address in no module, or no rule */
 };
@@ -48,10 +48,10 @@ enum hb_unwind_end {
  * addresses; frames[0] is regs->ip. `find` resolves an address to its
  * module (it may rescan the target's maps).
  */
-enum hb_unwind_end hb_unwind(struct hb_unwinder *u, const struct hb_regs *regs,
-			     const unsigned char *stack, size_t stack_size,
-			     struct hb_module *(*find)(void *ctx, uint64_t addr),
-			     void *ctx, uint64_t *frames, unsigned max,
-			     unsigned *n);
+enum hb_unwind_end
+hb_unwind(struct hb_unwinder *u, const struct hb_regs *regs,
+	  const unsigned char *stack, size_t stack_size,
+	  struct hb_module *(*find)(void *ctx, uint64_t addr), void *ctx,
+	  uint64_t *frames, unsigned max, unsigned *n);
 
 #endif /* HALLOC_AGENT_BPF_UNWIND_H */

@@ -26,24 +26,30 @@
 #include "halloc/log.h"
 
 static const char usage_text[] =
-	"usage: halloc-bpf-driver [options] -p PID\n"
-	"       halloc-bpf-driver [options] --bpf [--] PROG [ARGS...]\n";
+    "usage: halloc-bpf-driver [options] -p PID\n"
+    "       halloc-bpf-driver [options] --bpf [--] PROG [ARGS...]\n";
 
-enum { OPT_BPF = 256, OPT_DURATION, OPT_AGGREGATE, OPT_STACK,
-       OPT_STACK_BYTES, OPT_RING };
+enum {
+	OPT_BPF = 256,
+	OPT_DURATION,
+	OPT_AGGREGATE,
+	OPT_STACK,
+	OPT_STACK_BYTES,
+	OPT_RING
+};
 
 static const struct option long_options[] = {
-	{ "pid", required_argument, NULL, 'p' },
-	{ "bpf", no_argument, NULL, OPT_BPF },
-	{ "output", required_argument, NULL, 'o' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "depth", required_argument, NULL, 'd' },
-	{ "duration", required_argument, NULL, OPT_DURATION },
-	{ "aggregate", no_argument, NULL, OPT_AGGREGATE },
-	{ "stack", required_argument, NULL, OPT_STACK },
-	{ "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
-	{ "ring-mib", required_argument, NULL, OPT_RING },
-	{ NULL, 0, NULL, 0 },
+    {"pid", required_argument, NULL, 'p'},
+    {"bpf", no_argument, NULL, OPT_BPF},
+    {"output", required_argument, NULL, 'o'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"depth", required_argument, NULL, 'd'},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"aggregate", no_argument, NULL, OPT_AGGREGATE},
+    {"stack", required_argument, NULL, OPT_STACK},
+    {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
+    {"ring-mib", required_argument, NULL, OPT_RING},
+    {NULL, 0, NULL, 0},
 };
 
 static int usage(const char *what, const char *value)
@@ -54,11 +60,11 @@ static int usage(const char *what, const char *value)
 
 static void print_report(const char *path)
 {
-	struct ha_analyze_options analyze = { .symbolize_from_files = true };
-	struct ha_report_options report = { .format = HA_FORMAT_TEXT,
-					    .stack_frames = 12 };
+	struct ha_analyze_options analyze = {.symbolize_from_files = true};
+	struct ha_report_options report = {.format = HA_FORMAT_TEXT,
+					   .stack_frames = 12};
 	struct ha_analysis *analysis = NULL;
-	struct ha_diag diag = { { 0 } };
+	struct ha_diag diag = {{0}};
 
 	if (ha_analyze_file(path, &analyze, &analysis, &diag) != HA_OK &&
 	    diag.message[0])
@@ -72,7 +78,7 @@ static void print_report(const char *path)
 
 int main(int argc, char **argv)
 {
-	struct hb_config config = { 0 };
+	struct hb_config config = {0};
 	struct hb_outcome outcome;
 	struct hb_diag diag;
 	enum hb_result r;
@@ -100,7 +106,8 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			config.depth = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || !config.depth || config.depth > HALLOC_DEPTH_MAX)
+			if (*end || !config.depth ||
+			    config.depth > HALLOC_DEPTH_MAX)
 				return usage("invalid depth", optarg);
 			break;
 		case OPT_DURATION:
@@ -120,7 +127,8 @@ int main(int argc, char **argv)
 				return usage("invalid stack mode", optarg);
 			break;
 		case OPT_STACK_BYTES:
-			config.stack_bytes = (unsigned)strtoul(optarg, &end, 10);
+			config.stack_bytes =
+			    (unsigned)strtoul(optarg, &end, 10);
 			if (*end)
 				return usage("invalid stack size", optarg);
 			break;
@@ -134,7 +142,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (bpf == (config.pid != 0))
-		return usage("give -p PID or --bpf PROG", bpf ? "both" : "none");
+		return usage("give -p PID or --bpf PROG",
+			     bpf ? "both" : "none");
 	if (bpf) {
 		if (optind >= argc)
 			return usage("no program to run", "");

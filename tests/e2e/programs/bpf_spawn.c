@@ -19,7 +19,7 @@ int main(void)
 	volatile size_t huge = (size_t)-1 / 2;
 	void *p, *q = NULL;
 
-	keep[0] = malloc(40); /* SPAWN_A */
+	keep[0] = malloc(40);	 /* SPAWN_A */
 	keep[1] = calloc(3, 50); /* SPAWN_B */
 	p = malloc(20);
 	p = realloc(p, 200); /* SPAWN_C */
@@ -33,7 +33,7 @@ int main(void)
 	q = reallocarray(NULL, 4, 8);
 	q = reallocarray(q, 8, 8);
 	free(q);
-	keep[2] = malloc(0); /* SPAWN_D */
+	keep[2] = malloc(0);	/* SPAWN_D */
 	keep[3] = malloc(huge); /* fails: not an allocation */
 	return keep[3] ? 1 : 4;
 }
