@@ -30,7 +30,7 @@ AGENT_SRC  := $(wildcard agent/*.c)
 AGENT_OBJ  := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_LIB  := $(BUILD)/lib/libhalloc.so
 AGENT_CFLAGS := -fPIC -fvisibility=hidden -ftls-model=initial-exec
-AGENT_LIBS := -lunwind -ldl -pthread
+AGENT_LIBS := -ldl -pthread
 
 # ---- the analyzer: libhalloc-analyzer.a ----------------------------------
 ANALYZER_SRC := $(wildcard analyzer/*.c)

@@ -4,7 +4,7 @@
  * One allocation, followed through the agent:
  *   interpose.c  malloc() & co: enter the agent, call glibc, hand the result on
  *   events.c     sequence number, time, the record's bytes
- *   stack.c      the call stack, captured and turned into a stack id
+ *   stack.c      the call stack, captured (unwind.c, cfi.c) and given an id
  *   modules.c    which objects are mapped, so stacks can be symbolized later
  *   buffer.c     the thread's frame in shared memory, flushed to the pipe
  *   agent.c      start (HALLOC_AGENT), fork, thread and process end
@@ -12,7 +12,7 @@
  * Invariants:
  *  - Reentrancy: an entry point records only through ha_agent_enter(), which
  *    sets the thread's guard until ha_agent_leave(). While the guard is set,
- *    every allocation of that thread (by libunwind, the loader, glibc, or a
+ *    every allocation of that thread (by the loader, glibc, or a
  *    signal handler that interrupted the agent) goes straight to glibc,
  *    unrecorded. So the agent may call anything that allocates, but only
  *    with the guard set; and it never allocates itself (mmap only).
@@ -32,6 +32,7 @@
 #include <sys/types.h>
 
 #include "agent/transport.h"
+#include "agent/unwind.h"
 #include "halloc/log.h"
 
 #pragma GCC visibility push(hidden)
@@ -109,7 +110,15 @@ struct ha_agent_thread {
 	uint64_t last_time;
 	uint64_t last_addr;
 
-	uint64_t fork_seq; /* taken in the parent just before fork() */
+	/*
+	 * Where the stack walk of the current call starts (interpose.c sets
+	 * it; rip == 0: from the walk itself, through the agent's frames).
+	 */
+	struct ha_agent_regs here;
+
+	uint64_t fork_seq;  /* taken in the parent just before fork() */
+	uintptr_t stack_lo; /* the thread's stack, for the unwinder's loads */
+	uintptr_t stack_hi; /* 0: not known yet */
 };
 
 extern __thread struct ha_agent_thread ha_agent_self;
@@ -140,6 +149,7 @@ static inline struct ha_agent_thread *ha_agent_enter(void)
 
 static inline void ha_agent_leave(struct ha_agent_thread *t)
 {
+	t->here.rip = 0;
 	t->guard = 0;
 }
 
@@ -203,7 +213,7 @@ void ha_agent_put_process(struct ha_agent_thread *t,
 /* ---- self.c: what the agent adds to the process ------------------------ */
 
 void ha_agent_self_init(void);
-/* pc lies in libhalloc.so or libunwind: not the program's frame. */
+/* pc lies in libhalloc.so: not the program's frame. */
 bool ha_agent_self_frame(uintptr_t pc);
 /* calloc's size as the program asked for it (SIZE_MAX on overflow). */
 size_t ha_agent_calloc_size(size_t nmemb, size_t size, const void *caller);

@@ -40,7 +40,10 @@ extern void *__libc_pvalloc(size_t size);
 
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 {
-	void *p = __libc_malloc(size);
+	void *p;
+
+	HA_AGENT_HERE(&t->here);
+	p = __libc_malloc(size);
 
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
 	ha_agent_leave(t);
@@ -81,7 +84,10 @@ EXPORT void free(void *ptr)
 static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 				size_t size, const void *caller)
 {
-	void *p = __libc_calloc(nmemb, size);
+	void *p;
+
+	HA_AGENT_HERE(&t->here);
+	p = __libc_calloc(nmemb, size);
 
 	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p,
 			      ha_agent_calloc_size(nmemb, size, caller));
@@ -105,6 +111,7 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	uint64_t stack, seq;
 	void *p;
 
+	HA_AGENT_HERE(&t->here);
 	if (!old) {
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
@@ -162,7 +169,10 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 				  size_t alignment, size_t size)
 {
-	void *p = __libc_memalign(alignment, size);
+	void *p;
+
+	HA_AGENT_HERE(&t->here);
+	p = __libc_memalign(alignment, size);
 
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_leave(t);
@@ -215,30 +225,34 @@ EXPORT void *memalign(size_t alignment, size_t size)
 	return aligned(HALLOC_FN_MEMALIGN, alignment, size);
 }
 
+static SLOW void *traced_valloc(struct ha_agent_thread *t, unsigned fn,
+				size_t size)
+{
+	void *p;
+
+	HA_AGENT_HERE(&t->here);
+	p = fn == HALLOC_FN_VALLOC ? __libc_valloc(size) : __libc_pvalloc(size);
+	ha_agent_record_alloc(t, fn, p, size);
+	ha_agent_leave(t);
+	return p;
+}
+
 EXPORT void *valloc(size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
-	void *p;
 
 	if (!t)
 		return __libc_valloc(size);
-	p = __libc_valloc(size);
-	ha_agent_record_alloc(t, HALLOC_FN_VALLOC, p, size);
-	ha_agent_leave(t);
-	return p;
+	return traced_valloc(t, HALLOC_FN_VALLOC, size);
 }
 
 EXPORT void *pvalloc(size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
-	void *p;
 
 	if (!t)
 		return __libc_pvalloc(size);
-	p = __libc_pvalloc(size);
-	ha_agent_record_alloc(t, HALLOC_FN_PVALLOC, p, size);
-	ha_agent_leave(t);
-	return p;
+	return traced_valloc(t, HALLOC_FN_PVALLOC, size);
 }
 
 EXPORT int dlclose(void *handle)

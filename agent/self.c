@@ -2,19 +2,15 @@
  * agent/self.c - what the agent itself adds to the traced process, so the
  * record can leave it out.
  *
- *  - Code: frames inside libhalloc.so and libunwind lead every captured
- *    stack; stack.c drops them.
- *  - TLS modules: libhalloc.so and libunwind each have a TLS segment, and
- *    glibc sizes every new thread's DTV by the number of TLS modules:
- *    ld.so's allocate_dtv() does calloc(max_modid + 16, sizeof(dtv_t)). With
- *    the agent that request is larger than without it, by one 16-byte entry
- *    per module we brought. The record says what the program would have
- *    asked for, so that totals match an untraced run (and Valgrind's).
- *    Assumes the program does not itself load libunwind.so.8.
+ *  - Code: frames inside libhalloc.so lead every captured stack; stack.c
+ *    drops them.
+ *  - A TLS module: libhalloc.so has a TLS segment (its per-thread state),
+ *    and glibc sizes every new thread's DTV by the number of TLS modules:
+ *    ld.so's allocate_dtv() does calloc(max_modid + 16, sizeof(dtv_t)).
+ *    With the agent that request is one 16-byte entry larger than without
+ *    it. The record says what the program would have asked for, so that
+ *    totals match an untraced run (and Valgrind's).
  */
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-
 #include <link.h>
 #include <stdint.h>
 #include <sys/auxv.h>
@@ -28,7 +24,7 @@ struct object {
 	bool tls;
 };
 
-static struct object self, unwinder, loader;
+static struct object self, loader;
 static unsigned tls_added;
 
 /* sizeof(dtv_t) in glibc: a pointer and a flag, 16 bytes on x86_64. */
@@ -75,9 +71,8 @@ static void locate(struct object *o, uintptr_t want, bool by_bias)
 void ha_agent_self_init(void)
 {
 	locate(&self, (uintptr_t)ha_agent_self_init, false);
-	locate(&unwinder, (uintptr_t)unw_backtrace, false);
 	locate(&loader, getauxval(AT_BASE), true);
-	tls_added = self.tls + unwinder.tls;
+	tls_added = self.tls;
 }
 
 static bool inside(const struct object *o, uintptr_t pc)
@@ -87,7 +82,7 @@ static bool inside(const struct object *o, uintptr_t pc)
 
 bool ha_agent_self_frame(uintptr_t pc)
 {
-	return inside(&self, pc) || inside(&unwinder, pc);
+	return inside(&self, pc);
 }
 
 size_t ha_agent_calloc_size(size_t nmemb, size_t size, const void *caller)

@@ -1,10 +1,10 @@
 /*
  * agent/stack.c - call stacks: capture, and one id per distinct stack.
  *
- * Capture is libunwind's unw_backtrace (DWARF CFI, with a per-thread cache),
- * so code built without frame pointers, glibc included, unwinds fine. The
- * leading frames inside libunwind and this library are dropped: the first
- * frame kept is the return address into whoever called malloc & co.
+ * Capture walks the DWARF CFI (unwind.c), so code built without frame
+ * pointers, glibc included, unwinds fine. The leading frames inside this
+ * library are dropped: the first frame kept is the return address into
+ * whoever called malloc & co.
  *
  * Ids come from a process-wide lock-free hash table (open addressing, a
  * slot is a pointer to an immutable entry bump-allocated from a big
@@ -18,14 +18,12 @@
  * When the table or the arena is full, a stack gets a fresh id and its own
  * STACK record each time: bigger logs, still exact.
  */
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "agent/agent.h"
+#include "agent/unwind.h"
 
 struct entry {
 	uint64_t hash;
@@ -41,7 +39,7 @@ struct entry {
 #define TABLE_LIMIT (TABLE_SIZE / 10 * 7)
 #define MAX_PROBES  64
 #define ARENA_SIZE  ((size_t)512 << 20)
-/* Frames of libunwind and of the agent at the top of a capture. */
+/* Frames of the agent at the top of a capture. */
 #define SKIP_MAX 8
 
 static struct entry **table;
@@ -80,7 +78,7 @@ static bool map_table(void)
 
 int ha_agent_stack_init(void)
 {
-	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	ha_agent_unwind_init();
 	return map_table() ? 0 : -1;
 }
 
@@ -203,7 +201,8 @@ uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 	int n, first = 0, saved = errno;
 	uint64_t id;
 
-	n = unw_backtrace((void **)frames, (int)(depth + SKIP_MAX));
+	n = (int)ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
+				 depth + SKIP_MAX);
 	while (first < n && first < SKIP_MAX &&
 	       ha_agent_self_frame(frames[first]))
 		first++;

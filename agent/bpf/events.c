@@ -137,8 +137,7 @@ static uint64_t event_stack(struct hb_session *s, const struct hb_event *ev,
 			   n, &wrote);
 }
 
-/* ---- the process
- * ------------------------------------------------------------- */
+/* ---- the process --------------------------------------------------------- */
 
 bool hb_begin_stream(struct hb_session *s, uint64_t seq, uint64_t start_boot_ns,
 		     const char *exe, unsigned argc, char *const *argv,

@@ -45,7 +45,12 @@ const volatile __u64 wakeup_bytes = 1 << 20;
 /* Set by user space after load (mmap'ed .data/.bss). */
 __u64 next_seq = 1;
 __u32 execs_to_ignore = 0; /* --bpf: the exec that starts the program */
-__u32 stopped = 0;	   /* --aggregate: the image was replaced */
+/* Probes record only while this is 0. User space holds it at 1 while it
+ * attaches them one by one and sets it again when recording ends, so all
+ * of them start and stop at one instant: a malloc recorded while free is
+ * not yet (or no longer) would look like a leak. --aggregate also stops
+ * at an exec: the totals are of the image that is gone. */
+__u32 stopped = 1;
 
 #define ENOMEM	  12
 #define NEST_SPAN (64 * 1024)
@@ -357,8 +362,7 @@ static __always_inline void agg_failed(struct pt_regs *ctx, __u8 fn)
 		__sync_fetch_and_add(&site->failed, 1);
 }
 
-/* ---- streaming -------------------------------------------------------------
- */
+/* ---- streaming ----------------------------------------------------------- */
 
 /* Sends an event with the caller's stack. */
 static __always_inline void emit_with_stack(struct pt_regs *ctx,
@@ -574,8 +578,7 @@ int BPF_KPROBE(free_enter, __u64 ptr)
 	return 0;
 }
 
-/* ---- the process ------------------------------------------------------------
- */
+/* ---- the process --------------------------------------------------------- */
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exit, struct task_struct *p)

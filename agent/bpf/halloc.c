@@ -69,8 +69,7 @@ int hb_exit_status(const struct hb_config *config,
 	return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 0;
 }
 
-/* ---- the loop
- * ------------------------------------------------------------------- */
+/* ---- the loop ------------------------------------------------------------ */
 
 static void drain(struct hb_session *s)
 {
@@ -174,8 +173,7 @@ static void run_loop(struct hb_session *s)
 	drain(s);
 }
 
-/* ---- the log
- * -------------------------------------------------------------------- */
+/* ---- the log ------------------------------------------------------------- */
 
 static enum hb_result open_log(struct hb_session *s, struct hb_diag *diag)
 {
@@ -274,6 +272,9 @@ static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 	struct hb_log end = {.fd = -1};
 	int err;
 
+	/* Stop every probe at once, then take them away (which is slow). */
+	s->skel->data->stopped = 1;
+	drain(s);
 	hb_detach(s);
 	drain(s);
 	if (s->config->aggregate)
@@ -302,8 +303,7 @@ static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 	return r;
 }
 
-/* ---- the whole
- * ------------------------------------------------------------------- */
+/* ---- the whole ----------------------------------------------------------- */
 
 static enum hb_result configure(struct hb_session *s, struct hb_diag *diag)
 {
@@ -420,6 +420,7 @@ enum hb_result hb_record(const struct hb_config *config,
 	if (config->duration > 0)
 		s.deadline_ns =
 		    hb_boot_ns() + (uint64_t)(config->duration * 1e9);
+	s.skel->data->stopped = 0; /* every probe is in place: go */
 	if (s.spawned) {
 		s.skel->bss->execs_to_ignore = 1;
 		if ((r = hb_spawn_release(&s, diag)))

@@ -61,8 +61,7 @@ static unsigned char *put_str(unsigned char *p, const char *s, size_t len)
 	return p + len;
 }
 
-/* ---- the file -------------------------------------------------------------
- */
+/* ---- the file ------------------------------------------------------------ */
 
 int hb_log_open(struct hb_log *log, const char *path)
 {
@@ -186,8 +185,7 @@ void hb_log_end(struct hb_log *log, uint64_t flags, uint64_t chunks_lost,
 	write_frame(log, HALLOC_FRAME_END, buf, (size_t)(p - buf));
 }
 
-/* ---- chunks
- * ------------------------------------------------------------------ */
+/* ---- chunks -------------------------------------------------------------- */
 
 static void chunk_reset(struct hb_stream *s, struct hb_thread *t)
 {
@@ -277,8 +275,7 @@ static unsigned char *put_addr(struct hb_thread *t, unsigned char *p,
 	return p;
 }
 
-/* ---- streams ----------------------------------------------------------------
- */
+/* ---- streams ------------------------------------------------------------- */
 
 struct hb_stream *hb_stream_new(struct hb_log *log, uint32_t pid,
 				uint64_t start_boot_ns)
@@ -331,8 +328,7 @@ void hb_stream_free(struct hb_stream *s)
 	free(s);
 }
 
-/* ---- records
- * -------------------------------------------------------------------- */
+/* ---- records ------------------------------------------------------------- */
 
 bool hb_rec_process(struct hb_stream *s, uint32_t tid, uint64_t seq,
 		    const struct hb_process_info *pi)

@@ -141,15 +141,14 @@ enum hb_result hb_find_targets(struct hb_session *s, struct hb_targets *t,
 			      : find_program_targets(s, t, diag);
 }
 
-/* ---- eBPF -------------------------------------------------------------------
- */
+/* ---- eBPF ---------------------------------------------------------------- */
 
 enum hb_result hb_check_kernel(struct hb_diag *diag)
 {
 	if (access("/sys/kernel/btf/vmlinux", R_OK))
 		return hb_diag_set(
 		    diag, HB_ERR_KERNEL,
-		    "this kernel has no BTF (/sys/kernel/btf/vmlinux): "
+		    "this kernel has no BTF ('/sys/kernel/btf/vmlinux'): "
 		    "the eBPF attach needs CONFIG_DEBUG_INFO_BTF");
 	if (access("/sys/bus/event_source/devices/uprobe/type", R_OK))
 		return hb_diag_set(
@@ -298,11 +297,13 @@ enum hb_result hb_attach(struct hb_session *s, const struct hb_targets *t,
 	return r;
 }
 
+/* In the reverse order: entry probes go before the return probes, or a
+ * call entered meanwhile would stay active and hide the thread's next
+ * frees as nested (see hb_attach). */
 void hb_detach(struct hb_session *s)
 {
-	for (size_t i = 0; i < s->nlinks; i++)
-		bpf_link__destroy(s->links[i]);
-	s->nlinks = 0;
+	while (s->nlinks > 0)
+		bpf_link__destroy(s->links[--s->nlinks]);
 }
 
 uint64_t hb_counter(struct hb_session *s, uint32_t which)

@@ -140,14 +140,12 @@ void hb_rescan(struct hb_session *s);
  * frame outside every module ends the stack. Returns how many. */
 unsigned hb_fp_frames(struct hb_session *s, const uint64_t *frames, unsigned n);
 
-/* ---- aggregate.c ----------------------------------------------------------
- */
+/* ---- aggregate.c --------------------------------------------------------- */
 
 /* Turns the kernel's totals into records of the current stream. */
 enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag);
 
-/* ---- spawn.c --------------------------------------------------------------
- */
+/* ---- spawn.c ------------------------------------------------------------- */
 
 /* Finds the program (PATH search) and checks it can run. */
 enum hb_result hb_spawn_resolve(const char *name, char **path,
@@ -167,8 +165,7 @@ void hb_spawn_wait_end(struct hb_session *s);
 /* The child could not be started: kill and reap it. */
 void hb_spawn_abort(struct hb_session *s);
 
-/* ---- halloc.c
- * ---------------------------------------------------------------- */
+/* ---- halloc.c ------------------------------------------------------------ */
 
 enum hb_result hb_diag_set(struct hb_diag *diag, enum hb_result result,
 			   const char *fmt, ...)

@@ -96,8 +96,7 @@ static enum hb_unwind_end mem_read(const struct memory *m, uint64_t addr,
 	return addr >= m->base ? HB_UNWIND_TRUNCATED : HB_UNWIND_UNKNOWN;
 }
 
-/* ---- expressions ------------------------------------------------------------
- */
+/* ---- expressions --------------------------------------------------------- */
 
 static bool copy_expr(struct expr *e, const Dwarf_Op *ops, size_t nops)
 {
@@ -257,8 +256,7 @@ static enum hb_unwind_end eval(const struct expr *e, const struct regs *r,
 	return HB_UNWIND_DONE;
 }
 
-/* ---- rules
- * --------------------------------------------------------------------- */
+/* ---- rules --------------------------------------------------------------- */
 
 static Dwarf_CFI *module_cfi(struct hb_module *mod)
 {
@@ -332,8 +330,7 @@ static const struct hb_rule *rule_for(struct hb_unwinder *u,
 	return &u->list[u->nrules++];
 }
 
-/* ---- the walk
- * ------------------------------------------------------------------- */
+/* ---- the walk ------------------------------------------------------------ */
 
 /* One frame up with the CFI rule; fills the caller's registers. */
 static enum hb_unwind_end step_cfi(const struct hb_rule *rule,

@@ -1,0 +1,83 @@
+/*
+ * agent/unwind.h - walking the call stack from DWARF CFI (x86_64).
+ * Internal to the agent: cfi.c finds the rules at an address, unwind.c
+ * applies them frame by frame.
+ *
+ * Only what a stack walk needs is tracked: the CFA, rbp, rsp and the
+ * return address (DWARF registers 6, 7 and 16). A rule that needs another
+ * register ends the walk there.
+ */
+#ifndef HALLOC_AGENT_UNWIND_H
+#define HALLOC_AGENT_UNWIND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#pragma GCC visibility push(hidden)
+
+#define HA_REG_RBP 6
+#define HA_REG_RSP 7
+#define HA_REG_RA  16
+
+enum ha_cfi_rule {
+	HA_RULE_UNDEF,	    /* not recoverable (the return address: the end) */
+	HA_RULE_SAME,	    /* unchanged from the callee */
+	HA_RULE_CFA,	    /* the CFA itself (rsp's default) */
+	HA_RULE_OFFSET,	    /* saved at CFA + off */
+	HA_RULE_VAL_OFFSET, /* is CFA + off */
+	HA_RULE_REG,	    /* in register off */
+	HA_RULE_EXPR,	    /* saved at the address expr computes */
+	HA_RULE_VAL_EXPR,   /* is the value expr computes */
+};
+
+struct ha_cfi_reg {
+	uint8_t kind; /* enum ha_cfi_rule */
+	uint32_t len; /* expression length */
+	int64_t off;
+	const uint8_t *expr;
+};
+
+struct ha_cfi {
+	uint8_t cfa_reg; /* CFA = cfa_reg + cfa_off, unless cfa_expr */
+	int64_t cfa_off;
+	const uint8_t *cfa_expr;
+	uint32_t cfa_len;
+	struct ha_cfi_reg rbp, rsp, ra;
+	bool signal; /* a signal trampoline: the caller was interrupted */
+};
+
+/* The rules that hold at pc; false if pc has no (usable) CFI. */
+bool ha_agent_cfi_find(uintptr_t pc, struct ha_cfi *out);
+
+/* Where a walk starts: an instruction and the registers at it. */
+struct ha_agent_regs {
+	uintptr_t rip, rsp, rbp;
+};
+
+/*
+ * The current function's instruction pointer, rsp and rbp, read at once:
+ * the CFI at that instruction describes this very state. A walk from here
+ * is valid as long as the function has not returned.
+ */
+#define HA_AGENT_HERE(r)                                                       \
+	__asm__ volatile("lea 0(%%rip), %0\n\t"                                \
+			 "mov %%rsp, %1\n\t"                                   \
+			 "mov %%rbp, %2"                                       \
+			 : "=&r"((r)->rip), "=&r"((r)->rsp), "=&r"((r)->rbp)   \
+			 :                                                     \
+			 : "memory")
+
+/* Once, before the first walk. */
+void ha_agent_unwind_init(void);
+
+/*
+ * The return addresses of the calling code, innermost first: of the
+ * function that took `from`, or (from == NULL) of ha_agent_unwind()'s
+ * caller. Returns how many were stored (<= max).
+ */
+unsigned ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
+			 unsigned max);
+
+#pragma GCC visibility pop
+
+#endif /* HALLOC_AGENT_UNWIND_H */
