@@ -151,6 +151,7 @@ unit: $(UNIT_BIN)
 
 e2e: all
 	tests/e2e/run
+	tests/e2e/bpf_run
 
 check: all unit e2e
 

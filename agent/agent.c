@@ -32,8 +32,6 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,8 +46,6 @@ extern char **environ;
 
 static pthread_key_t thread_key;
 static bool fork_locked_here; /* this process's prepare handler took locks */
-static dev_t shm_dev;
-static ino_t shm_ino;
 
 static char exe_path[PATH_MAX];
 static size_t exe_len;
@@ -209,82 +205,6 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 	return true;
 }
 
-static void set_cloexec(int fd)
-{
-	int flags = fcntl(fd, F_GETFD);
-
-	if (flags >= 0)
-		fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-}
-
-/* The pipe must be a pipe, the shared memory the tracer's. */
-static bool open_transport(void)
-{
-	struct halloc_shm *shm;
-	struct stat st;
-	size_t size;
-
-	if (fstat(ha_agent.cfg.fd, &st) || !S_ISFIFO(st.st_mode))
-		return false;
-	ha_agent.pipe_dev = st.st_dev;
-	ha_agent.pipe_ino = st.st_ino;
-	if (fstat(ha_agent.cfg.shm_fd, &st) ||
-	    (size_t)st.st_size < sizeof(struct halloc_shm))
-		return false;
-	shm_dev = st.st_dev;
-	shm_ino = st.st_ino;
-	shm = mmap(NULL, sizeof(*shm), PROT_READ, MAP_SHARED,
-		   ha_agent.cfg.shm_fd, 0);
-	if (shm == MAP_FAILED)
-		return false;
-	size = HALLOC_SHM_SIZE(shm->nslots);
-	if (shm->magic != HALLOC_SHM_MAGIC ||
-	    shm->version != HALLOC_SHM_VERSION || !shm->nslots ||
-	    shm->nslots > (1u << 20) || (size_t)st.st_size < size) {
-		munmap(shm, sizeof(*shm));
-		return false;
-	}
-	munmap(shm, sizeof(*shm));
-	shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		   ha_agent.cfg.shm_fd, 0);
-	if (shm == MAP_FAILED)
-		return false;
-	ha_agent.shm = shm;
-	return true;
-}
-
-/*
- * The agent writes through its own close-on-exec duplicate of the pipe,
- * high in the descriptor table. A program that closes every descriptor
- * (daemons do) closes it too, and the next write fails cleanly; the
- * program's next open() gets a low number, not ours. With the tracer's low
- * number, a write could land in the program's own file. The original stays
- * for exec'd images (follow) and for the tracer's accounting.
- */
-static int high_fd(int fd)
-{
-	struct rlimit rl;
-	long want = 1000;
-	int hi;
-
-	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY &&
-	    (long)rl.rlim_cur - 32 < want)
-		want = (long)rl.rlim_cur - 32;
-	if (want <= fd)
-		return fd;
-	hi = fcntl(fd, F_DUPFD_CLOEXEC, (int)want);
-	return hi < 0 ? fd : hi;
-}
-
-/* Closes fd only if it is still the file we were given. */
-static void close_ours(int fd, dev_t dev, ino_t ino)
-{
-	struct stat st;
-
-	if (!fstat(fd, &st) && st.st_dev == dev && st.st_ino == ino)
-		close(fd);
-}
-
 /* ---- who we are ---------------------------------------------------- */
 
 static void read_identity(void)
@@ -345,13 +265,8 @@ static bool init(struct ha_agent_thread *t)
 		pr.flags = *follow_at == '2';
 		*follow_at = '2';
 	}
-	if (!open_transport())
+	if (!ha_agent_transport_open())
 		return false;
-	if (!ha_agent.cfg.follow) {
-		set_cloexec(ha_agent.cfg.fd);
-		set_cloexec(ha_agent.cfg.shm_fd);
-	}
-	ha_agent.fd = high_fd(ha_agent.cfg.fd);
 	ha_agent.id = new_stream_id();
 	ha_agent.pid = (uint32_t)getpid();
 	start_clock();
@@ -509,14 +424,10 @@ static void fork_child(void)
 	fork_locked_here = false;
 	ha_agent_modules_fork_child();
 	ha_agent_buf_fork_child(t);
+	ha_agent_transport_fork_child();
 	if (!ha_agent.cfg.follow) {
 		ha_agent_disable();
-		close_ours(ha_agent.cfg.fd, ha_agent.pipe_dev,
-			   ha_agent.pipe_ino);
-		if (ha_agent.fd != ha_agent.cfg.fd)
-			close_ours(ha_agent.fd, ha_agent.pipe_dev,
-				   ha_agent.pipe_ino);
-		close_ours(ha_agent.cfg.shm_fd, shm_dev, shm_ino);
+		ha_agent_transport_close();
 		return;
 	}
 	pending.pid = (uint32_t)getpid();

@@ -210,6 +210,19 @@ struct ha_agent_process {
 void ha_agent_put_process(struct ha_agent_thread *t,
 			  const struct ha_agent_process *p);
 
+/* ---- transport.c: the pipe and the shared memory ------------------------ */
+
+/* Map the shared memory, find the pipe (ha_agent.fd, shm, pipe identity). */
+bool ha_agent_transport_open(void);
+/*
+ * The pipe `broken` is gone (the program closed it): find it again. The
+ * new descriptor, or -1 if there is none (frames then stay in slots).
+ */
+int ha_agent_transport_reconnect(int broken);
+/* A forked child that is not recorded: let go of the tracer's files. */
+void ha_agent_transport_close(void);
+void ha_agent_transport_fork_child(void);
+
 /* ---- self.c: what the agent adds to the process ------------------------ */
 
 void ha_agent_self_init(void);

@@ -70,17 +70,18 @@ static void spin_unlock(uint32_t *lock)
 	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
 }
 
-/*
- * One frame to the pipe. False (and recording disabled) if it cannot go:
- * the tracer is gone, or the program closed our descriptor.
- */
-static bool write_frame(const unsigned char *buf, size_t len)
-{
-	int fd = ha_agent.fd, err = 0;
-	sigset_t pipe_set, old;
+enum sent {
+	SENT,	 /* the frame went to the pipe */
+	NO_PIPE, /* there is no pipe (any more): keep frames in slots */
+	FAILED,	 /* the tracer is gone: recording is off */
+};
 
-	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) == HA_AGENT_OFF)
-		return false;
+/* One write(2) with SIGPIPE blocked; 0 or errno. */
+static int write_all(int fd, const unsigned char *buf, size_t len)
+{
+	sigset_t pipe_set, old;
+	int err = 0;
+
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
@@ -109,11 +110,33 @@ static bool write_frame(const unsigned char *buf, size_t len)
 		sigtimedwait(&pipe_set, NULL, &zero);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err) {
-		ha_agent_disable();
-		return false;
+	return err;
+}
+
+/*
+ * One frame to the pipe. If the program closed our descriptor, find the
+ * pipe again (transport.c); if the tracer is gone, stop recording: the
+ * program must not notice either way.
+ */
+static enum sent write_frame(const unsigned char *buf, size_t len)
+{
+	int fd = __atomic_load_n(&ha_agent.fd, __ATOMIC_ACQUIRE), err;
+
+	for (;;) {
+		if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) ==
+		    HA_AGENT_OFF)
+			return FAILED;
+		if (fd < 0)
+			return NO_PIPE;
+		err = write_all(fd, buf, len);
+		if (!err)
+			return SENT;
+		if (err != EBADF)
+			break;
+		fd = ha_agent_transport_reconnect(fd);
 	}
-	return true;
+	ha_agent_disable();
+	return FAILED;
 }
 
 static uint32_t *used_word(struct ha_agent_thread *t)
@@ -126,34 +149,75 @@ static uint32_t *chunk_word(struct ha_agent_thread *t)
 	return t->slot ? &t->slot->chunk_no : &t->priv->chunk_no;
 }
 
+static int slot_take(uint32_t tid);
+
 /*
- * Send the frame, start the next chunk (used 0, chunk_no + 1). False if
- * the frame is still there, unsent.
+ * No pipe: a full frame stays in its slot, which stays owned, and the
+ * tracer collects it with the leftovers; the thread needs another slot
+ * (t->frame becomes NULL). A private frame is moved into a slot first.
+ */
+static bool park(struct ha_agent_thread *t)
+{
+	struct halloc_chunk_header ch;
+	struct halloc_slot *s;
+	int k;
+
+	if (t->slot) {
+		t->slot = NULL;
+		t->frame = NULL;
+		t->used = 0;
+		return true;
+	}
+	k = slot_take(t->tid);
+	if (k < 0) {
+		/* Nowhere left to put events: stop recording. */
+		ha_agent_disable();
+		return false;
+	}
+	s = &ha_agent.shm->slots[k];
+	memcpy(s->frame, t->frame, t->used);
+	memcpy(&ch, s->frame + HALLOC_FRAME_HEADER_SIZE, sizeof(ch));
+	ch.slot = (uint32_t)k;
+	ch.chunk_no = s->chunk_no;
+	memcpy(s->frame + HALLOC_FRAME_HEADER_SIZE, &ch, sizeof(ch));
+	__atomic_store_n(&s->used, t->used, __ATOMIC_RELEASE);
+	t->used = 0;
+	__atomic_store_n(&t->priv->used, 0, __ATOMIC_RELEASE);
+	t->priv->chunk_no++;
+	return true;
+}
+
+/*
+ * Send the frame (or park it) and start the next chunk: used 0, chunk_no
+ * + 1. False if the frame is still there, unsent, and recording is off.
  */
 static bool flush(struct ha_agent_thread *t)
 {
 	struct halloc_frame_header fh;
 
-	if (t->used) {
-		fh.length = t->used - HALLOC_FRAME_HEADER_SIZE;
-		fh.type = HALLOC_FRAME_CHUNK;
-		fh.flags = 0;
-		memcpy(t->frame, &fh, sizeof(fh));
-		/*
-		 * If the pipe is unusable, recording is off now: leave the
-		 * frame where it is, the tracer collects it from the slot.
-		 */
-		if (!write_frame(t->frame, t->used))
-			return false;
-		t->used = 0;
-		__atomic_store_n(used_word(t), 0, __ATOMIC_RELEASE);
-		__atomic_store_n(chunk_word(t), *chunk_word(t) + 1,
-				 __ATOMIC_RELEASE);
+	if (!t->used)
+		return true;
+	fh.length = t->used - HALLOC_FRAME_HEADER_SIZE;
+	fh.type = HALLOC_FRAME_CHUNK;
+	fh.flags = 0;
+	memcpy(t->frame, &fh, sizeof(fh));
+	switch (write_frame(t->frame, t->used)) {
+	case SENT:
+		break;
+	case NO_PIPE:
+		return park(t);
+	default:
+		/* The frame stays where it is: the tracer may collect it. */
+		return false;
 	}
+	t->used = 0;
+	__atomic_store_n(used_word(t), 0, __ATOMIC_RELEASE);
+	__atomic_store_n(chunk_word(t), *chunk_word(t) + 1, __ATOMIC_RELEASE);
 	return true;
 }
 
-static bool slot_acquire(struct ha_agent_thread *t)
+/* A free slot, now owned by tid; -1 if none. */
+static int slot_take(uint32_t tid)
 {
 	struct halloc_shm *shm = ha_agent.shm;
 	uint32_t n = shm->nslots, start, i;
@@ -164,21 +228,30 @@ static bool slot_acquire(struct ha_agent_thread *t)
 		struct halloc_slot *s = &shm->slots[k];
 
 		if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) ||
-		    !__atomic_compare_exchange_n(&s->state, &free_state, t->tid,
+		    !__atomic_compare_exchange_n(&s->state, &free_state, tid,
 						 false, __ATOMIC_ACQUIRE,
 						 __ATOMIC_RELAXED))
 			continue;
 		s->stream = ha_agent.id;
 		/* A free slot holds nothing: its last owner flushed it. */
 		__atomic_store_n(&s->used, 0, __ATOMIC_RELEASE);
-		t->slot = s;
-		t->slot_no = k;
-		t->frame = s->frame;
-		t->used = 0;
-		return true;
+		return (int)k;
 	}
 	__atomic_fetch_add(&shm->slots_full, 1, __ATOMIC_RELAXED);
-	return false;
+	return -1;
+}
+
+static bool slot_acquire(struct ha_agent_thread *t)
+{
+	int k = slot_take(t->tid);
+
+	if (k < 0)
+		return false;
+	t->slot = &ha_agent.shm->slots[k];
+	t->slot_no = (uint32_t)k;
+	t->frame = t->slot->frame;
+	t->used = 0;
+	return true;
 }
 
 static void slot_release(struct ha_agent_thread *t)
@@ -264,27 +337,39 @@ static void private_retry(struct ha_agent_thread *t)
 	}
 }
 
-unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
+/* The thread's buffer, ready for writing (a private one locked). */
+static bool ready(struct ha_agent_thread *t)
 {
-	struct halloc_chunk_header ch;
-
-	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) == HA_AGENT_OFF)
-		return NULL;
 	if (!t->frame && !attach(t))
-		return NULL;
+		return false;
 	if (t->priv) {
 		/* The exit-time flush may have sent our frame meanwhile. */
 		spin_lock(&t->priv->lock);
 		t->used = t->priv->used;
 	}
-	if (t->used + max > HALLOC_FRAME_MAX && flush(t) && t->priv)
-		private_retry(t);
+	return true;
+}
+
+unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
+{
+	struct halloc_chunk_header ch;
+
 	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) ==
-	    HA_AGENT_OFF) {
-		if (t->priv)
-			spin_unlock(&t->priv->lock);
+		HA_AGENT_OFF ||
+	    !ready(t))
 		return NULL;
+	if (t->used + max > HALLOC_FRAME_MAX) {
+		if (!flush(t))
+			goto off;
+		if (!t->frame) { /* parked: on to another slot */
+			if (!ready(t))
+				return NULL;
+		} else if (t->priv) {
+			private_retry(t);
+		}
 	}
+	if (__atomic_load_n(&ha_agent_status, __ATOMIC_RELAXED) == HA_AGENT_OFF)
+		goto off;
 	if (!t->used) {
 		ch.stream = ha_agent.id;
 		ch.pid = ha_agent.pid;
@@ -299,6 +384,10 @@ unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
 		t->last_addr = 0;
 	}
 	return t->frame + t->used;
+off:
+	if (t->priv)
+		spin_unlock(&t->priv->lock);
+	return NULL;
 }
 
 void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end)
@@ -308,7 +397,8 @@ void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end)
 	__atomic_store_n(used_word(t), t->used, __ATOMIC_RELEASE);
 	if (t->priv)
 		spin_unlock(&t->priv->lock);
-	if (t->exiting)
+	/* Without a pipe the slot stays ours anyway: no need to let it go. */
+	if (t->exiting && __atomic_load_n(&ha_agent.fd, __ATOMIC_RELAXED) >= 0)
 		ha_agent_buf_release(t);
 }
 
@@ -329,7 +419,8 @@ void ha_agent_buf_release(struct ha_agent_thread *t)
 		return;
 	}
 	if (flush(t)) {
-		slot_release(t);
+		if (t->slot) /* else parked */
+			slot_release(t);
 		return;
 	}
 	/* An unsent frame keeps its slot: the tracer collects it there. */

@@ -131,6 +131,30 @@ static void print_ending(FILE *out, const struct ha_stream *s)
 	}
 }
 
+/* "  recorded by eBPF uprobes (attached), DWARF stacks": an eBPF log's
+ * leaks and stacks read differently from the agent's, so say how it was
+ * recorded. The agent's logs need no such line. */
+static void print_recorder(FILE *out, const struct ha_log *log)
+{
+	uint64_t f = log->trace_flags;
+	const char *how = "";
+
+	if (!log->has_trace_info || log->recorder != HALLOC_RECORDER_BPF)
+		return;
+	if ((f & HALLOC_TRACE_ATTACHED) && (f & HALLOC_TRACE_AGGREGATE))
+		how = " (attached, aggregated)";
+	else if (f & HALLOC_TRACE_ATTACHED)
+		how = " (attached)";
+	else if (f & HALLOC_TRACE_AGGREGATE)
+		how = " (aggregated)";
+	fprintf(out, "  recorded by eBPF uprobes%s", how);
+	if (f & HALLOC_TRACE_STACK_DWARF)
+		fputs(", DWARF stacks", out);
+	else if (f & HALLOC_TRACE_STACK_FP)
+		fputs(", frame-pointer stacks", out);
+	fputc('\n', out);
+}
+
 static void print_header(FILE *out, const struct ha_analysis *a,
 			 const struct ha_process *p, const struct style *st)
 {
@@ -154,6 +178,7 @@ static void print_header(FILE *out, const struct ha_analysis *a,
 		      "loaded in it "
 		      "(a static binary?)\n",
 		      out);
+	print_recorder(out, a->log);
 }
 
 static void print_summary(FILE *out, const struct ha_analysis *a,

@@ -1,17 +1,23 @@
 /*
  * cli/halloc-trace.c - `halloc-trace [options] [--] PROG [ARGS...]`: run a
  * program with the agent, write its log, print its report to stderr.
+ * With -p PID or --bpf the eBPF attach (agent/bpf/attach.h) records the
+ * log instead of the agent.
  *
  * Exit status: the program's (its exit code, or 128+N if signal N killed
- * it); 2 for a usage error; 125 if halloc-trace itself failed; 126 if the
+ * it), 0 after -p; 2 for a usage error; 125 if halloc-trace itself failed
+ * (with -p also: no such process, no privileges for eBPF, ...); 126 if the
  * program cannot be executed; 127 if it was not found.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "agent/bpf/attach.h"
 #include "analyzer/analyzer.h"
 #include "cli/common.h"
 #include "halloc/log.h"
@@ -19,11 +25,18 @@
 
 #define EXIT_USAGE 2
 
+/* Above any recording anyone waits for; keeps seconds * 1e9 in 64 bits. */
+#define DURATION_MAX 1e9
+
 static const char usage_text[] =
     "usage: halloc-trace [options] [--] PROG [ARGS...]\n"
+    "       halloc-trace -p PID [options]\n"
+    "       halloc-trace --bpf [options] [--] PROG [ARGS...]\n"
     "\n"
     "Runs PROG with the halloc agent, records its heap allocations in a log\n"
-    "and prints a report of what it leaked to standard error.\n"
+    "and prints a report of what it leaked to standard error. -p records a\n"
+    "running process instead, and --bpf runs PROG without the agent, both\n"
+    "with eBPF uprobes.\n"
     "\n"
     "  -o, --output FILE       write the log to FILE\n"
     "                          (default: halloc.PROG.PID.hlog)\n"
@@ -34,12 +47,34 @@ static const char usage_text[] =
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n"
     "\n"
+    "eBPF (needs root, or CAP_BPF and CAP_PERFMON, and a kernel with BTF):\n"
+    "  -p, --pid PID           record the running process PID until Ctrl-C,\n"
+    "                          --duration or its end; leaks are the blocks\n"
+    "                          allocated while recording and not freed\n"
+    "      --bpf               run PROG under eBPF uprobes instead of the\n"
+    "                          agent (static programs, programs that clear\n"
+    "                          LD_PRELOAD)\n"
+    "      --duration SECONDS  stop recording after SECONDS (e.g. 10, 0.5)\n"
+    "      --aggregate         keep totals per stack in the kernel: cheaper\n"
+    "                          for long recordings; no peak heap, fp stacks\n"
+    "      --stack fp|dwarf    capture stacks with frame pointers, or by\n"
+    "                          unwinding a copy of the stack (default dwarf)\n"
+    "      --stack-bytes N     dwarf: stack bytes copied per call\n"
+    "                          (4096-65536, default 8192)\n"
+    "\n"
     "Options end at PROG: the options after it are PROG's own.\n";
 
-enum { OPT_VERSION = 256 };
+enum {
+	OPT_VERSION = 256,
+	OPT_BPF,
+	OPT_DURATION,
+	OPT_AGGREGATE,
+	OPT_STACK,
+	OPT_STACK_BYTES,
+};
 
 /* "+": stop at the first non-option; ":": report a missing value. */
-static const char short_options[] = "+:o:qd:fh";
+static const char short_options[] = "+:o:qd:fhp:";
 static const struct option long_options[] = {
     {"output", required_argument, NULL, 'o'},
     {"quiet", no_argument, NULL, 'q'},
@@ -47,6 +82,12 @@ static const struct option long_options[] = {
     {"follow-children", no_argument, NULL, 'f'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"pid", required_argument, NULL, 'p'},
+    {"bpf", no_argument, NULL, OPT_BPF},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"aggregate", no_argument, NULL, OPT_AGGREGATE},
+    {"stack", required_argument, NULL, OPT_STACK},
+    {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
     {NULL, 0, NULL, 0},
 };
 
@@ -55,6 +96,14 @@ static struct env {
 	bool quiet;
 	unsigned depth;
 	bool follow_children;
+	/* eBPF: -p or --bpf */
+	unsigned pid;
+	bool bpf;
+	double duration;
+	bool aggregate;
+	enum hb_stacks stacks;
+	unsigned stack_bytes;
+	const char *bpf_only; /* the first option that needs -p or --bpf */
 } env = {
     .depth = HALLOC_DEPTH_DEFAULT,
 };
@@ -73,6 +122,27 @@ static int usage_error(const char *format, ...)
 	va_end(ap);
 	fputs("\ntry 'halloc-trace --help'\n", stderr);
 	return -1;
+}
+
+/* Remembers the first option given that only -p and --bpf take. */
+static void needs_bpf(const char *option)
+{
+	if (!env.bpf_only)
+		env.bpf_only = option;
+}
+
+/* Seconds as a plain decimal, "10" or "0.5": no sign, exponent or blanks. */
+static bool parse_seconds(const char *text, double *out)
+{
+	size_t digits = strspn(text, "0123456789");
+	char *end;
+
+	if (text[digits] == '.')
+		digits += 1 + strspn(text + digits + 1, "0123456789");
+	if (digits == 0 || text[digits] || !strcmp(text, "."))
+		return false;
+	*out = strtod(text, &end);
+	return *end == '\0' && *out > 0 && *out <= DURATION_MAX;
 }
 
 /* The option as the user wrote it, for a message: "-x" or "--name". */
@@ -95,6 +165,34 @@ static int bad_option(char **argv, int missing_value)
 	if (missing_value)
 		return usage_error("option '%s' needs a value", shortopt);
 	return usage_error("unknown option '%s'", shortopt);
+}
+
+/* What the options say together; returns as parse_options(). With -p
+ * there is no PROG: the index returned is argc. */
+static int check_combination(int argc, char **argv)
+{
+	if (env.pid && env.bpf)
+		return usage_error("-p and --bpf cannot be used together: -p "
+				   "records a running process, --bpf runs one");
+	if ((env.pid || env.bpf) && env.follow_children)
+		return usage_error("option '-f' cannot be used with %s: the "
+				   "eBPF attach records one process",
+				   env.pid ? "-p" : "--bpf");
+	if (!env.pid && !env.bpf && env.bpf_only)
+		return usage_error("option '%s' needs -p or --bpf",
+				   env.bpf_only);
+	if (env.stack_bytes && (env.stacks == HB_STACKS_FP || env.aggregate))
+		return usage_error(
+		    "option '--stack-bytes' is for dwarf stacks, "
+		    "not with %s",
+		    env.aggregate ? "--aggregate" : "--stack fp");
+	if (env.pid && optind < argc)
+		return usage_error("unexpected argument '%s': -p records a "
+				   "running process and takes no program",
+				   argv[optind]);
+	if (!env.pid && optind >= argc)
+		return usage_error("no program to trace");
+	return env.pid ? argc : optind;
 }
 
 /* Returns the index of PROG in argv, 0 to exit successfully, -1 on a
@@ -124,6 +222,47 @@ static int parse_options(int argc, char **argv)
 		case 'f':
 			env.follow_children = true;
 			break;
+		case 'p':
+			if (!cli_parse_unsigned(optarg, 1, INT_MAX, &env.pid))
+				return usage_error("invalid pid '%s': expected "
+						   "a process ID",
+						   optarg);
+			break;
+		case OPT_BPF:
+			env.bpf = true;
+			break;
+		case OPT_DURATION:
+			if (!parse_seconds(optarg, &env.duration))
+				return usage_error(
+				    "invalid duration '%s': expected a "
+				    "number of seconds, such as 10 or 0.5",
+				    optarg);
+			needs_bpf("--duration");
+			break;
+		case OPT_AGGREGATE:
+			env.aggregate = true;
+			needs_bpf("--aggregate");
+			break;
+		case OPT_STACK:
+			if (!strcmp(optarg, "fp"))
+				env.stacks = HB_STACKS_FP;
+			else if (!strcmp(optarg, "dwarf"))
+				env.stacks = HB_STACKS_DWARF;
+			else
+				return usage_error("invalid stack mode '%s': "
+						   "expected fp or dwarf",
+						   optarg);
+			needs_bpf("--stack");
+			break;
+		case OPT_STACK_BYTES:
+			/* The range is hb_record()'s to check. */
+			if (!cli_parse_unsigned(optarg, 1, UINT_MAX,
+						&env.stack_bytes))
+				return usage_error("invalid stack size '%s': "
+						   "expected a number of bytes",
+						   optarg);
+			needs_bpf("--stack-bytes");
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
@@ -136,9 +275,7 @@ static int parse_options(int argc, char **argv)
 			return bad_option(argv, 0);
 		}
 	}
-	if (optind >= argc)
-		return usage_error("no program to trace");
-	return optind;
+	return check_combination(argc, argv);
 }
 
 /* The report of the log just written, to stderr, then where the log is. */
@@ -175,20 +312,17 @@ static void print_report(const char *path)
 	fprintf(stderr, "halloc-trace: log written to %s\n", path);
 }
 
-int main(int argc, char **argv)
+/* PROG with the preload agent (tracer/). */
+static int trace_preload(char **prog_argv)
 {
 	struct ht_session *session;
 	struct ht_config config;
 	struct ht_diag diag;
 	enum ht_result result;
-	int first, status;
-
-	first = parse_options(argc, argv);
-	if (first <= 0)
-		return first == 0 ? 0 : EXIT_USAGE;
+	int status;
 
 	config = (struct ht_config){
-	    .argv = argv + first,
+	    .argv = prog_argv,
 	    .output = env.output,
 	    .depth = env.depth,
 	    .follow_children = env.follow_children,
@@ -219,4 +353,53 @@ int main(int argc, char **argv)
 	}
 	ht_session_free(session);
 	return status;
+}
+
+/* -p PID, or --bpf PROG: the eBPF attach (agent/bpf/). */
+static int trace_bpf(char **prog_argv)
+{
+	struct hb_config config = {
+	    .pid = (pid_t)env.pid,
+	    .argv = env.bpf ? prog_argv : NULL,
+	    .output = env.output,
+	    .depth = env.depth,
+	    .stacks = env.stacks,
+	    .stack_bytes = env.stack_bytes,
+	    .aggregate = env.aggregate,
+	    .duration = env.duration,
+	};
+	struct hb_outcome outcome;
+	struct hb_diag diag;
+	enum hb_result result;
+
+	result = hb_record(&config, &outcome, &diag);
+	if (result == HB_ERR_USAGE)
+		usage_error("%s", diag.message); /* e.g. --stack-bytes 100 */
+	else if (result)
+		fprintf(stderr, "halloc-trace: %s\n", diag.message);
+	if (result)
+		return hb_result_exit_status(result);
+	if (diag.message[0])
+		fprintf(stderr, "halloc-trace: warning: %s\n", diag.message);
+	if (outcome.events_lost)
+		fprintf(stderr,
+			"halloc-trace: warning: %llu events lost (eBPF "
+			"buffers full): the numbers may be short\n",
+			(unsigned long long)outcome.events_lost);
+	if (!env.quiet) {
+		signal(SIGPIPE, SIG_IGN); /* as in trace_preload() */
+		print_report(outcome.log_path);
+	}
+	return hb_exit_status(&config, &outcome);
+}
+
+int main(int argc, char **argv)
+{
+	int first = parse_options(argc, argv);
+
+	if (first <= 0)
+		return first == 0 ? 0 : EXIT_USAGE;
+	if (env.pid || env.bpf)
+		return trace_bpf(argv + first);
+	return trace_preload(argv + first);
 }

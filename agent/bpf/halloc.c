@@ -182,7 +182,7 @@ static enum hb_result open_log(struct hb_session *s, struct hb_diag *diag)
 	int err;
 
 	if (!path) {
-		char name[256];
+		char name[PATH_MAX]; /* whole: its basename is at the end */
 
 		snprintf(name, sizeof(name), "%s",
 			 s->spawned ? s->config->argv[0] : s->proc.exe);

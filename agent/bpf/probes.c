@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -71,6 +72,8 @@ static enum hb_result find_pid_targets(struct hb_session *s,
 {
 	pid_t pid = s->config->pid;
 	int err = hb_proc_read(pid, &s->proc);
+	struct stat st;
+	char exe[64];
 
 	if (err == ESRCH)
 		return hb_diag_set(diag, HB_ERR_NO_PROCESS,
@@ -103,9 +106,15 @@ static enum hb_result find_pid_targets(struct hb_session *s,
 		    diag, HB_ERR_NO_PROCESS,
 		    "cannot read the memory map of process '%d': %s", (int)pid,
 		    strerror(-err));
-	for (size_t i = 0; i < s->modules.nmods; i++)
-		consider(t, s->modules.mods[i].open_path,
-			 !strcmp(s->modules.mods[i].path, s->proc.exe));
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+	if (stat(exe, &st))
+		memset(&st, 0, sizeof(st));
+	for (size_t i = 0; i < s->modules.nmods; i++) {
+		const struct hb_module *mod = &s->modules.mods[i];
+
+		consider(t, mod->open_path,
+			 mod->dev == st.st_dev && mod->ino == st.st_ino);
+	}
 	if (!t->n)
 		return hb_diag_set(diag, HB_ERR_NO_ALLOCATOR,
 				   "no allocator in process '%d': none of the "
@@ -249,9 +258,10 @@ static struct bpf_program *entry_prog(struct halloc_bpf *skel, unsigned f)
 }
 
 /*
- * Return probes first: an entry probe whose return is not yet probed
- * would leave its thread's call marked active, and its next calls look
- * nested (see halloc.bpf.c).
+ * Return probes first (and, in hb_detach, away last): an entry probe
+ * without its return probe would leave its thread's call marked active,
+ * and its next calls look nested (see halloc.bpf.c). Nothing is recorded
+ * while attaching: the BPF side's `stopped` starts all probes at once.
  */
 enum hb_result hb_attach(struct hb_session *s, const struct hb_targets *t,
 			 struct hb_diag *diag)
@@ -297,9 +307,7 @@ enum hb_result hb_attach(struct hb_session *s, const struct hb_targets *t,
 	return r;
 }
 
-/* In the reverse order: entry probes go before the return probes, or a
- * call entered meanwhile would stay active and hide the thread's next
- * frees as nested (see hb_attach). */
+/* In the reverse order (see hb_attach); recording has stopped by then. */
 void hb_detach(struct hb_session *s)
 {
 	while (s->nlinks > 0)

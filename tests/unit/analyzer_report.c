@@ -141,6 +141,48 @@ Test(report_text, incomplete_says_so)
 	lb_free(&b);
 }
 
+/* An eBPF log says how it was recorded; the agent's says nothing. */
+Test(report_text, recorder_line)
+{
+	/* TRACE_INFO's first fields, one byte each here: the recorder
+	 * and the trace flags, right after the file and frame headers. */
+	const size_t recorder_at =
+	    sizeof(struct halloc_file_header) + HALLOC_FRAME_HEADER_SIZE;
+	struct lb b;
+	struct ha_analysis *a;
+	char *text;
+
+	build_leaky(&b, leaky_argv);
+	a = analyze(&b);
+	text = lb_report(a, HA_FORMAT_TEXT, 0);
+	cr_assert_null(strstr(text, "recorded by"), "%s", text);
+	free(text);
+	ha_analysis_free(a);
+
+	b.buf[recorder_at] = HALLOC_RECORDER_BPF;
+	b.buf[recorder_at + 1] =
+	    HALLOC_TRACE_ATTACHED | HALLOC_TRACE_STACK_DWARF;
+	a = analyze(&b);
+	text = lb_report(a, HA_FORMAT_TEXT, 0);
+	cr_assert(strstr(text, "exited with status 0\n"
+			       "  recorded by eBPF uprobes (attached), DWARF "
+			       "stacks\n"
+			       "  allocations:"),
+		  "%s", text);
+	free(text);
+	ha_analysis_free(a);
+
+	b.buf[recorder_at + 1] = HALLOC_TRACE_AGGREGATE | HALLOC_TRACE_STACK_FP;
+	a = analyze(&b);
+	text = lb_report(a, HA_FORMAT_TEXT, 0);
+	cr_assert(strstr(text, "  recorded by eBPF uprobes (aggregated), "
+			       "frame-pointer stacks\n"),
+		  "%s", text);
+	free(text);
+	ha_analysis_free(a);
+	lb_free(&b);
+}
+
 /* Runs a python3 program on the JSON report; returns its stdout. */
 static char *python_on_json(const char *json, const char *program)
 {
