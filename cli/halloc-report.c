@@ -56,43 +56,6 @@ static struct env {
     .format = HA_FORMAT_TEXT,
 };
 
-static int usage_error(const char *format, ...)
-    __attribute__((format(printf, 1, 2)));
-
-/* One line saying what is wrong, one saying where to look. */
-static int usage_error(const char *format, ...)
-{
-	va_list ap;
-
-	fputs("halloc-report: ", stderr);
-	va_start(ap, format);
-	vfprintf(stderr, format, ap);
-	va_end(ap);
-	fputs("\ntry 'halloc-report --help'\n", stderr);
-	return -1;
-}
-
-/* The option as the user wrote it, for a message: "-x" or "--name". */
-static int bad_option(char **argv, int missing_value)
-{
-	const char *arg = argv[optind - 1];
-
-	if (strncmp(arg, "--", 2) == 0) {
-		int len = (int)strcspn(arg, "=");
-
-		if (missing_value)
-			return usage_error("option '%.*s' needs a value", len,
-					   arg);
-		if (optopt)
-			return usage_error("option '%.*s' takes no value", len,
-					   arg);
-		return usage_error("unknown option '%.*s'", len, arg);
-	}
-	if (missing_value)
-		return usage_error("option '-%c' needs a value", optopt);
-	return usage_error("unknown option '-%c'", optopt);
-}
-
 /* Returns 1 to go on, 0 to exit successfully, -1 on a usage error. */
 static int parse_options(int argc, char **argv)
 {
@@ -108,14 +71,14 @@ static int parse_options(int argc, char **argv)
 			else if (strcmp(optarg, "json") == 0)
 				env.format = HA_FORMAT_JSON;
 			else
-				return usage_error("invalid format '%s': "
+				return cli_usage_error("invalid format '%s': "
 						   "expected text or json",
 						   optarg);
 			break;
 		case OPT_STACKS:
 			if (!cli_parse_unsigned(optarg, 0, STACKS_MAX,
 						&env.stacks))
-				return usage_error("invalid number of frames "
+				return cli_usage_error("invalid number of frames "
 						   "'%s': expected 0 (all) or "
 						   "more",
 						   optarg);
@@ -131,15 +94,15 @@ static int parse_options(int argc, char **argv)
 			puts("halloc-report (halloc) " HALLOC_VERSION);
 			return 0;
 		case ':':
-			return bad_option(argv, 1);
+			return cli_bad_option(argv, 1);
 		default:
-			return bad_option(argv, 0);
+			return cli_bad_option(argv, 0);
 		}
 	}
 	if (optind >= argc)
-		return usage_error("no log to report");
+		return cli_usage_error("no log to report");
 	if (optind + 1 < argc)
-		return usage_error("one log at a time: unexpected '%s'",
+		return cli_usage_error("one log at a time: unexpected '%s'",
 				   argv[optind + 1]);
 	env.log = argv[optind];
 	return 1;
@@ -154,6 +117,7 @@ int main(int argc, char **argv)
 	enum ha_result result;
 	int status = 0, go_on;
 
+	cli_name = "halloc-report";
 	go_on = parse_options(argc, argv);
 	if (go_on <= 0)
 		return go_on == 0 ? 0 : EXIT_USAGE;

@@ -108,22 +108,6 @@ static struct env {
     .depth = HALLOC_DEPTH_DEFAULT,
 };
 
-static int usage_error(const char *format, ...)
-    __attribute__((format(printf, 1, 2)));
-
-/* One line saying what is wrong, one saying where to look. */
-static int usage_error(const char *format, ...)
-{
-	va_list ap;
-
-	fputs("halloc-trace: ", stderr);
-	va_start(ap, format);
-	vfprintf(stderr, format, ap);
-	va_end(ap);
-	fputs("\ntry 'halloc-trace --help'\n", stderr);
-	return -1;
-}
-
 /* Remembers the first option given that only -p and --bpf take. */
 static void needs_bpf(const char *option)
 {
@@ -145,53 +129,31 @@ static bool parse_seconds(const char *text, double *out)
 	return *end == '\0' && *out > 0 && *out <= DURATION_MAX;
 }
 
-/* The option as the user wrote it, for a message: "-x" or "--name". */
-static int bad_option(char **argv, int missing_value)
-{
-	const char *arg = argv[optind - 1];
-	char shortopt[3] = {'-', (char)optopt, '\0'};
-
-	if (strncmp(arg, "--", 2) == 0) {
-		char name[64];
-
-		snprintf(name, sizeof(name), "%.*s", (int)strcspn(arg, "="),
-			 arg);
-		if (missing_value)
-			return usage_error("option '%s' needs a value", name);
-		if (optopt)
-			return usage_error("option '%s' takes no value", name);
-		return usage_error("unknown option '%s'", name);
-	}
-	if (missing_value)
-		return usage_error("option '%s' needs a value", shortopt);
-	return usage_error("unknown option '%s'", shortopt);
-}
-
 /* What the options say together; returns as parse_options(). With -p
  * there is no PROG: the index returned is argc. */
 static int check_combination(int argc, char **argv)
 {
 	if (env.pid && env.bpf)
-		return usage_error("-p and --bpf cannot be used together: -p "
+		return cli_usage_error("-p and --bpf cannot be used together: -p "
 				   "records a running process, --bpf runs one");
 	if ((env.pid || env.bpf) && env.follow_children)
-		return usage_error("option '-f' cannot be used with %s: the "
+		return cli_usage_error("option '-f' cannot be used with %s: the "
 				   "eBPF attach records one process",
 				   env.pid ? "-p" : "--bpf");
 	if (!env.pid && !env.bpf && env.bpf_only)
-		return usage_error("option '%s' needs -p or --bpf",
+		return cli_usage_error("option '%s' needs -p or --bpf",
 				   env.bpf_only);
 	if (env.stack_bytes && (env.stacks == HB_STACKS_FP || env.aggregate))
-		return usage_error(
+		return cli_usage_error(
 		    "option '--stack-bytes' is for dwarf stacks, "
 		    "not with %s",
 		    env.aggregate ? "--aggregate" : "--stack fp");
 	if (env.pid && optind < argc)
-		return usage_error("unexpected argument '%s': -p records a "
+		return cli_usage_error("unexpected argument '%s': -p records a "
 				   "running process and takes no program",
 				   argv[optind]);
 	if (!env.pid && optind >= argc)
-		return usage_error("no program to trace");
+		return cli_usage_error("no program to trace");
 	return env.pid ? argc : optind;
 }
 
@@ -214,7 +176,7 @@ static int parse_options(int argc, char **argv)
 		case 'd':
 			if (!cli_parse_unsigned(optarg, 1, HALLOC_DEPTH_MAX,
 						&env.depth))
-				return usage_error(
+				return cli_usage_error(
 				    "invalid depth '%s': expected "
 				    "a number from 1 to 256",
 				    optarg);
@@ -224,7 +186,7 @@ static int parse_options(int argc, char **argv)
 			break;
 		case 'p':
 			if (!cli_parse_unsigned(optarg, 1, INT_MAX, &env.pid))
-				return usage_error("invalid pid '%s': expected "
+				return cli_usage_error("invalid pid '%s': expected "
 						   "a process ID",
 						   optarg);
 			break;
@@ -233,7 +195,7 @@ static int parse_options(int argc, char **argv)
 			break;
 		case OPT_DURATION:
 			if (!parse_seconds(optarg, &env.duration))
-				return usage_error(
+				return cli_usage_error(
 				    "invalid duration '%s': expected a "
 				    "number of seconds, such as 10 or 0.5",
 				    optarg);
@@ -249,7 +211,7 @@ static int parse_options(int argc, char **argv)
 			else if (!strcmp(optarg, "dwarf"))
 				env.stacks = HB_STACKS_DWARF;
 			else
-				return usage_error("invalid stack mode '%s': "
+				return cli_usage_error("invalid stack mode '%s': "
 						   "expected fp or dwarf",
 						   optarg);
 			needs_bpf("--stack");
@@ -258,7 +220,7 @@ static int parse_options(int argc, char **argv)
 			/* The range is hb_record()'s to check. */
 			if (!cli_parse_unsigned(optarg, 1, UINT_MAX,
 						&env.stack_bytes))
-				return usage_error("invalid stack size '%s': "
+				return cli_usage_error("invalid stack size '%s': "
 						   "expected a number of bytes",
 						   optarg);
 			needs_bpf("--stack-bytes");
@@ -270,9 +232,9 @@ static int parse_options(int argc, char **argv)
 			puts("halloc-trace (halloc) " HALLOC_VERSION);
 			return 0;
 		case ':':
-			return bad_option(argv, 1);
+			return cli_bad_option(argv, 1);
 		default:
-			return bad_option(argv, 0);
+			return cli_bad_option(argv, 0);
 		}
 	}
 	return check_combination(argc, argv);
@@ -374,7 +336,7 @@ static int trace_bpf(char **prog_argv)
 
 	result = hb_record(&config, &outcome, &diag);
 	if (result == HB_ERR_USAGE)
-		usage_error("%s", diag.message); /* e.g. --stack-bytes 100 */
+		cli_usage_error("%s", diag.message); /* e.g. --stack-bytes 100 */
 	else if (result)
 		fprintf(stderr, "halloc-trace: %s\n", diag.message);
 	if (result)
@@ -395,7 +357,10 @@ static int trace_bpf(char **prog_argv)
 
 int main(int argc, char **argv)
 {
-	int first = parse_options(argc, argv);
+	int first;
+
+	cli_name = "halloc-trace";
+	first = parse_options(argc, argv);
 
 	if (first <= 0)
 		return first == 0 ? 0 : EXIT_USAGE;
