@@ -20,7 +20,10 @@
  * thread of a live process.
  *
  * The write blocks SIGPIPE: if the tracer is gone, the program must not
- * die of it; recording stops instead.
+ * die of it. Without a pipe (the tracer stopped reading, or the program
+ * closed our descriptor and it cannot be found again), full frames stay in
+ * their slots, owned, for the tracer's leftover pass; when no slot is left,
+ * recording stops.
  */
 #include <errno.h>
 #include <poll.h>
@@ -131,6 +134,15 @@ static enum sent write_frame(const unsigned char *buf, size_t len)
 		err = write_all(fd, buf, len);
 		if (!err)
 			return SENT;
+		if (err == EPIPE) {
+			/*
+			 * No reader: the tracer stopped reading (it does at end
+			 * of file) or is gone. Frames stay in slots from now
+			 * on: a live tracer collects them at the end.
+			 */
+			__atomic_store_n(&ha_agent.fd, -1, __ATOMIC_RELEASE);
+			return NO_PIPE;
+		}
 		if (err != EBADF)
 			break;
 		fd = ha_agent_transport_reconnect(fd);

@@ -34,7 +34,9 @@ extern void *__libc_pvalloc(size_t size);
 /*
  * Each entry point tests ha_agent_enter() and otherwise tail-calls glibc:
  * the recording work sits in a separate function, so that the untraced
- * path has no stack frame to build.
+ * path has no stack frame to build. That function, tail-called too, notes
+ * where it runs (HA_AGENT_HERE): the stack walk starts there, one frame
+ * below the program's call, instead of under all of the agent's frames.
  */
 #define SLOW __attribute__((noinline))
 
@@ -44,7 +46,6 @@ static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 
 	HA_AGENT_HERE(&t->here);
 	p = __libc_malloc(size);
-
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
 	ha_agent_leave(t);
 	return p;

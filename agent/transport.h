@@ -41,7 +41,10 @@
  *   depth  call stack frames to capture (1..HALLOC_DEPTH_MAX)
  *   follow 1: record forked and exec'd processes too
  * Without follow, the agent removes the variable from its environment so
- * that programs it starts do not see it.
+ * that programs it starts do not see it. With follow, the first traced
+ * image rewrites "follow=1" to "follow=2" in place: an image that reads 2
+ * was started by exec in a traced process (PROCESS flags bit 0). The
+ * tracer only ever writes 0 or 1.
  */
 #define HALLOC_AGENT_ENV "HALLOC_AGENT"
 

@@ -268,9 +268,9 @@ static bool eval(const struct walk *w, const uint8_t *p, uint32_t len,
 		case 0x25:
 			st[sp++] = a < 64 ? b >> a : 0;
 			break;
-		case 0x26:
-			st[sp++] =
-			    (uintptr_t)((intptr_t)b >> (a < 64 ? a : 63));
+		case 0x26: /* shra, with unsigned shifts */
+			a = a < 64 ? a : 63;
+			st[sp++] = (intptr_t)b < 0 ? ~(~b >> a) : b >> a;
 			break;
 		case 0x27:
 			st[sp++] = b ^ a;
@@ -369,7 +369,13 @@ static struct cache_entry *slot_of(uint64_t key)
 	return &cache[(key * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_BITS)];
 }
 
-/* A seqlock on the key: a torn read is seen as a miss. */
+/*
+ * A seqlock on the key. A writer first claims the entry (key BUSY, which
+ * no address can be), so writers never interleave; a reader that sees the
+ * key change around its read of the rule takes it for a miss.
+ */
+#define BUSY 1u
+
 static uint64_t cache_get(uint64_t key)
 {
 	struct cache_entry *e = slot_of(key);
@@ -385,8 +391,13 @@ static uint64_t cache_get(uint64_t key)
 static void cache_put(uint64_t key, uint64_t rule)
 {
 	struct cache_entry *e = slot_of(key);
+	uint64_t old = __atomic_load_n(&e->key, __ATOMIC_RELAXED);
 
-	__atomic_store_n(&e->key, 0, __ATOMIC_RELAXED);
+	/* Another writer has it: this rule just goes uncached. */
+	if (old == BUSY ||
+	    !__atomic_compare_exchange_n(&e->key, &old, BUSY, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	__atomic_store_n(&e->rule, rule, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->key, key, __ATOMIC_RELEASE);
