@@ -42,6 +42,10 @@ void ha_analysis_free(struct ha_analysis *analysis)
 	for (size_t i = 0; i < analysis->nprocs; i++) {
 		free(analysis->procs[i].leaks);
 		free(analysis->procs[i].sites);
+		free(analysis->procs[i].stack_leaks);
+		free(analysis->procs[i].peak_sites);
+		ha_timeline_free(&analysis->procs[i].timeline);
+		free(analysis->procs[i].suppressed);
 	}
 	free(analysis->procs);
 	ha_log_free(analysis->log);
@@ -265,8 +269,8 @@ enum ha_result ha_report_write(const struct ha_analysis *analysis,
 			       const struct ha_report_options *options,
 			       FILE *out, struct ha_diag *diag)
 {
-	static const struct ha_report_options defaults = {HA_FORMAT_TEXT, 0,
-							  false};
+	static const struct ha_report_options defaults = {
+	    .format = HA_FORMAT_TEXT};
 	enum ha_result res;
 
 	if (!options)

@@ -92,6 +92,15 @@ struct ha_summary {
 	 * invalid or double frees (counted, as Valgrind does). */
 	uint64_t unmatched_frees;
 	uint64_t end_bytes, end_blocks;   /* live when the image ended */
+	/* Times in microseconds since the image started (the records'
+	 * clock): when live bytes first reached peak_bytes, and the last
+	 * event (the run's length as recorded; 0 when unknown). */
+	uint64_t peak_time_us, duration_us;
+	/* Allocations freed before the process made any other allocation
+	 * (heaptrack's temporary allocations), in seq order. */
+	uint64_t temporary;
+	/* Part of leaked_* the suppressions took (ha_analysis_suppress). */
+	uint64_t suppressed_bytes, suppressed_blocks;
 };
 
 struct ha_process_info {
@@ -125,15 +134,103 @@ bool ha_analysis_leak(const struct ha_analysis *analysis, unsigned process,
 
 enum ha_format { HA_FORMAT_TEXT = 0, HA_FORMAT_JSON = 1 };
 
+/* What leaks and sites are ordered by (--sort). DEFAULT: leaks by bytes
+ * leaked, sites by bytes allocated; the others order both by their site's
+ * number: leaked bytes, peak bytes, bytes allocated, allocations,
+ * temporary allocations. */
+enum ha_sort {
+	HA_SORT_DEFAULT = 0,
+	HA_SORT_LEAKED,
+	HA_SORT_PEAK,
+	HA_SORT_ALLOCATED,
+	HA_SORT_CALLS,
+	HA_SORT_TEMPORARY, /* temporary allocations */
+};
+
 struct ha_report_options {
 	enum ha_format format;
 	unsigned stack_frames; /* frames shown per stack; 0 = all */
 	bool color;            /* ANSI colour in text */
+	/* Zero values change nothing. Leaks left out by top/min_bytes are
+	 * counted in the report ("leaks_omitted" in JSON); JSON keeps every
+	 * site, in sort order. */
+	unsigned top;          /* leaks (and text's sites) shown; 0 = all */
+	enum ha_sort sort;
+	uint64_t min_bytes;    /* leaks of fewer bytes are not shown */
+	bool no_stacks;        /* no frames (JSON: "stack": []) */
+	bool pid_set;          /* only the processes (images) of pid */
+	uint32_t pid;
+	bool utf8;             /* text may use Unicode (the sparkline) */
 };
+
+/* Whether the analysis holds a process (image) with this pid. */
+bool ha_analysis_has_pid(const struct ha_analysis *analysis, uint32_t pid);
 
 enum ha_result ha_report_write(const struct ha_analysis *analysis,
 			       const struct ha_report_options *options,
 			       FILE *out, struct ha_diag *diag);
+
+/*
+ * Suppressions (suppressions.c), in LeakSanitizer's format: `leak:PATTERN`
+ * lines, `#` comments and blank lines. PATTERN matches as a substring,
+ * `*` is any run of characters, `^` and `$` anchor it at the start and the
+ * end; a leaked stack is suppressed when PATTERN matches the function, file
+ * or module of any of its frames (the first matching entry takes it).
+ * A line of any other form is an error (HA_ERR_CORRUPT, the line named).
+ */
+struct ha_suppressions;
+struct ha_suppression_entry {
+	char *pattern; /* the line as written, "leak:foo" */
+	unsigned line;
+	char *glob; /* internal */
+};
+
+enum ha_result ha_suppressions_load(const char *path,
+				    struct ha_suppressions **out,
+				    struct ha_diag *diag);
+void ha_suppressions_free(struct ha_suppressions *suppressions);
+size_t ha_suppressions_count(const struct ha_suppressions *suppressions);
+const struct ha_suppression_entry *
+ha_suppressions_entry(const struct ha_suppressions *suppressions,
+		      size_t index);
+/* Whether PATTERN (without "leak:") matches s, as above. */
+bool ha_suppression_match(const char *pattern, const char *s);
+/* Takes the leaks the suppressions match out of every process's leaks,
+ * counting them in summary.suppressed_*. `suppressions` must outlive the
+ * analysis: the report names its entries. */
+enum ha_result ha_analysis_suppress(struct ha_analysis *analysis,
+				    const struct ha_suppressions *suppressions);
+
+/*
+ * CI gates (gates.c), on the leaks no suppression took. A gate fails
+ * when: `no_leaks` and a block is still leaked in any process;
+ * `max_leaked_set` and the bytes leaked by all the processes together
+ * exceed max_leaked; `max_peak_set` and the peak heap
+ * of some process exceeds max_peak. Returns true when one fails, with a
+ * line (lowercase, no final period) saying which in `why`.
+ */
+struct ha_gate_options {
+	bool no_leaks;
+	bool max_leaked_set, max_peak_set;
+	uint64_t max_leaked, max_peak;
+};
+
+bool ha_gate_check(const struct ha_analysis *analysis,
+		   const struct ha_gate_options *options, char *why,
+		   size_t why_size);
+
+/*
+ * `halloc-report --diff` (diff.c): the sites whose leaked, peak or
+ * allocated bytes (or allocations) changed from OLD to NEW, largest change
+ * first, and the totals; text or JSON as options->format says (also
+ * options->top). Sites match by function, file and line.
+ */
+enum ha_result ha_diff_write(const struct ha_analysis *old_analysis,
+			     const char *old_name,
+			     const struct ha_analysis *new_analysis,
+			     const char *new_name,
+			     const struct ha_report_options *options,
+			     FILE *out, struct ha_diag *diag);
 
 /*
  * Called by halloc-trace when recording has ended: symbolizes every address

@@ -22,7 +22,7 @@ struct chunk {
 	struct ha_cursor c;
 	uint64_t seq;  /* of the previous record */
 	uint64_t addr; /* previous address */
-	uint64_t time; /* previous time; decoded for the deltas, unused */
+	uint64_t time; /* previous time (the events keep it) */
 	bool first;
 	const char *why;
 	bool nomem;
@@ -57,6 +57,7 @@ static bool push_event(struct chunk *k, uint64_t seq, unsigned kind,
 	e->kind = (uint8_t)kind;
 	e->fn = (uint8_t)fn;
 	e->reserved = 0;
+	e->time = k->time;
 	return true;
 }
 

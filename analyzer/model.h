@@ -81,6 +81,7 @@ struct ha_event {
 	uint8_t kind;	/* enum ha_event_kind */
 	uint8_t fn;	/* enum halloc_alloc_fn or halloc_free_fn */
 	uint16_t reserved;
+	uint64_t time;  /* microseconds since the stream's start */
 };
 
 /* ---- modules and locations -------------------------------------------- */

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/live_blocks.h"
 #include "halloc/log.h"
 
 /* Deeper fork chains than this replay their children from scratch. */
@@ -91,124 +92,17 @@ static bool sort_events(struct ha_event *ev, size_t n)
 	return true;
 }
 
-/* ---- live blocks -----------------------------------------------------------
- */
-
-struct block {
-	uint64_t addr, size;
-	uint32_t stack;
-	uint32_t used;
-};
-
-struct live {
-	struct block *slots;
-	size_t mask; /* slots - 1 */
-	size_t count;
-	uint64_t bytes;
-};
-
-static size_t home(const struct live *t, uint64_t addr)
-{
-	return ha_hash64(addr) & t->mask;
-}
-
-/* The slot holding addr, or SIZE_MAX. */
-static size_t live_find(const struct live *t, uint64_t addr)
-{
-	if (!t->slots)
-		return SIZE_MAX;
-	for (size_t i = home(t, addr);; i = (i + 1) & t->mask) {
-		if (!t->slots[i].used)
-			return SIZE_MAX;
-		if (t->slots[i].addr == addr)
-			return i;
-	}
-}
-
-static bool live_grow(struct live *t)
-{
-	size_t n = t->slots ? (t->mask + 1) * 2 : 1024;
-	struct block *old = t->slots;
-	size_t old_n = t->slots ? t->mask + 1 : 0;
-
-	t->slots = calloc(n, sizeof(*t->slots));
-	if (!t->slots) {
-		t->slots = old;
-		return false;
-	}
-	t->mask = n - 1;
-	for (size_t i = 0; i < old_n; i++) {
-		size_t j;
-
-		if (!old[i].used)
-			continue;
-		for (j = home(t, old[i].addr); t->slots[j].used;
-		     j = (j + 1) & t->mask)
-			;
-		t->slots[j] = old[i];
-	}
-	free(old);
-	return true;
-}
-
-/* addr is not in the table. */
-static bool live_insert(struct live *t, uint64_t addr, uint64_t size,
-			uint32_t stack)
-{
-	size_t i;
-
-	if ((!t->slots || (t->count + 1) * 2 > t->mask + 1) && !live_grow(t))
-		return false;
-	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
-		;
-	t->slots[i] = (struct block){addr, size, stack, 1};
-	t->count++;
-	t->bytes += size;
-	return true;
-}
-
-/* Backward-shift deletion: no tombstones, probes stay short. */
-static void live_remove(struct live *t, size_t i)
-{
-	size_t j = i;
-
-	t->count--;
-	t->bytes -= t->slots[i].size;
-	for (;;) {
-		size_t k;
-
-		j = (j + 1) & t->mask;
-		if (!t->slots[j].used)
-			break;
-		k = home(t, t->slots[j].addr);
-		/* Move j into the hole at i unless its home lies in (i, j]. */
-		if ((j > i && (k <= i || k > j)) ||
-		    (j < i && k <= i && k > j)) {
-			t->slots[i] = t->slots[j];
-			i = j;
-		}
-	}
-	t->slots[i].used = 0;
-}
-
-static bool live_copy(struct live *dst, const struct live *src)
-{
-	*dst = *src;
-	if (!src->slots)
-		return true;
-	dst->slots = malloc((src->mask + 1) * sizeof(*src->slots));
-	if (!dst->slots)
-		return false;
-	memcpy(dst->slots, src->slots, (src->mask + 1) * sizeof(*src->slots));
-	return true;
-}
-
 /* ---- one stream's replay
  * ------------------------------------------------------ */
 
 struct site_acc {
 	uint64_t allocations, bytes, live, peak;
+	/* live blocks; the site's live bytes and blocks when the heap last
+	 * reached a new peak, kept by the first change after it (epoch) */
+	uint64_t live_blocks, at_peak, at_peak_blocks, epoch;
 	uint64_t leaked_bytes, leaked_blocks, best_bytes;
+	uint64_t leak_first, leak_last; /* its leaked blocks' alloc times */
+	uint64_t temporary;
 	uint32_t best_stack;
 	bool touched;
 };
@@ -238,8 +132,14 @@ struct replayer {
 };
 
 struct state {
-	struct live live;
+	struct ha_live live;
 	struct ha_summary sum; /* counters and peak; live bytes in `live` */
+	uint64_t epoch;        /* how many times the heap reached a new peak */
+	/* the last allocation, while no other came after it: freed now, it
+	 * is a temporary allocation */
+	uint64_t last_alloc;
+	bool last_alloc_open;
+	uint64_t sizes[HA_SIZE_BUCKETS], temporary_sizes[HA_SIZE_BUCKETS];
 };
 
 static struct site_acc *touch(struct level *lv, uint32_t site)
@@ -250,16 +150,35 @@ static struct site_acc *touch(struct level *lv, uint32_t site)
 		memset(a, 0, sizeof(*a));
 		a->touched = true;
 		a->best_stack = HA_NONE;
+		a->leak_first = UINT64_MAX;
 		lv->touched[lv->ntouched++] = site;
 	}
 	return a;
 }
 
-static void site_live_add(struct level *lv, uint32_t site, uint64_t size)
+/*
+ * A site's live bytes change. The first change after the heap reached a
+ * new peak keeps the value the site had then, so at the end a site's share
+ * of the peak is that kept value, or its live bytes if it has not changed
+ * since: the peak's contributors in O(1) per event, no snapshots.
+ */
+static void site_live_change(struct level *lv, const struct state *st,
+			     uint32_t site, uint64_t size, bool add)
 {
 	struct site_acc *a = touch(lv, site);
 
-	a->live += size;
+	if (a->epoch != st->epoch) {
+		a->at_peak = a->live;
+		a->at_peak_blocks = a->live_blocks;
+		a->epoch = st->epoch;
+	}
+	if (add) {
+		a->live += size;
+		a->live_blocks++;
+	} else {
+		a->live -= size;
+		a->live_blocks--;
+	}
 	if (a->live > a->peak)
 		a->peak = a->live;
 }
@@ -272,26 +191,33 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 
 	switch (e->kind) {
 	case HA_EV_ALLOC:
-		i = live_find(&st->live, e->addr);
+		i = ha_live_find(&st->live, e->addr);
 		if (i != SIZE_MAX) {
-			lv->acc[stacks[st->live.slots[i].stack].site].live -=
-			    st->live.slots[i].size;
-			live_remove(&st->live, i);
+			site_live_change(lv, st,
+					 stacks[st->live.slots[i].stack].site,
+					 st->live.slots[i].size, false);
+			ha_live_remove(&st->live, i);
 		}
-		if (!live_insert(&st->live, e->addr, e->size, e->stack))
+		if (!ha_live_insert(&st->live, e->addr, e->size, e->stack,
+				 e->time))
 			return false;
 		st->sum.allocations++;
 		st->sum.bytes_allocated += e->size;
+		st->sizes[ha_size_bucket(e->size)]++;
+		st->last_alloc = e->addr;
+		st->last_alloc_open = true;
 		touch(lv, stacks[e->stack].site)->allocations++;
 		lv->acc[stacks[e->stack].site].bytes += e->size;
-		site_live_add(lv, stacks[e->stack].site, e->size);
+		site_live_change(lv, st, stacks[e->stack].site, e->size, true);
 		if (st->live.bytes > st->sum.peak_bytes) {
+			st->epoch++;
 			st->sum.peak_bytes = st->live.bytes;
 			st->sum.peak_blocks = st->live.count;
+			st->sum.peak_time_us = e->time;
 		}
 		break;
 	case HA_EV_FREE:
-		i = live_find(&st->live, e->addr);
+		i = ha_live_find(&st->live, e->addr);
 		if (i == SIZE_MAX) {
 			st->sum.unmatched_frees++;
 			/* Attached: a block from before recording, apart. */
@@ -300,9 +226,17 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 			break;
 		}
 		st->sum.frees++;
-		lv->acc[stacks[st->live.slots[i].stack].site].live -=
-		    st->live.slots[i].size;
-		live_remove(&st->live, i);
+		if (st->last_alloc_open && st->last_alloc == e->addr) {
+			st->sum.temporary++;
+			st->temporary_sizes[ha_size_bucket(
+			    st->live.slots[i].size)]++;
+			lv->acc[stacks[st->live.slots[i].stack].site]
+			    .temporary++;
+		}
+		st->last_alloc_open = false;
+		site_live_change(lv, st, stacks[st->live.slots[i].stack].site,
+				 st->live.slots[i].size, false);
+		ha_live_remove(&st->live, i);
 		break;
 	case HA_EV_FAILED:
 		st->sum.failed_allocations++;
@@ -333,19 +267,29 @@ static int cmp_site_stats(const void *a, const void *b)
 	return x->site < y->site ? -1 : x->site > y->site;
 }
 
+static int cmp_peak_site(const void *a, const void *b)
+{
+	const struct ha_peak_site *x = a, *y = b;
+
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return x->site < y->site ? -1 : x->site > y->site;
+}
+
 /* Charges every block live at the end to its site and picks, per site,
- * the stack holding the most of its bytes. */
+ * the stack holding the most of its bytes. The per stack totals go to
+ * p->stack_leaks (suppressions match stacks, not sites). */
 static bool group_leaks(struct replayer *r, struct level *lv,
-			const struct live *t)
+			const struct ha_live *t, struct ha_process *p)
 {
 	const struct ha_stack *stacks = r->log->stacks;
 	struct ha_map by_stack = {0};
-	struct ha_leak *per_stack = NULL; /* site unused here */
+	struct ha_leak *per_stack = NULL;
 	size_t n = 0, cap = 0;
 	bool ok = true;
 
 	for (size_t i = 0; t->slots && i <= t->mask && ok; i++) {
-		const struct block *b = &t->slots[i];
+		const struct ha_block *b = &t->slots[i];
 		struct site_acc *a;
 		uint32_t k;
 
@@ -361,9 +305,18 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 			if (!ok)
 				break;
 			k = (uint32_t)n++;
-			per_stack[k] =
-			    (struct ha_leak){0, 0, HA_NONE, b->stack};
+			per_stack[k] = (struct ha_leak){
+			    0, 0, stacks[b->stack].site, b->stack, UINT64_MAX,
+			    0};
 		}
+		if (b->time < per_stack[k].first_time)
+			per_stack[k].first_time = b->time;
+		if (b->time > per_stack[k].last_time)
+			per_stack[k].last_time = b->time;
+		if (b->time < a->leak_first)
+			a->leak_first = b->time;
+		if (b->time > a->leak_last)
+			a->leak_last = b->time;
 		per_stack[k].bytes += b->size;
 		per_stack[k].blocks++;
 	}
@@ -378,9 +331,14 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 			a->best_bytes = per_stack[k].bytes;
 		}
 	}
-	free(per_stack);
 	ha_map_free(&by_stack);
-	return ok;
+	if (!ok) {
+		free(per_stack);
+		return false;
+	}
+	p->stack_leaks = per_stack;
+	p->nstack_leaks = n;
+	return true;
 }
 
 static bool finish(struct replayer *r, struct level *lv, struct state *st,
@@ -395,13 +353,18 @@ static bool finish(struct replayer *r, struct level *lv, struct state *st,
 	if (!exec) {
 		st->sum.leaked_bytes = st->live.bytes;
 		st->sum.leaked_blocks = st->live.count;
-		if (!group_leaks(r, lv, &st->live))
+		if (!group_leaks(r, lv, &st->live, p))
 			return false;
 	}
 	p->summary = st->sum;
+	memcpy(p->sizes, st->sizes, sizeof(p->sizes));
+	memcpy(p->temporary_sizes, st->temporary_sizes,
+	       sizeof(p->temporary_sizes));
 	p->leaks = calloc(lv->ntouched ? lv->ntouched : 1, sizeof(*p->leaks));
 	p->sites = calloc(lv->ntouched ? lv->ntouched : 1, sizeof(*p->sites));
-	if (!p->leaks || !p->sites)
+	p->peak_sites =
+	    calloc(lv->ntouched ? lv->ntouched : 1, sizeof(*p->peak_sites));
+	if (!p->leaks || !p->sites || !p->peak_sites)
 		return false;
 	for (size_t i = 0; i < lv->ntouched; i++) {
 		uint32_t site = lv->touched[i];
@@ -410,15 +373,25 @@ static bool finish(struct replayer *r, struct level *lv, struct state *st,
 		if (a->leaked_blocks)
 			p->leaks[p->nleaks++] =
 			    (struct ha_leak){a->leaked_bytes, a->leaked_blocks,
-					     site, a->best_stack};
+					     site,	      a->best_stack,
+					     a->leak_first,   a->leak_last};
 		p->sites[p->nsites++] = (struct ha_site_stats){
 		    site,    a->allocations,  a->bytes,
-		    a->peak, a->leaked_bytes, a->leaked_blocks};
+		    a->peak, a->leaked_bytes, a->leaked_blocks, a->temporary};
+		/* unchanged since the last peak: what it holds now */
+		if (a->epoch == st->epoch && a->at_peak)
+			p->peak_sites[p->npeak_sites++] = (struct ha_peak_site){
+			    site, a->at_peak, a->at_peak_blocks};
+		else if (a->epoch != st->epoch && a->live)
+			p->peak_sites[p->npeak_sites++] = (struct ha_peak_site){
+			    site, a->live, a->live_blocks};
 		a->touched = false;
 	}
 	lv->ntouched = 0;
 	qsort(p->leaks, p->nleaks, sizeof(*p->leaks), cmp_leak);
 	qsort(p->sites, p->nsites, sizeof(*p->sites), cmp_site_stats);
+	qsort(p->peak_sites, p->npeak_sites, sizeof(*p->peak_sites),
+	      cmp_peak_site);
 	return true;
 }
 
@@ -453,26 +426,33 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 	struct level *lv = &r->levels[depth];
 	struct state st = {0};
 	size_t kid = r->kids_start[stream];
+	uint64_t end_us = 0;
 	bool ok = true;
 
 	r->done[stream] = true;
 	if (!level_ready(r, depth) || !sort_events(s->events, s->nevents))
 		return false;
 	if (parent) {
-		const struct live *t = &parent->live;
+		const struct ha_live *t = &parent->live;
 
-		if (!live_copy(&st.live, t))
+		if (!ha_live_copy(&st.live, t))
 			return false;
 		st.sum = parent->sum;
 		r->procs[stream].inherited = parent->sum;
 		st.sum.peak_bytes = t->bytes;
 		st.sum.peak_blocks = t->count;
+		st.sum.peak_time_us = st.sum.duration_us = 0; /* its own clock */
 		for (size_t i = 0; t->slots && i <= t->mask; i++)
 			if (t->slots[i].used)
-				site_live_add(
-				    lv, r->log->stacks[t->slots[i].stack].site,
-				    t->slots[i].size);
+				site_live_change(
+				    lv, &st, r->log->stacks[t->slots[i].stack].site,
+				    t->slots[i].size, true);
+		st.epoch = 1; /* the inherited heap is its first peak */
 	}
+	for (size_t i = 0; i < s->nevents; i++)
+		end_us = s->events[i].time > end_us ? s->events[i].time : end_us;
+	ok = ha_timeline_start(&r->procs[stream].timeline, end_us,
+			       st.live.bytes);
 	for (size_t i = 0; i < s->nevents && ok; i++) {
 		const struct ha_event *e = &s->events[i];
 
@@ -481,7 +461,13 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 		       r->kids[kid].parent_seq < e->seq)
 			ok = fork_child(r, r->kids[kid++].stream, &st, depth);
 		ok = ok && apply(r, lv, &st, e);
+		if (e->time > st.sum.duration_us)
+			st.sum.duration_us = e->time;
+		ha_timeline_add(&r->procs[stream].timeline, e->time,
+				st.live.bytes);
 	}
+	if (ok)
+		ha_timeline_finish(&r->procs[stream].timeline);
 	while (ok && kid < r->kids_end[stream])
 		ok = fork_child(r, r->kids[kid++].stream, &st, depth);
 	ok = ok && finish(r, lv, &st, stream);

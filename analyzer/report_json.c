@@ -4,7 +4,13 @@
  *
  *   {"format": "halloc-report", "version": 1, "complete": ..., "processes": [
  *     {"pid", "parent", "command", "status", "complete", "summary",
- *      "leaks": [{"bytes", "blocks", "site", "stack"}],
+ *      "leaks": [{"bytes", "blocks", "oldest_age_us", "youngest_age_us",
+ *                 "site", "stack"}],
+ *      "leaks_omitted": {"leaks", "bytes", "blocks"},
+ *      "size_histogram": [{"min", "max", "allocations", "temporary"}],
+ *      "timeline": [{"time_us", "bytes"}],
+ *      "peak_contributors": [{"site", "bytes", "blocks"}],
+ *      "suppressed": [{"suppression", "line", "stacks", "bytes", "blocks"}],
  *      "sites": [{"site", "allocations", "bytes_allocated", "peak_bytes",
  *                 "leaked_bytes", "leaked_blocks"}]}]}
  *
@@ -115,13 +121,72 @@ static void write_summary(struct ha_json *j, const struct ha_process *p)
 	write_counter(j, "unmatched_frees", m->unmatched_frees);
 	write_counter(j, "in_use_at_end_bytes", m->end_bytes);
 	write_counter(j, "in_use_at_end_blocks", m->end_blocks);
+	write_counter(j, "peak_time_us", m->peak_time_us);
+	write_counter(j, "duration_us", m->duration_us);
+	/* allocations per second over the recorded run; null: no time */
+	ha_json_key(j, "allocation_rate");
+	if (m->duration_us)
+		ha_json_uint(j, ha_rate_per_second(m->allocations,
+						   m->duration_us));
+	else
+		ha_json_null(j);
+	write_counter(j, "temporary_allocations", m->temporary);
+	write_counter(j, "suppressed_bytes", m->suppressed_bytes);
+	write_counter(j, "suppressed_blocks", m->suppressed_blocks);
+	ha_json_end(j);
+}
+
+/* "size_histogram": the non-empty power-of-two buckets, smallest first;
+ * "max" is the largest size the bucket holds. */
+static void write_histogram(struct ha_json *j, const struct ha_process *p)
+{
+	ha_json_key(j, "size_histogram");
+	ha_json_array(j, false);
+	for (unsigned k = 0; k < HA_SIZE_BUCKETS; k++) {
+		if (!p->sizes[k] && !p->temporary_sizes[k])
+			continue;
+		ha_json_object(j, true);
+		write_counter(j, "min", k ? 1ull << (k - 1) : 0);
+		write_counter(j, "max",
+			      k == 0 ? 0 : k == 64 ? UINT64_MAX : (1ull << k) - 1);
+		write_counter(j, "allocations", p->sizes[k]);
+		write_counter(j, "temporary", p->temporary_sizes[k]);
+		ha_json_end(j);
+	}
+	ha_json_end(j);
+}
+
+/* "suppressed": the entries that took leaks out of "leaks", file order. */
+static void write_suppressed(struct ha_json *j, const struct ha_analysis *a,
+			     const struct ha_process *p)
+{
+	ha_json_key(j, "suppressed");
+	ha_json_array(j, false);
+	for (size_t i = 0; i < p->nsuppressed; i++) {
+		const struct ha_suppressed *u = &p->suppressed[i];
+		const struct ha_suppression_entry *e =
+		    ha_suppressions_entry(a->suppressions, u->entry);
+
+		ha_json_object(j, true);
+		ha_json_key(j, "suppression");
+		ha_json_string(j, e ? e->pattern : "");
+		write_counter(j, "line", e ? e->line : 0);
+		write_counter(j, "stacks", u->stacks);
+		write_counter(j, "bytes", u->bytes);
+		write_counter(j, "blocks", u->blocks);
+		ha_json_end(j);
+	}
 	ha_json_end(j);
 }
 
 static enum ha_result write_process(struct ha_json *j,
 				    const struct ha_analysis *a,
-				    const struct ha_process *p)
+				    const struct ha_process *p,
+				    const struct ha_report_options *o)
 {
+	struct ha_omitted omitted;
+	uint32_t *idx;
+	size_t n;
 	const struct ha_log *log = a->log;
 	const struct ha_stream *s = &log->streams[p->stream];
 
@@ -158,26 +223,60 @@ static enum ha_result write_process(struct ha_json *j,
 			      p->inherited.failed_allocations);
 		ha_json_end(j);
 	}
+	if (ha_select_leaks(a, p, o, &idx, &n, &omitted) != HA_OK)
+		return HA_ERR_NOMEM;
 	ha_json_key(j, "leaks");
 	ha_json_array(j, false);
-	for (size_t i = 0; i < p->nleaks; i++) {
-		const struct ha_leak *l = &p->leaks[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct ha_leak *l = &p->leaks[idx[i]];
 
 		ha_json_object(j, false);
 		write_counter(j, "bytes", l->bytes);
 		write_counter(j, "blocks", l->blocks);
+		/* how long before the end its blocks were allocated */
+		write_counter(j, "oldest_age_us", ha_age_at_end(p, l->first_time));
+		write_counter(j, "youngest_age_us",
+			      ha_age_at_end(p, l->last_time));
 		ha_json_key(j, "site");
 		write_site(j, log, &log->sites[l->site]);
 		ha_json_key(j, "stack");
-		if (write_stack(j, log, l->stack) != HA_OK)
+		if (o->no_stacks) {
+			ha_json_array(j, true);
+			ha_json_end(j);
+		} else if (write_stack(j, log, l->stack) != HA_OK) {
+			free(idx);
 			return HA_ERR_NOMEM;
+		}
 		ha_json_end(j);
 	}
 	ha_json_end(j);
+	free(idx);
+	/* what --top and --min-bytes left out of "leaks" */
+	ha_json_key(j, "leaks_omitted");
+	ha_json_object(j, true);
+	write_counter(j, "leaks", omitted.leaks);
+	write_counter(j, "bytes", omitted.bytes);
+	write_counter(j, "blocks", omitted.blocks);
+	ha_json_end(j);
+	write_suppressed(j, a, p);
+	/* the sites holding the heap at its peak, most bytes first */
+	ha_json_key(j, "peak_contributors");
+	ha_json_array(j, false);
+	for (size_t i = 0; i < p->npeak_sites; i++) {
+		ha_json_object(j, false);
+		ha_json_key(j, "site");
+		write_site(j, log, &log->sites[p->peak_sites[i].site]);
+		write_counter(j, "bytes", p->peak_sites[i].bytes);
+		write_counter(j, "blocks", p->peak_sites[i].blocks);
+		ha_json_end(j);
+	}
+	ha_json_end(j);
+	if (ha_select_sites(p, o, 0, &idx, &n) != HA_OK)
+		return HA_ERR_NOMEM;
 	ha_json_key(j, "sites");
 	ha_json_array(j, false);
-	for (size_t i = 0; i < p->nsites; i++) {
-		const struct ha_site_stats *st = &p->sites[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct ha_site_stats *st = &p->sites[idx[i]];
 
 		ha_json_object(j, false);
 		ha_json_key(j, "site");
@@ -187,6 +286,19 @@ static enum ha_result write_process(struct ha_json *j,
 		write_counter(j, "peak_bytes", st->peak_bytes);
 		write_counter(j, "leaked_bytes", st->leaked_bytes);
 		write_counter(j, "leaked_blocks", st->leaked_blocks);
+		write_counter(j, "temporary", st->temporary);
+		ha_json_end(j);
+	}
+	ha_json_end(j);
+	free(idx);
+	write_histogram(j, p);
+	/* the heap over time: the most it held in each interval */
+	ha_json_key(j, "timeline");
+	ha_json_array(j, false);
+	for (size_t i = 0; i < p->timeline.n; i++) {
+		ha_json_object(j, true);
+		write_counter(j, "time_us", ha_timeline_time(&p->timeline, i));
+		write_counter(j, "bytes", p->timeline.bytes[i]);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
@@ -242,7 +354,8 @@ enum ha_result ha_report_json(const struct ha_analysis *a,
 	ha_json_key(&j, "processes");
 	ha_json_array(&j, false);
 	for (size_t i = 0; i < a->nprocs; i++)
-		if (write_process(&j, a, &a->procs[i]) != HA_OK)
+		if (ha_report_shows(a, &a->procs[i], o) &&
+		    write_process(&j, a, &a->procs[i], o) != HA_OK)
 			return HA_ERR_NOMEM;
 	ha_json_end(&j);
 	ha_json_end(&j);

@@ -17,18 +17,16 @@
 #include <string.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/report_text.h"
 #include "halloc/log.h"
 
-struct style {
-	const char *head, *leak, *place, *dim, *reset;
-};
 
-static const struct style plain = {"", "", "", "", ""};
-static const struct style ansi = {"\033[1m", "\033[1;31m", "\033[1;36m",
+static const struct ha_text_style plain = {"", "", "", "", ""};
+static const struct ha_text_style ansi = {"\033[1m", "\033[1;31m", "\033[1;36m",
 				  "\033[2m", "\033[0m"};
 
 /* 1234567 -> "1,234,567" */
-static const char *count(char buf[32], uint64_t v)
+const char *ha_text_count(char buf[32], uint64_t v)
 {
 	char digits[24];
 	int n = snprintf(digits, sizeof(digits), "%" PRIu64, v), o = 0;
@@ -42,13 +40,13 @@ static const char *count(char buf[32], uint64_t v)
 	return buf;
 }
 
-static const char *plural(uint64_t n, const char *one, const char *many)
+const char *ha_text_plural(uint64_t n, const char *one, const char *many)
 {
 	return n == 1 ? one : many;
 }
 
 /* "512 bytes", or "4.0 KiB (4,096 bytes)" from 1 KiB up. */
-static const char *size(char buf[64], uint64_t bytes)
+const char *ha_text_size(char buf[64], uint64_t bytes)
 {
 	static const char *const units[] = {"KiB", "MiB", "GiB",
 					    "TiB", "PiB", "EiB"};
@@ -58,7 +56,7 @@ static const char *size(char buf[64], uint64_t bytes)
 
 	if (bytes < 1024) {
 		snprintf(buf, 64, "%" PRIu64 " %s", bytes,
-			 plural(bytes, "byte", "bytes"));
+			 ha_text_plural(bytes, "byte", "bytes"));
 		return buf;
 	}
 	v /= 1024;
@@ -67,7 +65,19 @@ static const char *size(char buf[64], uint64_t bytes)
 		u++;
 	}
 	snprintf(buf, 64, "%.1f %s (%s bytes)", v, units[u],
-		 count(exact, bytes));
+		 ha_text_count(exact, bytes));
+	return buf;
+}
+
+/* Microseconds as people read them: "850 us", "12.3 ms", "4.56 s". */
+const char *ha_text_duration(char buf[32], uint64_t us)
+{
+	if (us < 1000)
+		snprintf(buf, 32, "%" PRIu64 " us", us);
+	else if (us < 1000000)
+		snprintf(buf, 32, "%.1f ms", (double)us / 1e3);
+	else
+		snprintf(buf, 32, "%.2f s", (double)us / 1e6);
 	return buf;
 }
 
@@ -156,7 +166,7 @@ static void print_recorder(FILE *out, const struct ha_log *log)
 }
 
 static void print_header(FILE *out, const struct ha_analysis *a,
-			 const struct ha_process *p, const struct style *st)
+			 const struct ha_process *p, const struct ha_text_style *st)
 {
 	const struct ha_stream *s = &a->log->streams[p->stream];
 
@@ -187,51 +197,92 @@ static void print_summary(FILE *out, const struct ha_analysis *a,
 	const struct ha_summary *m = &p->summary;
 	uint64_t flags = a->log->trace_flags;
 	bool exec = a->log->streams[p->stream].end == HA_END_EXEC;
-	char n1[32], n2[32], s1[64];
+	char n1[32], n2[32], s1[64], t1[32];
 
-	fprintf(out, "  allocations:     %s", count(n1, m->allocations));
+	fprintf(out, "  allocations:     %s", ha_text_count(n1, m->allocations));
 	if (p->inherited.allocations)
 		fprintf(out, " (%s made by the parent before the fork)",
-			count(n2, p->inherited.allocations));
-	fprintf(out, "\n  frees:           %s", count(n1, m->frees));
+			ha_text_count(n2, p->inherited.allocations));
+	fprintf(out, "\n  frees:           %s", ha_text_count(n1, m->frees));
 	if (m->unmatched_frees && (flags & HALLOC_TRACE_ATTACHED))
 		fprintf(out,
 			" (and %s of blocks allocated before recording began)",
-			count(n2, m->unmatched_frees));
+			ha_text_count(n2, m->unmatched_frees));
 	else if (m->unmatched_frees)
 		fprintf(
 		    out,
 		    " (%s of addresses not allocated: invalid or double frees)",
-		    count(n2, m->unmatched_frees));
+		    ha_text_count(n2, m->unmatched_frees));
 	fputc('\n', out);
 	if (m->failed_allocations)
 		fprintf(
 		    out, "  failed:          %s %s returned NULL\n",
-		    count(n1, m->failed_allocations),
-		    plural(m->failed_allocations, "allocation", "allocations"));
-	fprintf(out, "  bytes allocated: %s\n", size(s1, m->bytes_allocated));
+		    ha_text_count(n1, m->failed_allocations),
+		    ha_text_plural(m->failed_allocations, "allocation", "allocations"));
+	fprintf(out, "  bytes allocated: %s\n", ha_text_size(s1, m->bytes_allocated));
 	if (flags & HALLOC_TRACE_AGGREGATE)
 		fputs(
 		    "  peak heap:       not known: recorded with --aggregate\n",
 		    out);
 	else
 		fprintf(out, "  peak heap:       %s in %s %s\n",
-			size(s1, m->peak_bytes), count(n1, m->peak_blocks),
-			plural(m->peak_blocks, "block", "blocks"));
+			ha_text_size(s1, m->peak_bytes), ha_text_count(n1, m->peak_blocks),
+			ha_text_plural(m->peak_blocks, "block", "blocks"));
+	if (m->allocations && !(flags & HALLOC_TRACE_AGGREGATE))
+		fprintf(out,
+			"  temporary:       %s %s freed before the next "
+			"allocation (%.1f%%)\n",
+			ha_text_count(n1, m->temporary),
+			ha_text_plural(m->temporary, "allocation", "allocations"),
+			100.0 * (double)m->temporary / (double)m->allocations);
+	if (!(flags & HALLOC_TRACE_AGGREGATE) && m->peak_bytes)
+		fprintf(out, "  peak reached:    %s after start\n",
+			ha_text_duration(t1, m->peak_time_us));
+	if (m->duration_us)
+		fprintf(out,
+			"  allocation rate: %s allocations/s over %s\n",
+			ha_text_count(n1, ha_rate_per_second(m->allocations,
+						     m->duration_us)),
+			ha_text_duration(t1, m->duration_us));
 	if (exec)
 		fprintf(out,
 			"  leaked:          nothing, exec released it all "
 			"(%s in %s %s were in use)\n",
-			size(s1, m->end_bytes), count(n1, m->end_blocks),
-			plural(m->end_blocks, "block", "blocks"));
+			ha_text_size(s1, m->end_bytes), ha_text_count(n1, m->end_blocks),
+			ha_text_plural(m->end_blocks, "block", "blocks"));
 	else
 		fprintf(out, "  leaked:          %s in %s %s\n",
-			size(s1, m->leaked_bytes), count(n1, m->leaked_blocks),
-			plural(m->leaked_blocks, "block", "blocks"));
+			ha_text_size(s1, m->leaked_bytes), ha_text_count(n1, m->leaked_blocks),
+			ha_text_plural(m->leaked_blocks, "block", "blocks"));
+	if (m->suppressed_blocks)
+		fprintf(out, "  suppressed:      %s in %s %s of those\n",
+			ha_text_size(s1, m->suppressed_bytes),
+			ha_text_count(n1, m->suppressed_blocks),
+			ha_text_plural(m->suppressed_blocks, "block", "blocks"));
+}
+
+/* Which suppression entries took which leaks, in file order. */
+static void print_suppressed(FILE *out, const struct ha_analysis *a,
+			     const struct ha_process *p,
+			     const struct ha_text_style *st)
+{
+	char s1[64], n1[32];
+
+	for (size_t i = 0; i < p->nsuppressed; i++) {
+		const struct ha_suppressed *u = &p->suppressed[i];
+		const struct ha_suppression_entry *e =
+		    ha_suppressions_entry(a->suppressions, u->entry);
+
+		fprintf(out, "%s%sSUPPRESSED:%s %s in %s %s by %s (line %u)\n",
+			i ? "" : "\n", st->dim, st->reset, ha_text_size(s1, u->bytes),
+			ha_text_count(n1, u->blocks),
+			ha_text_plural(u->blocks, "block", "blocks"),
+			e ? e->pattern : "?", e ? e->line : 0);
+	}
 }
 
 /* "main (leaky.c:12)", "foo (libfoo.so)", "??? (libfoo.so+0x1a2b)" */
-static void print_site(FILE *out, const struct ha_log *log,
+void ha_text_site(FILE *out, const struct ha_log *log,
 		       const struct ha_site *site)
 {
 	const char *module = log->modfiles[site->modfile].path;
@@ -252,7 +303,7 @@ static void print_site(FILE *out, const struct ha_log *log,
 }
 
 static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
-			const struct style *st)
+			const struct ha_text_style *st)
 {
 	fprintf(out, "  #%u %s", i, *f->function ? f->function : "???");
 	if (*f->file) {
@@ -272,40 +323,87 @@ static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
 }
 
 static enum ha_result print_leak(FILE *out, const struct ha_log *log,
-				 unsigned n, const struct ha_leak *leak,
+				 const struct ha_process *p, unsigned n,
+				 const struct ha_leak *leak,
 				 const struct ha_report_options *o,
-				 const struct style *st)
+				 const struct ha_text_style *st)
 {
 	struct ha_frame *frames;
 	long nframes = ha_stack_frames(log, leak->stack, &frames);
 	unsigned shown;
-	char b[32], c[32];
+	char b[32], c[32], t1[32], t2[32];
 
 	if (nframes < 0)
 		return HA_ERR_NOMEM;
 	fprintf(out, "\n%sLEAK %u:%s %s %s in %s %s at %s", st->leak, n,
-		st->reset, count(b, leak->bytes),
-		plural(leak->bytes, "byte", "bytes"), count(c, leak->blocks),
-		plural(leak->blocks, "block", "blocks"), st->head);
-	print_site(out, log, &log->sites[leak->site]);
+		st->reset, ha_text_count(b, leak->bytes),
+		ha_text_plural(leak->bytes, "byte", "bytes"), ha_text_count(c, leak->blocks),
+		ha_text_plural(leak->blocks, "block", "blocks"), st->head);
+	ha_text_site(out, log, &log->sites[leak->site]);
 	fprintf(out, "%s\n", st->reset);
 	shown = (unsigned)nframes;
 	if (o->stack_frames && o->stack_frames < shown)
 		shown = o->stack_frames;
+	if (o->no_stacks)
+		nframes = shown = 0;
 	for (unsigned i = 0; i < shown; i++)
 		print_frame(out, i, &frames[i], st);
 	if (shown < (unsigned)nframes)
 		fprintf(out, "  ... %u more %s\n", (unsigned)nframes - shown,
-			plural((unsigned)nframes - shown, "frame", "frames"));
+			ha_text_plural((unsigned)nframes - shown, "frame", "frames"));
+	if (leak->blocks == 1)
+		fprintf(out, "  %sage at exit: %s%s\n", st->dim,
+			ha_text_duration(t1, ha_age_at_end(p, leak->first_time)),
+			st->reset);
+	else
+		fprintf(out, "  %sage at exit: %s (oldest) to %s (youngest)%s\n",
+			st->dim,
+			ha_text_duration(t1, ha_age_at_end(p, leak->first_time)),
+			ha_text_duration(t2, ha_age_at_end(p, leak->last_time)),
+			st->reset);
 	free(frames);
+	return HA_OK;
+}
+
+static enum ha_result print_leaks(FILE *out, const struct ha_analysis *a,
+				  const struct ha_process *p,
+				  const struct ha_report_options *o,
+				  const struct ha_text_style *st)
+{
+	struct ha_omitted omitted;
+	uint32_t *idx;
+	size_t n;
+	char s1[64], n1[32], n2[32];
+
+	if (ha_select_leaks(a, p, o, &idx, &n, &omitted) != HA_OK)
+		return HA_ERR_NOMEM;
+	for (size_t k = 0; k < n; k++) {
+		enum ha_result res = print_leak(out, a->log, p, (unsigned)k + 1,
+						&p->leaks[idx[k]], o, st);
+
+		if (res != HA_OK) {
+			free(idx);
+			return res;
+		}
+	}
+	free(idx);
+	if (omitted.leaks)
+		fprintf(out,
+			"\n... %s more %s not shown (%s in %s %s): see --top "
+			"and --min-bytes\n",
+			ha_text_count(n1, omitted.leaks),
+			ha_text_plural(omitted.leaks, "leak", "leaks"),
+			ha_text_size(s1, omitted.bytes), ha_text_count(n2, omitted.blocks),
+			ha_text_plural(omitted.blocks, "block", "blocks"));
 	return HA_OK;
 }
 
 enum ha_result ha_report_text(const struct ha_analysis *a,
 			      const struct ha_report_options *o, FILE *out)
 {
-	const struct style *st = o->color ? &ansi : &plain;
+	const struct ha_text_style *st = o->color ? &ansi : &plain;
 	uint64_t leaked = 0, blocks = 0;
+	size_t shown = 0;
 	char s1[64], n1[32];
 
 	if (a->nprocs == 0) {
@@ -316,36 +414,46 @@ enum ha_result ha_report_text(const struct ha_analysis *a,
 	}
 	for (size_t i = 0; i < a->nprocs; i++) {
 		const struct ha_process *p = &a->procs[i];
+		enum ha_result res;
 
-		if (i)
+		if (!ha_report_shows(a, p, o))
+			continue;
+		if (shown++)
 			fputc('\n', out);
 		print_header(out, a, p, st);
 		print_summary(out, a, p);
-		for (size_t k = 0; k < p->nleaks; k++) {
-			enum ha_result res = print_leak(
-			    out, a->log, (unsigned)k + 1, &p->leaks[k], o, st);
-
-			if (res != HA_OK)
-				return res;
-		}
+		ha_text_sparkline(out, a->log, p, o);
+		ha_text_peak_sites(out, a->log, p, o, st);
+		if ((res = ha_text_temporary(out, a->log, p, o, st)) != HA_OK)
+			return res;
+		if ((o->sort != HA_SORT_DEFAULT || o->top) &&
+		    (res = ha_text_sites(out, a->log, p, o, st)) != HA_OK)
+			return res;
+		res = print_leaks(out, a, p, o, st);
+		if (res != HA_OK)
+			return res;
 		if (p->nleaks == 0 &&
 		    a->log->streams[p->stream].end != HA_END_EXEC)
-			fputs("\nNo leaks.\n", out);
+			fputs(p->nsuppressed ? "\nNo leaks but suppressed "
+					       "ones.\n"
+					     : "\nNo leaks.\n",
+			      out);
+		print_suppressed(out, a, p, st);
 		leaked += p->summary.leaked_bytes;
 		blocks += p->summary.leaked_blocks;
 	}
-	if (a->nprocs > 1)
+	if (shown > 1)
 		fprintf(
 		    out, "\n%shalloc: %zu processes, %s leaked in %s %s%s\n",
-		    st->head, a->nprocs, size(s1, leaked), count(n1, blocks),
-		    plural(blocks, "block", "blocks"), st->reset);
+		    st->head, shown, ha_text_size(s1, leaked), ha_text_count(n1, blocks),
+		    ha_text_plural(blocks, "block", "blocks"), st->reset);
 	if (a->log->stacks_truncated)
 		fprintf(
 		    out,
 		    "\nhalloc: %s %s cut short while unwinding: their outer "
 		    "frames are missing\n",
-		    count(n1, a->log->stacks_truncated),
-		    plural(a->log->stacks_truncated, "stack was",
+		    ha_text_count(n1, a->log->stacks_truncated),
+		    ha_text_plural(a->log->stacks_truncated, "stack was",
 			   "stacks were"));
 	return HA_OK;
 }

@@ -8,12 +8,17 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "analyzer/analyzer.h"
 
 #define HALLOC_VERSION "0.1.0"
 
@@ -36,6 +41,80 @@ static inline bool cli_parse_unsigned(const char *text, unsigned min,
 		return false;
 	*out = (unsigned)value;
 	return true;
+}
+
+/*
+ * A size in bytes: decimal digits, optionally followed by K, M or G (KiB,
+ * MiB, GiB: powers of 1024). No sign, no blanks.
+ */
+static inline bool cli_parse_bytes(const char *text, uint64_t *out)
+{
+	unsigned long long value;
+	unsigned shift = 0;
+	char *end;
+
+	if (*text < '0' || *text > '9')
+		return false;
+	errno = 0;
+	value = strtoull(text, &end, 10);
+	if (errno)
+		return false;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M')
+		shift = 20;
+	else if (*end == 'G')
+		shift = 30;
+	if (shift)
+		end++;
+	if (*end || (shift && value > (UINT64_MAX >> shift)))
+		return false;
+	*out = (uint64_t)value << shift;
+	return true;
+}
+
+/* The gate options both commands take: --error-exitcode, --max-leaked,
+ * --max-peak. The status a failed gate exits with: N, or 1 without
+ * --error-exitcode (a threshold alone still fails the pipeline). */
+struct cli_gates {
+	struct ha_gate_options gate;
+	unsigned exit_code; /* 0: --error-exitcode not given */
+};
+
+#define CLI_GATE_EXIT_DEFAULT 1
+
+static inline bool cli_gates_set(const struct cli_gates *g)
+{
+	return g->gate.no_leaks || g->gate.max_leaked_set ||
+	       g->gate.max_peak_set;
+}
+
+/* Checks the gates; on failure prints why and returns the exit status to
+ * use, else returns 0. */
+static inline int cli_gates_status(const char *name,
+				   const struct ha_analysis *analysis,
+				   const struct cli_gates *g)
+{
+	char why[256];
+
+	if (!cli_gates_set(g) || !ha_gate_check(analysis, &g->gate, why,
+						sizeof(why)))
+		return 0;
+	fprintf(stderr, "%s: gate failed: %s\n", name, why);
+	return g->exit_code ? (int)g->exit_code : CLI_GATE_EXIT_DEFAULT;
+}
+
+/* Whether the user's locale (LC_ALL, LC_CTYPE, LANG) is UTF-8: only then
+ * does text use Unicode characters. */
+static inline bool cli_utf8(void)
+{
+	const char *codeset;
+
+	if (!setlocale(LC_CTYPE, ""))
+		return false;
+	codeset = nl_langinfo(CODESET);
+	return codeset && (strcmp(codeset, "UTF-8") == 0 ||
+			   strcmp(codeset, "utf8") == 0);
 }
 
 /* Colour only on a terminal, and never when NO_COLOR is set (no-color.org). */
@@ -88,6 +167,78 @@ static inline int cli_bad_option(char **argv, int missing_value)
 	if (missing_value)
 		return cli_usage_error("option '%s' needs a value", shortopt);
 	return cli_usage_error("unknown option '%s'", shortopt);
+}
+
+/* What the report shows (halloc-report). */
+#define CLI_CONTROLS_USAGE                                                  \
+	"      --top N             show the N largest leaks (and sites)\n"      \
+	"      --sort KEY          order leaks and sites by their site's peak,\n" \
+	"                          leaked, allocated (bytes), calls or\n"      \
+	"                          temporary (allocations)\n"                 \
+	"      --min-bytes BYTES   hide leaks of fewer bytes\n"                \
+	"      --no-stacks         show no call stacks\n"                       \
+	"      --process PID       report only the process PID\n"
+
+static inline bool cli_parse_sort(const char *text, enum ha_sort *out)
+{
+	static const struct {
+		const char *name;
+		enum ha_sort sort;
+	} keys[] = {{"peak", HA_SORT_PEAK},
+		    {"leaked", HA_SORT_LEAKED},
+		    {"allocated", HA_SORT_ALLOCATED},
+		    {"calls", HA_SORT_CALLS},
+		    {"temporary", HA_SORT_TEMPORARY}};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(text, keys[i].name) == 0) {
+			*out = keys[i].sort;
+			return true;
+		}
+	return false;
+}
+
+#define CLI_SUPPRESSIONS_USAGE                                              \
+	"      --suppressions FILE leaks to leave out, in LeakSanitizer's\n"     \
+	"                          format (leak:PATTERN lines)\n"
+
+/* Usage text both commands show for the gate options. */
+#define CLI_GATES_USAGE                                                     \
+	"      --error-exitcode N  exit N (1-255) when leaks remain or a\n"      \
+	"                          --max-* limit is exceeded\n"                 \
+	"      --max-leaked BYTES  fail when more than BYTES leak in all\n"     \
+	"                          (suffix K, M, G: KiB, MiB, GiB)\n"           \
+	"      --max-peak BYTES    fail when a process's peak heap is more\n"   \
+	"                          than BYTES\n"
+
+/* One of the gate options; `option` is its long name without dashes.
+ * Returns 1 when handled, -1 on an invalid value. */
+static inline int cli_gate_option(const char *option, const char *arg,
+				  struct cli_gates *g)
+{
+	if (strcmp(option, "error-exitcode") == 0) {
+		if (!cli_parse_unsigned(arg, 1, 255, &g->exit_code))
+			return cli_usage_error("invalid exit status '%s': "
+					   "expected 1 to 255",
+					   arg);
+		g->gate.no_leaks = true;
+		return 1;
+	}
+	if (strcmp(option, "max-leaked") == 0) {
+		if (!cli_parse_bytes(arg, &g->gate.max_leaked))
+			return cli_usage_error("invalid size '%s' for "
+					   "--max-leaked: expected bytes "
+					   "(e.g. 4096, 64K, 1M)",
+					   arg);
+		g->gate.max_leaked_set = true;
+		return 1;
+	}
+	if (!cli_parse_bytes(arg, &g->gate.max_peak))
+		return cli_usage_error("invalid size '%s' for --max-peak: "
+				   "expected bytes (e.g. 4096, 64K, 1M)",
+				   arg);
+	g->gate.max_peak_set = true;
+	return 1;
 }
 
 #endif /* HALLOC_CLI_COMMON_H */

@@ -5,9 +5,14 @@
  * Exit status: 0 when a report was printed (also for an incomplete log,
  * with a warning); 1 when the log cannot be read, or is corrupt (the report
  * of what precedes the damage is printed first), or the report cannot be
- * written; 2 for a usage error.
+ * written; 2 for a usage error. A failed gate (--error-exitcode N with
+ * leaks remaining, a --max-* limit exceeded) exits N, or 1 without
+ * --error-exitcode, after the report. A suppressions file that cannot be
+ * read or has a bad line is a usage error (2), and so is a --process PID
+ * the log does not hold.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,17 +25,37 @@
 
 static const char usage_text[] =
     "usage: halloc-report [options] LOG\n"
+    "       halloc-report --diff OLD NEW [--format FORMAT] [--top N]\n"
     "\n"
     "Prints the report of a log that halloc-trace wrote.\n"
     "\n"
     "      --format FORMAT     text (default) or json\n"
+    "      --diff OLD          compare the log OLD with LOG: the sites\n"
+    "                          whose leaked, peak or allocated bytes\n"
+    "                          changed, largest change first\n"
     "      --stacks N          show at most N frames of each stack\n"
     "                          (0: all; default 12 for text, all for json)\n"
     "      --no-color          no colour, even on a terminal\n"
+    CLI_CONTROLS_USAGE
+    CLI_SUPPRESSIONS_USAGE
+    CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n";
 
-enum { OPT_FORMAT = 256, OPT_STACKS, OPT_NO_COLOR, OPT_VERSION };
+enum {
+	OPT_FORMAT = 256,
+	OPT_STACKS,
+	OPT_NO_COLOR,
+	OPT_VERSION,
+	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
+	OPT_SUPPRESSIONS,
+	OPT_TOP,
+	OPT_SORT,
+	OPT_PROCESS,
+	OPT_NO_STACKS,
+	OPT_MIN_BYTES,
+	OPT_DIFF,
+};
 
 /* ":": report a missing value. */
 static const char short_options[] = ":h";
@@ -38,6 +63,16 @@ static const struct option long_options[] = {
     {"format", required_argument, NULL, OPT_FORMAT},
     {"stacks", required_argument, NULL, OPT_STACKS},
     {"no-color", no_argument, NULL, OPT_NO_COLOR},
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
+    {"top", required_argument, NULL, OPT_TOP},
+    {"sort", required_argument, NULL, OPT_SORT},
+    {"process", required_argument, NULL, OPT_PROCESS},
+    {"no-stacks", no_argument, NULL, OPT_NO_STACKS},
+    {"min-bytes", required_argument, NULL, OPT_MIN_BYTES},
+    {"diff", required_argument, NULL, OPT_DIFF},
+    {"error-exitcode", required_argument, NULL, OPT_GATE},
+    {"max-leaked", required_argument, NULL, OPT_GATE},
+    {"max-peak", required_argument, NULL, OPT_GATE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -51,6 +86,14 @@ static struct env {
 	bool stacks_given;
 	unsigned stacks;
 	bool no_color;
+	struct cli_gates gates;
+	const char *suppressions;
+	unsigned top;
+	enum ha_sort sort;
+	bool pid_set, no_stacks;
+	unsigned pid;
+	uint64_t min_bytes;
+	const char *diff_old; /* --diff OLD: LOG is the new one */
 	const char *log;
 } env = {
     .format = HA_FORMAT_TEXT,
@@ -59,12 +102,17 @@ static struct env {
 /* Returns 1 to go on, 0 to exit successfully, -1 on a usage error. */
 static int parse_options(int argc, char **argv)
 {
-	int c;
+	int c, index;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_options, long_options,
-				NULL)) != -1) {
+				&index)) != -1) {
 		switch (c) {
+		case OPT_GATE:
+			if (cli_gate_option(long_options[index].name, optarg,
+					    &env.gates) < 0)
+				return -1;
+			break;
 		case OPT_FORMAT:
 			if (strcmp(optarg, "text") == 0)
 				env.format = HA_FORMAT_TEXT;
@@ -83,6 +131,41 @@ static int parse_options(int argc, char **argv)
 						   "more",
 						   optarg);
 			env.stacks_given = true;
+			break;
+		case OPT_TOP:
+			if (!cli_parse_unsigned(optarg, 1, UINT_MAX, &env.top))
+				return cli_usage_error("invalid number '%s' for "
+						   "--top: expected 1 or more",
+						   optarg);
+			break;
+		case OPT_SORT:
+			if (!cli_parse_sort(optarg, &env.sort))
+				return cli_usage_error(
+				    "invalid sort key '%s': expected peak, "
+				    "leaked, allocated, calls or temporary",
+				    optarg);
+			break;
+		case OPT_PROCESS:
+			if (!cli_parse_unsigned(optarg, 1, INT_MAX, &env.pid))
+				return cli_usage_error("invalid pid '%s'",
+						   optarg);
+			env.pid_set = true;
+			break;
+		case OPT_NO_STACKS:
+			env.no_stacks = true;
+			break;
+		case OPT_MIN_BYTES:
+			if (!cli_parse_bytes(optarg, &env.min_bytes))
+				return cli_usage_error(
+				    "invalid size '%s' for --min-bytes: "
+				    "expected bytes (e.g. 4096, 64K, 1M)",
+				    optarg);
+			break;
+		case OPT_DIFF:
+			env.diff_old = optarg;
+			break;
+		case OPT_SUPPRESSIONS:
+			env.suppressions = optarg;
 			break;
 		case OPT_NO_COLOR:
 			env.no_color = true;
@@ -108,11 +191,55 @@ static int parse_options(int argc, char **argv)
 	return 1;
 }
 
+/* Reads a log for --diff; prints why not and returns NULL on failure
+ * (a corrupt log too: a diff of half a log would mislead). */
+static struct ha_analysis *read_for_diff(const char *path)
+{
+	struct ha_analyze_options analyze = {.symbolize_from_files = true};
+	struct ha_analysis *a = NULL;
+	struct ha_diag diag = {{0}};
+	enum ha_result result = ha_analyze_file(path, &analyze, &a, &diag);
+
+	if (result == HA_OK && a)
+		return a;
+	ha_analysis_free(a);
+	fprintf(stderr, "halloc-report: %s\n",
+		diag.message[0] ? diag.message : ha_result_name(result));
+	return NULL;
+}
+
+/* --diff OLD NEW: exit 0 when printed, 1 when a log cannot be read. */
+static int diff(void)
+{
+	struct ha_report_options report = {.format = env.format,
+					   .top = env.top};
+	struct ha_analysis *old_a = read_for_diff(env.diff_old), *new_a;
+	struct ha_diag diag = {{0}};
+	int status = 0;
+
+	if (!old_a)
+		return EXIT_BAD_LOG;
+	new_a = read_for_diff(env.log);
+	if (!new_a) {
+		ha_analysis_free(old_a);
+		return EXIT_BAD_LOG;
+	}
+	if (ha_diff_write(old_a, env.diff_old, new_a, env.log, &report, stdout,
+			  &diag) != HA_OK) {
+		fprintf(stderr, "halloc-report: %s\n", diag.message);
+		status = EXIT_BAD_LOG;
+	}
+	ha_analysis_free(old_a);
+	ha_analysis_free(new_a);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
 	struct ha_report_options report;
 	struct ha_analysis *analysis = NULL;
+	struct ha_suppressions *suppressions = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
 	enum ha_result result;
 	int status = 0, go_on;
@@ -121,12 +248,29 @@ int main(int argc, char **argv)
 	go_on = parse_options(argc, argv);
 	if (go_on <= 0)
 		return go_on == 0 ? 0 : EXIT_USAGE;
+	if (env.diff_old)
+		return diff();
 
+	/* A bad suppressions file is a usage error: nothing is reported. */
+	if (env.suppressions &&
+	    ha_suppressions_load(env.suppressions, &suppressions, &diag) !=
+		HA_OK) {
+		fprintf(stderr, "halloc-report: %s\n", diag.message);
+		return EXIT_USAGE;
+	}
 	result = ha_analyze_file(env.log, &analyze, &analysis, &diag);
+	if (analysis && suppressions &&
+	    ha_analysis_suppress(analysis, suppressions) != HA_OK) {
+		fprintf(stderr, "halloc-report: out of memory suppressing\n");
+		ha_analysis_free(analysis);
+		ha_suppressions_free(suppressions);
+		return EXIT_BAD_LOG;
+	}
 	/* Corruption still leaves the report of what precedes it. */
 	if (!analysis || (result != HA_OK && result != HA_ERR_CORRUPT)) {
 		if (analysis)
 			ha_analysis_free(analysis);
+		ha_suppressions_free(suppressions);
 		if (diag.message[0])
 			fprintf(stderr, "halloc-report: %s\n", diag.message);
 		else
@@ -143,7 +287,21 @@ int main(int argc, char **argv)
 				: 0,
 	    .color = env.format == HA_FORMAT_TEXT && !env.no_color &&
 		     cli_use_color(STDOUT_FILENO),
+	    .top = env.top,
+	    .sort = env.sort,
+	    .min_bytes = env.min_bytes,
+	    .no_stacks = env.no_stacks,
+	    .pid_set = env.pid_set,
+	    .pid = env.pid,
+	    .utf8 = cli_utf8(),
 	};
+	if (env.pid_set && !ha_analysis_has_pid(analysis, env.pid)) {
+		fprintf(stderr, "halloc-report: no process '%u' in '%s'\n",
+			env.pid, env.log);
+		ha_analysis_free(analysis);
+		ha_suppressions_free(suppressions);
+		return EXIT_USAGE;
+	}
 	if (ha_report_write(analysis, &report, stdout, &write_diag) != HA_OK) {
 		fprintf(stderr, "halloc-report: %s\n", write_diag.message);
 		status = EXIT_BAD_LOG;
@@ -165,6 +323,11 @@ int main(int argc, char **argv)
 			"halloc-report: warning: '%s' is incomplete: %s\n",
 			env.log, ha_analysis_incomplete_reason(analysis));
 	}
+	/* A bad log or report already fails; the gate decides the rest. */
+	if (status == 0)
+		status = cli_gates_status("halloc-report", analysis,
+					  &env.gates);
 	ha_analysis_free(analysis);
+	ha_suppressions_free(suppressions);
 	return status;
 }

@@ -7,7 +7,12 @@
  * Exit status: the program's (its exit code, or 128+N if signal N killed
  * it), 0 after -p; 2 for a usage error; 125 if halloc-trace itself failed
  * (with -p also: no such process, no privileges for eBPF, ...); 126 if the
- * program cannot be executed; 127 if it was not found.
+ * program cannot be executed; 127 if it was not found. The gates
+ * (--error-exitcode N, --max-leaked, --max-peak) decide the status only
+ * when it would otherwise be 0: a failed gate, or a log the gates cannot
+ * be checked on, exits N (1 without --error-exitcode). A program's own
+ * failure is never hidden by a gate. A --suppressions file that cannot be
+ * read or has a bad line is a usage error (2), found before PROG runs.
  */
 #include <getopt.h>
 #include <limits.h>
@@ -44,6 +49,8 @@ static const char usage_text[] =
     "  -d, --depth N           record up to N stack frames per call\n"
     "                          (1-256, default 64)\n"
     "  -f, --follow-children   also record the processes PROG starts\n"
+    CLI_SUPPRESSIONS_USAGE
+    CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n"
     "\n"
@@ -71,6 +78,8 @@ enum {
 	OPT_AGGREGATE,
 	OPT_STACK,
 	OPT_STACK_BYTES,
+	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
+	OPT_SUPPRESSIONS,
 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
@@ -88,6 +97,10 @@ static const struct option long_options[] = {
     {"aggregate", no_argument, NULL, OPT_AGGREGATE},
     {"stack", required_argument, NULL, OPT_STACK},
     {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
+    {"error-exitcode", required_argument, NULL, OPT_GATE},
+    {"max-leaked", required_argument, NULL, OPT_GATE},
+    {"max-peak", required_argument, NULL, OPT_GATE},
     {NULL, 0, NULL, 0},
 };
 
@@ -96,6 +109,9 @@ static struct env {
 	bool quiet;
 	unsigned depth;
 	bool follow_children;
+	struct cli_gates gates;
+	const char *suppressions_path;
+	struct ha_suppressions *suppressions; /* loaded before PROG starts */
 	/* eBPF: -p or --bpf */
 	unsigned pid;
 	bool bpf;
@@ -161,12 +177,20 @@ static int check_combination(int argc, char **argv)
  * usage error. */
 static int parse_options(int argc, char **argv)
 {
-	int c;
+	int c, index;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_options, long_options,
-				NULL)) != -1) {
+				&index)) != -1) {
 		switch (c) {
+		case OPT_GATE:
+			if (cli_gate_option(long_options[index].name, optarg,
+					    &env.gates) < 0)
+				return -1;
+			break;
+		case OPT_SUPPRESSIONS:
+			env.suppressions_path = optarg;
+			break;
 		case 'o':
 			env.output = optarg;
 			break;
@@ -240,21 +264,41 @@ static int parse_options(int argc, char **argv)
 	return check_combination(argc, argv);
 }
 
-/* The report of the log just written, to stderr, then where the log is. */
-static void print_report(const char *path)
+/*
+ * The report of the log just written, to stderr (unless -q), then where
+ * the log is. Returns the gates' exit status: 0 when they pass or none is
+ * set, else the status to exit with (also when the log cannot be
+ * analyzed, so a pipeline does not pass on a run it could not check).
+ */
+static int report_and_gate(const char *path)
 {
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
 	struct ha_report_options report = {
 	    .format = HA_FORMAT_TEXT,
 	    .stack_frames = CLI_TEXT_STACK_FRAMES,
 	    .color = cli_use_color(STDERR_FILENO),
+	    .utf8 = cli_utf8(),
 	};
 	struct ha_analysis *analysis = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
 	enum ha_result result;
+	int gate = 0;
 
+	if (env.quiet && !cli_gates_set(&env.gates))
+		return 0;
 	result = ha_analyze_file(path, &analyze, &analysis, &diag);
-	if (analysis) {
+	if (analysis && env.suppressions &&
+	    ha_analysis_suppress(analysis, env.suppressions) != HA_OK) {
+		ha_analysis_free(analysis);
+		analysis = NULL;
+		snprintf(diag.message, sizeof(diag.message),
+			 "out of memory suppressing leaks of '%s'", path);
+		result = HA_ERR_NOMEM;
+	}
+	if (analysis && env.quiet) {
+		gate = cli_gates_status("halloc-trace", analysis, &env.gates);
+		ha_analysis_free(analysis);
+	} else if (analysis) {
 		if (ha_report_write(analysis, &report, stderr, &write_diag) !=
 		    HA_OK)
 			fprintf(stderr, "halloc-trace: %s\n",
@@ -263,7 +307,13 @@ static void print_report(const char *path)
 		if (result == HA_OK && !ha_analysis_complete(analysis))
 			fprintf(stderr, "halloc-trace: warning: %s\n",
 				ha_analysis_incomplete_reason(analysis));
+		gate = cli_gates_status("halloc-trace", analysis, &env.gates);
 		ha_analysis_free(analysis);
+	} else if (result != HA_OK && cli_gates_set(&env.gates)) {
+		fprintf(stderr, "halloc-trace: gate failed: the log cannot be "
+				"analyzed\n");
+		gate = env.gates.exit_code ? (int)env.gates.exit_code
+					   : CLI_GATE_EXIT_DEFAULT;
 	}
 	if (result != HA_OK && diag.message[0])
 		fprintf(stderr, "halloc-trace: warning: %s\n", diag.message);
@@ -271,7 +321,9 @@ static void print_report(const char *path)
 		fprintf(stderr,
 			"halloc-trace: warning: cannot report '%s': %s\n", path,
 			ha_result_name(result));
-	fprintf(stderr, "halloc-trace: log written to %s\n", path);
+	if (!env.quiet)
+		fprintf(stderr, "halloc-trace: log written to %s\n", path);
+	return gate;
 }
 
 /* PROG with the preload agent (tracer/). */
@@ -281,7 +333,7 @@ static int trace_preload(char **prog_argv)
 	struct ht_config config;
 	struct ht_diag diag;
 	enum ht_result result;
-	int status;
+	int status, gate;
 
 	config = (struct ht_config){
 	    .argv = prog_argv,
@@ -307,14 +359,12 @@ static int trace_preload(char **prog_argv)
 		fprintf(stderr, "halloc-trace: warning: %s\n", diag.message);
 
 	status = ht_exit_status(session);
-	if (!env.quiet) {
-		/* The log is complete: a closed stderr must not change the
-		 * exit status. */
-		signal(SIGPIPE, SIG_IGN);
-		print_report(ht_log_path(session));
-	}
+	/* The log is complete: a closed stderr must not change the exit
+	 * status. */
+	signal(SIGPIPE, SIG_IGN);
+	gate = report_and_gate(ht_log_path(session));
 	ht_session_free(session);
-	return status;
+	return status ? status : gate;
 }
 
 /* -p PID, or --bpf PROG: the eBPF attach (agent/bpf/). */
@@ -333,6 +383,7 @@ static int trace_bpf(char **prog_argv)
 	struct hb_outcome outcome;
 	struct hb_diag diag;
 	enum hb_result result;
+	int status, gate;
 
 	result = hb_record(&config, &outcome, &diag);
 	if (result == HB_ERR_USAGE)
@@ -348,23 +399,35 @@ static int trace_bpf(char **prog_argv)
 			"halloc-trace: warning: %llu events lost (eBPF "
 			"buffers full): the numbers may be short\n",
 			(unsigned long long)outcome.events_lost);
-	if (!env.quiet) {
-		signal(SIGPIPE, SIG_IGN); /* as in trace_preload() */
-		print_report(outcome.log_path);
-	}
-	return hb_exit_status(&config, &outcome);
+	signal(SIGPIPE, SIG_IGN); /* as in trace_preload() */
+	gate = report_and_gate(outcome.log_path);
+	status = hb_exit_status(&config, &outcome);
+	return status ? status : gate;
 }
 
 int main(int argc, char **argv)
 {
-	int first;
+	int first, status;
 
 	cli_name = "halloc-trace";
 	first = parse_options(argc, argv);
 
 	if (first <= 0)
 		return first == 0 ? 0 : EXIT_USAGE;
+	/* Before PROG runs: a bad file must not cost a recording. */
+	if (env.suppressions_path) {
+		struct ha_diag diag = {{0}};
+
+		if (ha_suppressions_load(env.suppressions_path,
+					 &env.suppressions, &diag) != HA_OK) {
+			fprintf(stderr, "halloc-trace: %s\n", diag.message);
+			return EXIT_USAGE;
+		}
+	}
 	if (env.pid || env.bpf)
-		return trace_bpf(argv + first);
-	return trace_preload(argv + first);
+		status = trace_bpf(argv + first);
+	else
+		status = trace_preload(argv + first);
+	ha_suppressions_free(env.suppressions);
+	return status;
 }

@@ -313,8 +313,18 @@ def check_shape(doc):
                 _typed(fr, "module", str, fw)
                 check(re.fullmatch(r"0x[0-9a-f]+", _typed(fr, "address", str, fw)) is not None,
                       f"{fw}.address {fr['address']!r}")
+        # leaks[] leaves out what suppressions took (summary.suppressed_*)
+        # and what --top/--min-bytes left out (leaks_omitted)
+        om = _typed(p, "leaks_omitted", dict, w)
+        lb += _typed(om, "bytes", int, w + ".leaks_omitted")
+        lk += _typed(om, "blocks", int, w + ".leaks_omitted")
+        for j, u in enumerate(_typed(p, "suppressed", list, w)):
+            uw = f"{w}.suppressed[{j}]"
+            _typed(u, "suppression", str, uw)
+            lb += _typed(u, "bytes", int, uw)
+            lk += _typed(u, "blocks", int, uw)
         check((lb, lk) == (s["leaked_bytes"], s["leaked_blocks"]),
-              f"{w}: leaks[] add up to {lb} bytes in {lk} blocks, summary says "
+              f"{w}: leaks[] and suppressed[] add up to {lb} bytes in {lk} blocks, summary says "
               f"{s['leaked_bytes']} in {s['leaked_blocks']}")
         sa = sb = sl = slb = 0
         for j, site in enumerate(_typed(p, "sites", list, w)):

@@ -102,7 +102,7 @@ Test(report_text, no_leaks_and_colour)
 {
 	struct lb b;
 	struct ha_analysis *a;
-	struct ha_report_options o = {HA_FORMAT_TEXT, 0, true};
+	struct ha_report_options o = {.format = HA_FORMAT_TEXT, .color = true};
 	char *text = NULL;
 	size_t len;
 	FILE *f;

@@ -334,7 +334,8 @@ char *lb_write_temp(struct lb *b)
 char *lb_report(const struct ha_analysis *a, enum ha_format format,
 		unsigned stack_frames)
 {
-	struct ha_report_options o = {format, stack_frames, false};
+	struct ha_report_options o = {.format = format,
+				      .stack_frames = stack_frames};
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);

@@ -1,0 +1,106 @@
+/*
+ * analyzer/live_blocks.c - the blocks live at a point of a replay: an
+ * open-addressing hash table by address (linear probing, backward-shift
+ * deletion), with the count and bytes it holds.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyzer/hashmap.h"
+#include "analyzer/live_blocks.h"
+
+static size_t home(const struct ha_live *t, uint64_t addr)
+{
+	return ha_hash64(addr) & t->mask;
+}
+
+/* The slot holding addr, or SIZE_MAX. */
+size_t ha_live_find(const struct ha_live *t, uint64_t addr)
+{
+	if (!t->slots)
+		return SIZE_MAX;
+	for (size_t i = home(t, addr);; i = (i + 1) & t->mask) {
+		if (!t->slots[i].used)
+			return SIZE_MAX;
+		if (t->slots[i].addr == addr)
+			return i;
+	}
+}
+
+static bool ha_live_grow(struct ha_live *t)
+{
+	size_t n = t->slots ? (t->mask + 1) * 2 : 1024;
+	struct ha_block *old = t->slots;
+	size_t old_n = t->slots ? t->mask + 1 : 0;
+
+	t->slots = calloc(n, sizeof(*t->slots));
+	if (!t->slots) {
+		t->slots = old;
+		return false;
+	}
+	t->mask = n - 1;
+	for (size_t i = 0; i < old_n; i++) {
+		size_t j;
+
+		if (!old[i].used)
+			continue;
+		for (j = home(t, old[i].addr); t->slots[j].used;
+		     j = (j + 1) & t->mask)
+			;
+		t->slots[j] = old[i];
+	}
+	free(old);
+	return true;
+}
+
+/* addr is not in the table. */
+bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
+		    uint32_t stack, uint64_t time)
+{
+	size_t i;
+
+	if ((!t->slots || (t->count + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
+		return false;
+	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
+		;
+	t->slots[i] = (struct ha_block){addr, size, time, stack, 1};
+	t->count++;
+	t->bytes += size;
+	return true;
+}
+
+/* Backward-shift deletion: no tombstones, probes stay short. */
+void ha_live_remove(struct ha_live *t, size_t i)
+{
+	size_t j = i;
+
+	t->count--;
+	t->bytes -= t->slots[i].size;
+	for (;;) {
+		size_t k;
+
+		j = (j + 1) & t->mask;
+		if (!t->slots[j].used)
+			break;
+		k = home(t, t->slots[j].addr);
+		/* Move j into the hole at i unless its home lies in (i, j]. */
+		if ((j > i && (k <= i || k > j)) ||
+		    (j < i && k <= i && k > j)) {
+			t->slots[i] = t->slots[j];
+			i = j;
+		}
+	}
+	t->slots[i].used = 0;
+}
+
+bool ha_live_copy(struct ha_live *dst, const struct ha_live *src)
+{
+	*dst = *src;
+	if (!src->slots)
+		return true;
+	dst->slots = malloc((src->mask + 1) * sizeof(*src->slots));
+	if (!dst->slots)
+		return false;
+	memcpy(dst->slots, src->slots, (src->mask + 1) * sizeof(*src->slots));
+	return true;
+}

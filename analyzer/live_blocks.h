@@ -1,0 +1,36 @@
+/*
+ * analyzer/live_blocks.h - the blocks live at a point of a replay
+ * (live_blocks.c), by address. Internal to the analyzer (replay.c).
+ */
+#ifndef HALLOC_ANALYZER_LIVE_BLOCKS_H
+#define HALLOC_ANALYZER_LIVE_BLOCKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ha_block {
+	uint64_t addr, size;
+	uint64_t time; /* allocated at, us since the stream's start */
+	uint32_t stack;
+	uint32_t used;
+};
+
+struct ha_live {
+	struct ha_block *slots;
+	size_t mask; /* slots - 1 */
+	size_t count;
+	uint64_t bytes;
+};
+
+/* The slot holding addr, or SIZE_MAX. */
+size_t ha_live_find(const struct ha_live *t, uint64_t addr);
+/* addr is not in the table; false when out of memory. */
+bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
+		    uint32_t stack, uint64_t time);
+/* Removes slot i (from ha_live_find). */
+void ha_live_remove(struct ha_live *t, size_t i);
+/* dst becomes a copy of src; false when out of memory. */
+bool ha_live_copy(struct ha_live *dst, const struct ha_live *src);
+
+#endif /* HALLOC_ANALYZER_LIVE_BLOCKS_H */
