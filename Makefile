@@ -4,6 +4,7 @@
 #   make deps       install the Debian packages the build and the tests need
 #   make check      every test: unit (Criterion) and end-to-end
 #   make example    build and trace the bundled leaky example
+#   make bench      the reference benchmarks (../shared/bench/run)
 #   make install PREFIX=/usr/local
 #   make V=1        show the commands
 
@@ -51,7 +52,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(BUILD)/tests/unit-tests
 
-.PHONY: all deps check unit e2e example install clean check-style
+.PHONY: all deps check unit e2e example bench install clean check-style
 all: $(AGENT_LIB) $(ANALYZER_LIB) $(TRACER_LIB) $(BINS) $(EXAMPLES)
 
 $(BUILD)/obj/agent/%.o: agent/%.c $(wildcard agent/*.h include/halloc/*.h)
@@ -157,6 +158,9 @@ check: all unit e2e
 
 example: all
 	$(BUILD)/bin/halloc-trace -o $(BUILD)/leaky.hlog $(BUILD)/examples/leaky
+
+bench: all
+	../shared/bench/run
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
