@@ -204,13 +204,14 @@ enum ht_result ht_check_program(const char *name, const char *path,
 				snprintf(diag->message, sizeof(diag->message),
 					 "cannot trace '%s': the agent cannot "
 					 "be injected into a statically linked "
-					 "program",
+					 "program (try --bpf)",
 					 name);
 			else
 				snprintf(diag->message, sizeof(diag->message),
 					 "cannot trace '%s': the agent cannot "
 					 "be injected into its interpreter "
-					 "'%s', a statically linked program",
+					 "'%s', a statically linked program "
+					 "(try --bpf)",
 					 name, current);
 			return HT_ERR_UNTRACEABLE;
 		case HT_PROGRAM_FOREIGN:
