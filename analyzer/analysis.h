@@ -18,6 +18,9 @@ struct ha_leak {
 	uint64_t first_time, last_time;
 };
 
+/* qsort order of leak groups: most bytes first, then blocks, then site. */
+int ha_leak_compare(const void *a, const void *b);
+
 struct ha_site_stats {
 	uint32_t site;
 	uint64_t allocations, bytes_allocated;

@@ -245,7 +245,8 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 	return true;
 }
 
-static int cmp_leak(const void *a, const void *b)
+/* Leak groups in report order: most bytes, then most blocks, then site. */
+int ha_leak_compare(const void *a, const void *b)
 {
 	const struct ha_leak *x = a, *y = b;
 
@@ -388,7 +389,7 @@ static bool finish(struct replayer *r, struct level *lv, struct state *st,
 		a->touched = false;
 	}
 	lv->ntouched = 0;
-	qsort(p->leaks, p->nleaks, sizeof(*p->leaks), cmp_leak);
+	qsort(p->leaks, p->nleaks, sizeof(*p->leaks), ha_leak_compare);
 	qsort(p->sites, p->nsites, sizeof(*p->sites), cmp_site_stats);
 	qsort(p->peak_sites, p->npeak_sites, sizeof(*p->peak_sites),
 	      cmp_peak_site);

@@ -212,17 +212,6 @@ static long match_stack(const struct ha_suppressions *s,
 	return -1;
 }
 
-static int cmp_leak(const void *a, const void *b)
-{
-	const struct ha_leak *x = a, *y = b;
-
-	if (x->bytes != y->bytes)
-		return x->bytes > y->bytes ? -1 : 1;
-	if (x->blocks != y->blocks)
-		return x->blocks > y->blocks ? -1 : 1;
-	return x->site < y->site ? -1 : x->site > y->site;
-}
-
 /* Adds an unsuppressed stack's blocks to its site's leak, keeping as the
  * stack shown the one with the most bytes (the lower id on a tie), as
  * replay.c picks it. */
@@ -320,7 +309,7 @@ static enum ha_result suppress_process(const struct ha_log *log,
 		u->bytes += p->stack_leaks[i].bytes;
 		u->blocks += p->stack_leaks[i].blocks;
 	}
-	qsort(p->leaks, p->nleaks, sizeof(*p->leaks), cmp_leak);
+	qsort(p->leaks, p->nleaks, sizeof(*p->leaks), ha_leak_compare);
 	free(entry_of);
 	free(slot);
 	return HA_OK;

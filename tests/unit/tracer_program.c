@@ -257,7 +257,7 @@ Test(tracer_program, check_refuses_static_programs)
 		     HT_ERR_UNTRACEABLE);
 	cr_assert_str_eq(diag.message,
 			 "cannot trace 'st': the agent cannot be injected "
-			 "into a statically linked program");
+			 "into a statically linked program (try --bpf)");
 }
 
 Test(tracer_program, check_follows_script_interpreters)
