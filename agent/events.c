@@ -40,22 +40,14 @@ static unsigned char *put_seq(struct ha_agent_thread *t, unsigned char *p,
 /* Microseconds since the stream started, as a delta in the chunk. */
 static unsigned char *put_time(struct ha_agent_thread *t, unsigned char *p)
 {
-	uint64_t now = now_us() - ha_agent.base_us;
-
-	/* A thread's clock readings never go back, but stay safe: uv only. */
-	if (now < t->last_time)
-		now = t->last_time;
-	p = halloc_put_uv(p, now - t->last_time);
-	t->last_time = now;
-	return p;
+	return halloc_put_time_delta(p, &t->last_time,
+				     now_us() - ha_agent.base_us);
 }
 
 static unsigned char *put_addr(struct ha_agent_thread *t, unsigned char *p,
 			       uintptr_t addr)
 {
-	p = halloc_put_sv(p, (int64_t)(addr - t->last_addr));
-	t->last_addr = addr;
-	return p;
+	return halloc_put_addr_delta(p, &t->last_addr, addr);
 }
 
 static unsigned char *put_str(unsigned char *p, const void *s, size_t len)

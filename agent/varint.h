@@ -43,6 +43,30 @@ static inline unsigned char *halloc_put_sv(unsigned char *p, int64_t v)
 	return halloc_put_uv(p, halloc_zigzag(v));
 }
 
+/*
+ * The chunk deltas of include/halloc/log.h. *prev is the chunk's previous
+ * value (0 at a chunk's start) and becomes v. Times are written as uv and
+ * never go back: a reading older than *prev (two CPUs' clocks) is written as
+ * *prev. Addresses go either way, as sv.
+ */
+static inline unsigned char *halloc_put_time_delta(unsigned char *p,
+						   uint64_t *prev, uint64_t v)
+{
+	if (v < *prev)
+		v = *prev;
+	p = halloc_put_uv(p, v - *prev);
+	*prev = v;
+	return p;
+}
+
+static inline unsigned char *halloc_put_addr_delta(unsigned char *p,
+						   uint64_t *prev, uint64_t v)
+{
+	p = halloc_put_sv(p, (int64_t)(v - *prev));
+	*prev = v;
+	return p;
+}
+
 /* Reads one uv at *pp; advances *pp. False on truncation or overlong. */
 static inline bool halloc_get_uv(const unsigned char **pp,
 				 const unsigned char *end, uint64_t *out)

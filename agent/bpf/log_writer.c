@@ -260,19 +260,13 @@ static void commit(struct hb_thread *t, unsigned char *end)
 static unsigned char *put_time(struct hb_thread *t, unsigned char *p,
 			       uint64_t time_us)
 {
-	if (time_us < t->time) /* clocks of two CPUs: never go back */
-		time_us = t->time;
-	p = halloc_put_uv(p, time_us - t->time);
-	t->time = time_us;
-	return p;
+	return halloc_put_time_delta(p, &t->time, time_us);
 }
 
 static unsigned char *put_addr(struct hb_thread *t, unsigned char *p,
 			       uint64_t addr)
 {
-	p = halloc_put_sv(p, (int64_t)(addr - t->addr));
-	t->addr = addr;
-	return p;
+	return halloc_put_addr_delta(p, &t->addr, addr);
 }
 
 /* ---- streams ------------------------------------------------------------- */
