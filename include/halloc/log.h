@@ -108,6 +108,14 @@ enum halloc_frame_type {
 	 * (DWARF mode: the copied stack ended before the outermost frame).
 	 */
 	HALLOC_FRAME_END = 5,
+
+	/*
+	 * Written by the tracer while the program runs: the resident memory of
+	 * a traced process, sampled from outside (/proc/PID/statm).
+	 * Payload: laid out by its owner (page items, issue 3); see the
+	 * comment that replaces this one.
+	 */
+	HALLOC_FRAME_RSS = 6,
 };
 
 enum halloc_recorder {
@@ -237,6 +245,38 @@ enum halloc_record {
 	 * uv errno.
 	 */
 	HALLOC_REC_ALLOC_FAILED = 8,
+
+	/*
+	 * Reserved for the in-process API (include/halloc/halloc.h): a typed
+	 * call site, halloc(type, n) at file:line, sent once per stream before
+	 * the first ALLOC (fn HALLOC_FN_HALLOC) that names it. Layout written
+	 * by its owner.
+	 */
+	HALLOC_REC_TYPE = 9,
+
+	/*
+	 * Reserved: an allocation refused before it reached the allocator (the
+	 * memory monitor, --limit, or fault injection); the caller got NULL
+	 * and ENOMEM. Never counted as an allocation. Layout written by its
+	 * owner.
+	 */
+	HALLOC_REC_REFUSED = 11,
+
+	/*
+	 * Reserved: page-backed memory. The high nibble of the tag is an
+	 * enum halloc_page_op instead of an allocation function. Layout
+	 * written by its owner.
+	 */
+	HALLOC_REC_PAGES = 12,
+
+	/* 10, 13, 14 unassigned; 15 reserved for an extension tag. */
+};
+
+enum halloc_page_op {
+	HALLOC_PAGE_MMAP = 0,   /* the program's own anonymous mmap */
+	HALLOC_PAGE_MUNMAP = 1, /* the program's own munmap */
+	HALLOC_PAGE_MREMAP = 2, /* the program's own mremap */
+	HALLOC_PAGE_HEAP = 3,   /* a heap block the allocator served by mmap */
 };
 
 enum halloc_alloc_fn {
@@ -249,6 +289,7 @@ enum halloc_alloc_fn {
 	HALLOC_FN_MEMALIGN = 6,
 	HALLOC_FN_VALLOC = 7,
 	HALLOC_FN_PVALLOC = 8,
+	HALLOC_FN_HALLOC = 9, /* halloc(type, n): see HALLOC_REC_TYPE */
 };
 
 enum halloc_free_fn {
