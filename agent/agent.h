@@ -167,6 +167,12 @@ void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *p,
 /* A call that failed before reaching the allocator (bad arguments). */
 void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn, size_t size,
 			    int err);
+/*
+ * An allocation refused before reaching the allocator (enum halloc_refusal):
+ * the caller sets errno = ENOMEM and returns NULL; nothing is counted.
+ */
+void ha_agent_record_refused(struct ha_agent_thread *t, unsigned fn,
+			     size_t size, unsigned reason);
 /* seq was taken before the block was released. */
 void ha_agent_record_free(struct ha_agent_thread *t, unsigned free_fn,
 			  uint64_t seq, void *p);

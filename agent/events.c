@@ -57,21 +57,32 @@ static unsigned char *put_str(unsigned char *p, const void *s, size_t len)
 	return p + len;
 }
 
-static void put_failed(struct ha_agent_thread *t, unsigned fn, size_t size,
-		       uint64_t stack, int err)
+/* ALLOC_FAILED and REFUSED share a layout but for the kind. */
+static void put_failed(struct ha_agent_thread *t, unsigned kind, unsigned fn,
+		       size_t size, uint64_t stack, uint64_t why)
 {
 	uint64_t seq = ha_agent_next_seq();
 	unsigned char *p = ha_agent_buf_begin(t, EVENT_MAX);
 
 	if (!p)
 		return;
-	*p++ = HALLOC_RECORD_TAG(HALLOC_REC_ALLOC_FAILED, fn);
+	*p++ = HALLOC_RECORD_TAG(kind, fn);
 	p = put_seq(t, p, seq);
 	p = put_time(t, p);
 	p = halloc_put_uv(p, size);
 	p = halloc_put_uv(p, stack);
-	p = halloc_put_uv(p, (uint64_t)err);
+	p = halloc_put_uv(p, why);
 	ha_agent_buf_commit(t, p);
+}
+
+void ha_agent_record_refused(struct ha_agent_thread *t, unsigned fn,
+			     size_t size, unsigned reason)
+{
+	int saved = errno;
+
+	put_failed(t, HALLOC_REC_REFUSED, fn, size, ha_agent_stack_id(t),
+		   reason);
+	errno = saved;
 }
 
 void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
@@ -83,7 +94,8 @@ void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
 	unsigned char *p;
 
 	if (!ptr) {
-		put_failed(t, fn, size, stack, saved);
+		put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, stack,
+			   (uint64_t)saved);
 		errno = saved;
 		return;
 	}
@@ -107,7 +119,8 @@ void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn, size_t size,
 {
 	int saved = errno;
 
-	put_failed(t, fn, size, ha_agent_stack_id(t), err);
+	put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, ha_agent_stack_id(t),
+		   (uint64_t)err);
 	errno = saved;
 }
 
@@ -137,7 +150,8 @@ void ha_agent_record_realloc(struct ha_agent_thread *t, unsigned fn,
 
 	if (!result) {
 		/* The old block is untouched: nothing was freed. */
-		put_failed(t, fn, size, stack, saved);
+		put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, stack,
+			   (uint64_t)saved);
 		errno = saved;
 		return;
 	}

@@ -255,10 +255,11 @@ enum halloc_record {
 	HALLOC_REC_TYPE = 9,
 
 	/*
-	 * Reserved: an allocation refused before it reached the allocator (the
-	 * memory monitor, --limit, or fault injection); the caller got NULL
-	 * and ENOMEM. Never counted as an allocation. Layout written by its
-	 * owner.
+	 * An allocation refused before it reached the allocator (the memory
+	 * monitor, --limit, or fault injection): the caller got NULL and
+	 * ENOMEM. Never counted as an allocation. The tag's high nibble is the
+	 * allocation function. After seq: uv time delta, uv size (requested),
+	 * uv stack id, uv reason (enum halloc_refusal).
 	 */
 	HALLOC_REC_REFUSED = 11,
 
@@ -270,6 +271,14 @@ enum halloc_record {
 	HALLOC_REC_PAGES = 12,
 
 	/* 10, 13, 14 unassigned; 15 reserved for an extension tag. */
+};
+
+enum halloc_refusal {
+	HALLOC_REFUSED_MONITOR = 1,    /* halloc_set_memory_monitor's fn said no */
+	HALLOC_REFUSED_LIMIT = 2,      /* halloc-trace --limit */
+	HALLOC_REFUSED_FAIL_AFTER = 3, /* halloc-trace --fail-after */
+	HALLOC_REFUSED_FAIL_RATE = 4,  /* halloc-trace --fail-rate */
+	HALLOC_REFUSED_FAIL_AT = 5,    /* halloc-trace --fail-at */
 };
 
 enum halloc_page_op {
