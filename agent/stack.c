@@ -49,13 +49,6 @@ static size_t arena_used;    /* atomic */
 static uint32_t table_count; /* atomic */
 static uint64_t next_id = 1; /* atomic */
 
-/*
- * The id this thread's last capture got (0: none). A capture whose frames
- * are exactly the last one's (the unwinder knows) has the same id: same
- * frames, same generation (a new one would have made the walk afresh).
- */
-static __thread uint64_t last_id;
-
 static bool map_table(void)
 {
 	size_t size;
@@ -92,7 +85,6 @@ int ha_agent_stack_init(void)
 /* The child's stream starts with no stacks: new table, new ids. */
 void ha_agent_stack_fork_child(void)
 {
-	last_id = 0;
 	struct entry **old_table = table;
 	unsigned char *old_arena = arena;
 	size_t old_size = arena_size;
@@ -208,14 +200,9 @@ uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 	unsigned depth = ha_agent.cfg.depth;
 	int n, first = 0, saved = errno;
 	uint64_t id;
-	bool same;
 
 	n = (int)ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
-				 depth + SKIP_MAX, &same);
-	if (same && last_id) {
-		errno = saved;
-		return last_id;
-	}
+				 depth + SKIP_MAX);
 	while (first < n && first < SKIP_MAX &&
 	       ha_agent_self_frame(frames[first]))
 		first++;
@@ -225,7 +212,6 @@ uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 	if ((unsigned)n > depth)
 		n = (int)depth;
 	id = lookup(t, frames + first, (unsigned)n);
-	last_id = id;
 	errno = saved;
 	return id;
 }

@@ -67,12 +67,14 @@ struct load {
  */
 struct memo_state {
 	uintptr_t pc, rip, rsp, rbp;
-	uint64_t rule; /* the packed rule it used (RULE_SLOW: the full rules) */
 	uint32_t load_at;
 	uint8_t rbp_known;
+	uint8_t rbp_use;
 	uint8_t rbp_matters; /* the rest of the walk depends on rbp */
 };
 
+#define RBP_READ 1 /* the step reads rbp (or might: a full rule) */
+#define RBP_PASS 2 /* rbp after the step is rbp before it */
 
 #define MEMO_STATES (HALLOC_DEPTH_MAX + 16)
 #define MEMO_LOADS  1024u
@@ -544,19 +546,21 @@ static int step_full(struct walk *w, const struct ha_cfi *c, bool *signal)
  * One frame up from the frame executing at pc: by the cached rule, else
  * from the CFI (and cache what it says).
  */
-static int step(struct walk *w, uintptr_t pc, bool *signal, uint64_t *used)
+static int step(struct walk *w, uintptr_t pc, bool *signal, uint8_t *rbp_use)
 {
 	uint64_t key = pc | (uint64_t)w->gen << 48;
 	uint64_t rule = cache ? cache_get(key) : 0;
 	struct ha_cfi c;
 
 	*signal = false;
-	*used = rule;
-	if ((rule & 3) == RULE_SIMPLE)
+	*rbp_use = 0;
+	if ((rule & 3) == RULE_SIMPLE) {
+		*rbp_use = (rule & 4 ? RBP_READ : 0) |
+			   ((rule >> 4 & 3) == 0 ? RBP_PASS : 0);
 		return step_simple(w, rule);
+	}
 	if ((rule & 3) == RULE_NONE)
 		return -1;
-	*used = RULE_SLOW;
 	if (!ha_agent_cfi_find(pc, &c)) {
 		if (cache)
 			cache_put(key, RULE_NONE);
@@ -564,24 +568,9 @@ static int step(struct walk *w, uintptr_t pc, bool *signal, uint64_t *used)
 	}
 	if (cache && !rule)
 		cache_put(key, pack(&c));
+	/* Expressions may read rbp anywhere: take it as read. */
+	*rbp_use = RBP_READ | RBP_PASS;
 	return step_full(w, &c, signal);
-}
-
-/*
- * Does the rest of a walk that stepped by `rule` depend on the rbp it
- * started with (`after`: whether it does from the next state on)? A full
- * rule may read rbp anywhere in its expressions: taken as yes.
- */
-static bool rbp_matters(uint64_t rule, bool after)
-{
-	if ((rule & 3) == RULE_NONE)
-		return false;
-	if ((rule & 3) != RULE_SIMPLE)
-		return true;
-	if (rule & 8) /* the end, before any use */
-		return false;
-	/* The CFA from rbp; or rbp passed on unchanged (same) to the next. */
-	return (rule & 4) || ((rule >> 4 & 3) == 0 && after);
 }
 
 static void stack_bounds(struct walk *w)
@@ -704,20 +693,19 @@ static void memo_commit(struct memo *m, uint32_t at, uint32_t n,
 	}
 	lo = at - n;
 	llo -= m->ncur_loads;
-	/* Few states and loads, most of the time: loops beat memcpy calls. */
-	for (k = 0; k < m->ncur_loads; k++)
-		m->loads[llo + k] = m->cur_loads[k];
+	memcpy(&m->s[lo], m->cur, n * sizeof(m->s[0]));
+	memcpy(&m->loads[llo], m->cur_loads,
+	       m->ncur_loads * sizeof(m->loads[0]));
+	memcpy(&m->fr[lo], frames, nframes * sizeof(*frames));
 	if (at < MEMO_STATES)
 		matters = m->s[at].rbp_matters;
-	for (k = n; k--;) {
-		struct memo_state *s = &m->s[lo + k];
+	for (k = at; k-- > lo;) {
+		struct memo_state *s = &m->s[k];
 
-		*s = m->cur[k];
 		s->load_at += llo;
-		matters = rbp_matters(s->rule, matters);
+		matters = (s->rbp_use & RBP_READ) ||
+			  ((s->rbp_use & RBP_PASS) && matters);
 		s->rbp_matters = matters;
-		if (k < nframes)
-			m->fr[lo + k] = frames[k];
 	}
 	m->lo = lo;
 	m->llo = llo;
@@ -729,16 +717,16 @@ static void memo_commit(struct memo *m, uint32_t at, uint32_t n,
  * remembered in turn.
  */
 static unsigned walk(struct walk *w, uintptr_t *frames, unsigned max,
-		     struct memo *m, bool *hit, bool *same)
+		     struct memo *m, bool *hit)
 {
 	uintptr_t pc = w->r.rip, last_rsp = 0;
 	uint32_t b = m ? m->lo : MEMO_STATES, top = b;
 	unsigned n = 0;
 	bool signal = false;
-	uint64_t rule;
+	uint8_t rbp_use;
 	int got;
 
-	*hit = *same = false;
+	*hit = false;
 	for (;;) {
 		struct memo_state *s = NULL;
 
@@ -760,10 +748,6 @@ static unsigned walk(struct walk *w, uintptr_t *frames, unsigned max,
 				got = memo_hit(m, b, w, pc, max - n,
 					       frames + n);
 				if (got >= 0) {
-					/* All of the last walk, from its start? */
-					*same = !n && b == top &&
-						(unsigned)got ==
-						    MEMO_STATES - b - m->complete;
 					memo_commit(m, b, n, frames, n);
 					*hit = true;
 					return n + (unsigned)got;
@@ -779,9 +763,9 @@ static unsigned walk(struct walk *w, uintptr_t *frames, unsigned max,
 			s->rbp_known = w->r.rbp_known;
 			s->load_at = m->ncur_loads;
 		}
-		got = step(w, pc, &signal, &rule);
+		got = step(w, pc, &signal, &rbp_use);
 		if (s)
-			s->rule = rule;
+			s->rbp_use = rbp_use;
 		if (got <= 0)
 			break;
 		/*
@@ -822,19 +806,14 @@ void ha_agent_unwind_init(void)
 
 __attribute__((noinline)) unsigned
 ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-		unsigned max, bool *same)
+		unsigned max)
 {
 	struct ha_agent_regs here;
-	struct memo *m = memo_get();
+	struct memo *m = max < MEMO_STATES ? memo_get() : NULL;
 	struct walk w;
 	unsigned n;
-	bool hit, same_as_last;
+	bool hit;
 
-	if (m && max >= MEMO_STATES) {
-		/* Too long to remember: and no later walk is "the same". */
-		m->lo = MEMO_STATES;
-		m = NULL;
-	}
 	if (!from) {
 		HA_AGENT_HERE(&here);
 		from = &here;
@@ -856,9 +835,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		m->ok = true;
 		m->ncur_loads = 0;
 	}
-	n = walk(&w, frames, max, m, &hit, &same_as_last);
-	if (same)
-		*same = same_as_last;
+	n = walk(&w, frames, max, m, &hit);
 	if (hit && memo_check) {
 		uintptr_t full[MEMO_STATES];
 		struct walk c = {.log = NULL, .gen = w.gen};
@@ -868,7 +845,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		c.r.rbp = from->rbp;
 		c.r.rbp_known = true;
 		memcpy(c.stack, w.stack, sizeof(w.stack));
-		if (walk(&c, full, max, NULL, &hit, &same_as_last) != n ||
+		if (walk(&c, full, max, NULL, &hit) != n ||
 		    memcmp(full, frames, n * sizeof(*frames)))
 			check_failed();
 	}

@@ -75,11 +75,10 @@ void ha_agent_unwind_thread_end(void);
 /*
  * The return addresses of the calling code, innermost first: of the
  * function that took `from`, or (from == NULL) of ha_agent_unwind()'s
- * caller. Returns how many were stored (<= max). *same (if not NULL)
- * says whether they are exactly those of the thread's previous call.
+ * caller. Returns how many were stored (<= max).
  */
 unsigned ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-			 unsigned max, bool *same);
+			 unsigned max);
 
 #pragma GCC visibility pop
 
