@@ -18,10 +18,8 @@
  */
 #include <pthread.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/unwind.h"
@@ -57,65 +55,9 @@ struct range {
 	uintptr_t lo, hi;
 };
 
-struct load {
-	uintptr_t addr, val;
-};
-
-/*
- * One step of a walk: the registers it started from, where its loads
- * begin, and how it used rbp (RBP_* bits).
- */
-struct memo_state {
-	uintptr_t pc, rip, rsp, rbp;
-	uint32_t load_at;
-	uint8_t rbp_known;
-	uint8_t rbp_use;
-	uint8_t rbp_matters; /* the rest of the walk depends on rbp */
-};
-
-#define RBP_READ 1 /* the step reads rbp (or might: a full rule) */
-#define RBP_PASS 2 /* rbp after the step is rbp before it */
-
-#define MEMO_STATES (HALLOC_DEPTH_MAX + 16)
-#define MEMO_LOADS  1024u
-
-/*
- * The thread's previous walk, as facts: "from state k, with these words in
- * memory, the walk stores these frames and ends like this". A walk is a
- * pure function of its state (pc, rip, rsp, and rbp where it matters),
- * the stack bounds, the rules (fixed for a modules generation) and the
- * words it loads: every memory read goes through load(), which logs it.
- * So when the current walk reaches a state equal to a remembered one,
- * under the same bounds and generation, and every word the remembered
- * walk loaded from there on still holds the value it loaded, the rest of
- * the walk is the remembered one, frame for frame. That holds whatever
- * happened in between (returns, longjmp, signal frames, other stacks):
- * equal inputs are trusted, never a guess from a return address alone.
- *
- * The remembered walk sits at the end of its arrays, its last step last
- * (s[lo..MEMO_STATES), loads[llo..MEMO_LOADS), its frames in fr[]): on a
- * hit the deeper part stays where it is, and the walk's own steps, first
- * collected in cur[], go just before it with three copies.
- */
-struct memo {
-	uint32_t generation;
-	uint32_t lo, llo; /* lo == MEMO_STATES: nothing remembered */
-	bool complete;	  /* the last step ended the walk (else: max) */
-	bool ok;	  /* the walk in progress fits in cur[] */
-	struct range stack[2];
-	uint32_t ncur_loads;
-	struct memo_state cur[MEMO_STATES];
-	struct load cur_loads[MEMO_LOADS];
-	struct memo_state s[MEMO_STATES];
-	uintptr_t fr[MEMO_STATES];
-	struct load loads[MEMO_LOADS];
-};
-
 struct walk {
 	struct regs r;
 	struct range stack[2];
-	struct memo *log; /* where loads are logged; NULL: not logged */
-	uint32_t gen;	  /* the modules' generation the rules are for */
 };
 
 static bool readable(const struct walk *w, uintptr_t addr)
@@ -132,20 +74,9 @@ static bool readable(const struct walk *w, uintptr_t addr)
 
 static bool load(const struct walk *w, uintptr_t addr, uintptr_t *out)
 {
-	struct memo *m = w->log;
-
 	if (!readable(w, addr))
 		return false;
 	*out = *(const uintptr_t *)addr;
-	if (m) {
-		if (m->ncur_loads < MEMO_LOADS) {
-			m->cur_loads[m->ncur_loads].addr = addr;
-			m->cur_loads[m->ncur_loads].val = *out;
-			m->ncur_loads++;
-		} else {
-			m->ok = false;
-		}
-	}
 	return true;
 }
 
@@ -546,19 +477,15 @@ static int step_full(struct walk *w, const struct ha_cfi *c, bool *signal)
  * One frame up from the frame executing at pc: by the cached rule, else
  * from the CFI (and cache what it says).
  */
-static int step(struct walk *w, uintptr_t pc, bool *signal, uint8_t *rbp_use)
+static int step(struct walk *w, uintptr_t pc, bool *signal)
 {
-	uint64_t key = pc | (uint64_t)w->gen << 48;
+	uint64_t key = pc | (uint64_t)ha_agent_modules_generation() << 48;
 	uint64_t rule = cache ? cache_get(key) : 0;
 	struct ha_cfi c;
 
 	*signal = false;
-	*rbp_use = 0;
-	if ((rule & 3) == RULE_SIMPLE) {
-		*rbp_use = (rule & 4 ? RBP_READ : 0) |
-			   ((rule >> 4 & 3) == 0 ? RBP_PASS : 0);
+	if ((rule & 3) == RULE_SIMPLE)
 		return step_simple(w, rule);
-	}
 	if ((rule & 3) == RULE_NONE)
 		return -1;
 	if (!ha_agent_cfi_find(pc, &c)) {
@@ -568,8 +495,6 @@ static int step(struct walk *w, uintptr_t pc, bool *signal, uint8_t *rbp_use)
 	}
 	if (cache && !rule)
 		cache_put(key, pack(&c));
-	/* Expressions may read rbp anywhere: take it as read. */
-	*rbp_use = RBP_READ | RBP_PASS;
 	return step_full(w, &c, signal);
 }
 
@@ -611,188 +536,6 @@ static void stack_bounds(struct walk *w)
 	}
 }
 
-/* This thread's memo (mapped at its first walk). */
-static __thread struct memo *memo;
-/* HALLOC_UNWIND_CHECK set: every memo hit is checked by a full walk. */
-static bool memo_check;
-
-static struct memo *memo_get(void)
-{
-	void *m;
-
-	if (memo)
-		return memo;
-	/* An ending thread would never give a new one back. */
-	if (ha_agent_self.exiting)
-		return NULL;
-	m = mmap(NULL, sizeof(struct memo), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (m == MAP_FAILED)
-		return NULL;
-	memo = m;
-	memo->lo = MEMO_STATES;
-	return memo;
-}
-
-void ha_agent_unwind_thread_end(void)
-{
-	if (memo)
-		munmap(memo, sizeof(struct memo));
-	memo = NULL;
-}
-
-/*
- * Does the remembered state b hold for the current walk (at the same
- * rsp)? Then its frames, stored from frames[0], are the walk's next ones:
- * their number, at most need; -1 if not.
- */
-static int memo_hit(const struct memo *m, uint32_t b, const struct walk *w,
-		    uintptr_t pc, unsigned need, uintptr_t *frames)
-{
-	const struct memo_state *s = &m->s[b];
-	uint32_t avail = MEMO_STATES - b - m->complete, copy, end, k;
-
-	if (s->pc != pc || s->rip != w->r.rip)
-		return -1;
-	if (s->rbp_matters &&
-	    (s->rbp != w->r.rbp || s->rbp_known != w->r.rbp_known))
-		return -1;
-	if (avail >= need) {
-		copy = need;
-		end = b + need < MEMO_STATES ? m->s[b + need].load_at
-					     : MEMO_LOADS;
-	} else if (m->complete) {
-		copy = avail;
-		end = MEMO_LOADS;
-	} else {
-		return -1; /* we want more than it went on for */
-	}
-	/* Same bounds as the remembered walk: these words are readable. */
-	for (k = s->load_at; k < end; k++)
-		if (*(const uintptr_t *)m->loads[k].addr != m->loads[k].val)
-			return -1;
-	memcpy(frames, &m->fr[b], copy * sizeof(*frames));
-	return (int)copy;
-}
-
-/*
- * The walk just made n states (in cur[], its frames in frames[]); they go
- * in front of the remembered state `at` (MEMO_STATES: the walk ended by
- * itself, complete or not), and the whole is remembered.
- */
-static void memo_commit(struct memo *m, uint32_t at, uint32_t n,
-			const uintptr_t *frames, unsigned nframes)
-{
-	uint32_t lo, llo, k;
-	bool matters = false;
-
-	llo = at < MEMO_STATES ? m->s[at].load_at : MEMO_LOADS;
-	if (!m->ok || n > at || m->ncur_loads > llo) {
-		m->lo = MEMO_STATES;
-		return;
-	}
-	lo = at - n;
-	llo -= m->ncur_loads;
-	memcpy(&m->s[lo], m->cur, n * sizeof(m->s[0]));
-	memcpy(&m->loads[llo], m->cur_loads,
-	       m->ncur_loads * sizeof(m->loads[0]));
-	memcpy(&m->fr[lo], frames, nframes * sizeof(*frames));
-	if (at < MEMO_STATES)
-		matters = m->s[at].rbp_matters;
-	for (k = at; k-- > lo;) {
-		struct memo_state *s = &m->s[k];
-
-		s->load_at += llo;
-		matters = (s->rbp_use & RBP_READ) ||
-			  ((s->rbp_use & RBP_PASS) && matters);
-		s->rbp_matters = matters;
-	}
-	m->lo = lo;
-	m->llo = llo;
-}
-
-/*
- * The walk from w's registers into frames, at most max. With a memo (m),
- * it stops at the first state the remembered walk vouches for, and is
- * remembered in turn.
- */
-static unsigned walk(struct walk *w, uintptr_t *frames, unsigned max,
-		     struct memo *m, bool *hit)
-{
-	uintptr_t pc = w->r.rip, last_rsp = 0;
-	uint32_t b = m ? m->lo : MEMO_STATES, top = b;
-	unsigned n = 0;
-	bool signal = false;
-	uint8_t rbp_use;
-	int got;
-
-	*hit = false;
-	for (;;) {
-		struct memo_state *s = NULL;
-
-		if (n >= max) {
-			if (m) {
-				m->complete = false;
-				memo_commit(m, MEMO_STATES, n, frames, n);
-			}
-			return n;
-		}
-		if (top < MEMO_STATES) {
-			/* Walks go up the stack, but for a signal's stack. */
-			if (w->r.rsp < last_rsp)
-				b = top;
-			last_rsp = w->r.rsp;
-			while (b < MEMO_STATES && m->s[b].rsp < w->r.rsp)
-				b++;
-			if (b < MEMO_STATES && m->s[b].rsp == w->r.rsp) {
-				got = memo_hit(m, b, w, pc, max - n,
-					       frames + n);
-				if (got >= 0) {
-					memo_commit(m, b, n, frames, n);
-					*hit = true;
-					return n + (unsigned)got;
-				}
-			}
-		}
-		if (m) {
-			s = &m->cur[n];
-			s->pc = pc;
-			s->rip = w->r.rip;
-			s->rsp = w->r.rsp;
-			s->rbp = w->r.rbp;
-			s->rbp_known = w->r.rbp_known;
-			s->load_at = m->ncur_loads;
-		}
-		got = step(w, pc, &signal, &rbp_use);
-		if (s)
-			s->rbp_use = rbp_use;
-		if (got <= 0)
-			break;
-		/*
-		 * A return address: the call is the instruction before it. Past
-		 * a signal frame the address is the interrupted instruction
-		 * itself; it is stored + 1 so that "address - 1" finds it too.
-		 */
-		frames[n++] = signal ? w->r.rip + 1 : w->r.rip;
-		pc = signal ? w->r.rip : w->r.rip - 1;
-	}
-	if (m) {
-		m->complete = true;
-		memo_commit(m, MEMO_STATES, n + 1, frames, n);
-	}
-	return n;
-}
-
-static void check_failed(void)
-{
-	static const char msg[] =
-	    "halloc: unwind memo disagrees with a full walk\n";
-
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		abort();
-	abort();
-}
-
 void ha_agent_unwind_init(void)
 {
 	void *m =
@@ -801,7 +544,6 @@ void ha_agent_unwind_init(void)
 
 	/* Without a cache the walk still works, only slower. */
 	cache = m == MAP_FAILED ? NULL : m;
-	memo_check = getenv("HALLOC_UNWIND_CHECK") != NULL;
 }
 
 __attribute__((noinline)) unsigned
@@ -809,10 +551,10 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		unsigned max)
 {
 	struct ha_agent_regs here;
-	struct memo *m = max < MEMO_STATES ? memo_get() : NULL;
 	struct walk w;
-	unsigned n;
-	bool hit;
+	uintptr_t pc;
+	bool signal = false;
+	unsigned n = 0;
 
 	if (!from) {
 		HA_AGENT_HERE(&here);
@@ -822,32 +564,17 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 	w.r.rsp = from->rsp;
 	w.r.rbp = from->rbp;
 	w.r.rbp_known = true;
-	w.gen = ha_agent_modules_generation();
-	w.log = m;
 	stack_bounds(&w);
-	if (m) {
-		/* Other rules or other bounds: nothing remembered holds. */
-		if (m->generation != w.gen ||
-		    memcmp(m->stack, w.stack, sizeof(w.stack)))
-			m->lo = MEMO_STATES;
-		m->generation = w.gen;
-		memcpy(m->stack, w.stack, sizeof(w.stack));
-		m->ok = true;
-		m->ncur_loads = 0;
-	}
-	n = walk(&w, frames, max, m, &hit);
-	if (hit && memo_check) {
-		uintptr_t full[MEMO_STATES];
-		struct walk c = {.log = NULL, .gen = w.gen};
-
-		c.r.rip = from->rip;
-		c.r.rsp = from->rsp;
-		c.r.rbp = from->rbp;
-		c.r.rbp_known = true;
-		memcpy(c.stack, w.stack, sizeof(w.stack));
-		if (walk(&c, full, max, NULL, &hit) != n ||
-		    memcmp(full, frames, n * sizeof(*frames)))
-			check_failed();
+	/* Mid-function, not a return address: look up rip itself. */
+	pc = w.r.rip;
+	while (n < max && step(&w, pc, &signal) > 0) {
+		/*
+		 * A return address: the call is the instruction before it. Past
+		 * a signal frame the address is the interrupted instruction
+		 * itself; it is stored + 1 so that "address - 1" finds it too.
+		 */
+		frames[n++] = signal ? w.r.rip + 1 : w.r.rip;
+		pc = signal ? w.r.rip : w.r.rip - 1;
 	}
 	return n;
 }
