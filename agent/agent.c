@@ -374,7 +374,6 @@ static void thread_exit(void *unused)
 	t->guard++;
 	ha_agent_buf_release(t);
 	t->exiting = true;
-	ha_agent_unwind_thread_end();
 	t->guard--;
 }
 

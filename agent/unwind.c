@@ -18,10 +18,8 @@
  */
 #include <pthread.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/unwind.h"
@@ -60,15 +58,8 @@ struct range {
 struct walk {
 	struct regs r;
 	struct range stack[2];
-	uint64_t gen;	/* the modules' generation, read once per walk */
-	uintptr_t ra_at;  /* where the last simple step loaded ra (0: none) */
-	uintptr_t rbp_at; /* ... and rbp (0: none) */
-	uint8_t rbp_use;  /* the last step's use of rbp (RBP_*) */
-	bool plain;	  /* the last step was simple, or the end */
+	uint64_t gen; /* the modules' generation, read once per walk */
 };
-
-#define RBP_READ 1 /* the step's CFA is rbp-based */
-#define RBP_PASS 2 /* rbp after the step is rbp before it */
 
 static bool readable(const struct walk *w, uintptr_t addr)
 {
@@ -435,14 +426,11 @@ static int step_simple(struct walk *w, uint64_t rule)
 		cfa = w->r.rsp;
 	}
 	cfa += (uintptr_t)field(rule, 38, 26);
-	w->ra_at = cfa + (uintptr_t)field(rule, 6, 16);
-	if (!load(w, w->ra_at, &ra))
+	if (!load(w, cfa + (uintptr_t)field(rule, 6, 16), &ra))
 		return -1;
-	if (rbp_kind == 1) {
-		w->rbp_at = cfa + (uintptr_t)field(rule, 22, 16);
-		if (!load(w, w->rbp_at, &rbp))
-			return -1;
-	}
+	if (rbp_kind == 1 &&
+	    !load(w, cfa + (uintptr_t)field(rule, 22, 16), &rbp))
+		return -1;
 	if (cfa <= w->r.rsp)
 		return -1;
 	w->r.rip = ra;
@@ -497,12 +485,6 @@ static int step(struct walk *w, uintptr_t pc, bool *signal)
 	struct ha_cfi c;
 
 	*signal = false;
-	w->ra_at = w->rbp_at = 0;
-	w->plain = (rule & 3) == RULE_NONE || (rule & 3) == RULE_SIMPLE;
-	w->rbp_use = (rule & 3) != RULE_SIMPLE || (rule & 8)
-			 ? 0
-			 : (rule & 4 ? RBP_READ : 0) |
-			       ((rule >> 4 & 3) == 0 ? RBP_PASS : 0);
 	if ((rule & 3) == RULE_SIMPLE)
 		return step_simple(w, rule);
 	if ((rule & 3) == RULE_NONE)
@@ -555,194 +537,6 @@ static void stack_bounds(struct walk *w)
 	}
 }
 
-/*
- * The thread's last walk, remembered (the memo). A walk is a pure function
- * of its state (pc, rip, rsp, rbp), the stack bounds, the rules (fixed for
- * a modules generation) and the words it loads. Where the rest of a walk
- * uses only simple rsp-based rules (no rbp, no expression, no signal
- * frame), the state is just (pc, rip, rsp) and the only words that decide
- * it are the saved return addresses. So when a walk reaches a remembered
- * state past the first (pc = rip - 1 for both), under the same bounds and
- * generation, and every remembered return-address slot from there on
- * still holds the return address it held, the rest is the remembered walk,
- * frame for frame, whatever happened in between (returns, longjmp,
- * signals, another stack). A (return address, CFA) pair alone would not
- * do: one function called from two sites at the same depth meets the same
- * pair with different callers above it.
- *
- * States sit at the end of the arrays, the last one last, so that a walk
- * that meets the memo writes only its new inner states, before the ones
- * it met: state k is (rsp[k], rip[k]); its step loaded rip[k + 1] from
- * ra_at[k]. The last state ended the walk (complete: its ra_at, if set,
- * held 0) or is where it stopped at max.
- */
-#define MEMO_MAX (HALLOC_DEPTH_MAX + 16)
-
-struct memo {
-	uint64_t gen;
-	struct range stack[2];
-	uint32_t lo; /* states lo..MEMO_MAX-1; MEMO_MAX: none */
-	bool complete;
-	uintptr_t rsp[MEMO_MAX], rip[MEMO_MAX], ra_at[MEMO_MAX];
-	uintptr_t rbp[MEMO_MAX], rbp_at[MEMO_MAX];
-	uint8_t plain[MEMO_MAX];   /* this step and all later ones are plain */
-	uint8_t matters[MEMO_MAX]; /* the rest depends on rbp (and its being known) */
-	uint8_t known[MEMO_MAX];
-	/* The walk in progress, in walk order. */
-	uintptr_t c_rsp[MEMO_MAX], c_rip[MEMO_MAX], c_ra_at[MEMO_MAX];
-	uintptr_t c_rbp[MEMO_MAX], c_rbp_at[MEMO_MAX];
-	uint8_t c_plain[MEMO_MAX], c_use[MEMO_MAX], c_known[MEMO_MAX];
-};
-
-static __thread struct memo *memo;
-/* HALLOC_UNWIND_CHECK set: every walk the memo shortened is redone in full. */
-static bool memo_check;
-
-static struct memo *memo_get(void)
-{
-	void *m;
-
-	if (memo)
-		return memo;
-	/* An ending thread would never give a new one back. */
-	if (ha_agent_self.exiting)
-		return NULL;
-	m = mmap(NULL, sizeof(struct memo), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (m == MAP_FAILED)
-		return NULL;
-	memo = m;
-	memo->lo = MEMO_MAX;
-	return memo;
-}
-
-void ha_agent_unwind_thread_end(void)
-{
-	if (memo)
-		munmap(memo, sizeof(struct memo));
-	memo = NULL;
-}
-
-/* Frames from remembered state b into frames (at most need); -1: not so. */
-static int memo_hit(const struct memo *m, uint32_t b, unsigned need,
-		    uintptr_t *frames)
-{
-	uint32_t avail = MEMO_MAX - 1 - b, copy, k;
-
-	if (avail >= need)
-		copy = need;
-	else if (m->complete)
-		copy = avail;
-	else
-		return -1; /* it stopped at max before we would */
-	for (k = b; k < b + copy; k++)
-		if (*(const uintptr_t *)m->ra_at[k] != m->rip[k + 1] ||
-		    (m->rbp_at[k] &&
-		     *(const uintptr_t *)m->rbp_at[k] != m->rbp[k + 1]))
-			return -1;
-	if (copy == avail && m->complete && m->ra_at[MEMO_MAX - 1] &&
-	    *(const uintptr_t *)m->ra_at[MEMO_MAX - 1] != 0)
-		return -1;
-	memcpy(frames, &m->rip[b + 1], copy * sizeof(*frames));
-	return (int)copy;
-}
-
-/* The walk's n states (c_*) go before state `at`, and are remembered. */
-static void memo_commit(struct memo *m, uint32_t at, uint32_t n)
-{
-	uint32_t lo = at - n, k;
-	bool plain = at < MEMO_MAX ? m->plain[at] : true;
-	bool matters = at < MEMO_MAX && m->matters[at];
-
-	if (n > at) { /* no room before it: remember nothing */
-		m->lo = MEMO_MAX;
-		return;
-	}
-	for (k = n; k--;) {
-		m->rsp[lo + k] = m->c_rsp[k];
-		m->rip[lo + k] = m->c_rip[k];
-		m->ra_at[lo + k] = m->c_ra_at[k];
-		m->rbp[lo + k] = m->c_rbp[k];
-		m->rbp_at[lo + k] = m->c_rbp_at[k];
-		m->known[lo + k] = m->c_known[k];
-		plain = plain && m->c_plain[k];
-		m->plain[lo + k] = plain;
-		matters = (m->c_use[k] & RBP_READ) ||
-			  ((m->c_use[k] & RBP_PASS) && matters);
-		m->matters[lo + k] = matters;
-	}
-	m->lo = lo;
-}
-
-static unsigned walk_memo(struct walk *w, uintptr_t *frames, unsigned max,
-			  struct memo *m, bool *hit)
-{
-	uint32_t b = m->lo + 1, top = m->lo;
-	uintptr_t pc = w->r.rip;
-	bool signal = false, match = top < MEMO_MAX;
-	unsigned n = 0;
-	int got;
-
-	*hit = false;
-	for (;;) {
-		if (n >= max) {
-			/* Where it stopped: a state of its own, not stepped. */
-			m->c_rsp[n] = w->r.rsp;
-			m->c_rip[n] = w->r.rip;
-			m->c_rbp[n] = w->r.rbp;
-			m->c_known[n] = w->r.rbp_known;
-			m->c_ra_at[n] = m->c_rbp_at[n] = 0;
-			m->c_plain[n] = 1;
-			m->c_use[n] = 0;
-			m->complete = false;
-			memo_commit(m, MEMO_MAX, n + 1);
-			return n;
-		}
-		if (match && n) {
-			while (b < MEMO_MAX && m->rsp[b] < w->r.rsp)
-				b++;
-			if (b < MEMO_MAX && m->rsp[b] == w->r.rsp &&
-			    m->rip[b] == w->r.rip && m->plain[b] &&
-			    (!m->matters[b] || (m->rbp[b] == w->r.rbp &&
-						m->known[b] == w->r.rbp_known)) &&
-			    (got = memo_hit(m, b, max - n, frames + n)) >= 0) {
-				memo_commit(m, b, n);
-				*hit = true;
-				return n + (unsigned)got;
-			}
-		}
-		m->c_rsp[n] = w->r.rsp;
-		m->c_rip[n] = w->r.rip;
-		m->c_rbp[n] = w->r.rbp;
-		m->c_known[n] = w->r.rbp_known;
-		got = step(w, pc, &signal);
-		/* A step that failed did so whatever the words it loaded. */
-		m->c_ra_at[n] = got < 0 ? 0 : w->ra_at;
-		m->c_rbp_at[n] = got < 0 ? 0 : w->rbp_at;
-		m->c_plain[n] = w->plain;
-		m->c_use[n] = w->rbp_use;
-		/* Past a step of any other kind, states are not comparable. */
-		match = match && w->plain;
-		if (got <= 0)
-			break;
-		frames[n++] = signal ? w->r.rip + 1 : w->r.rip;
-		pc = signal ? w->r.rip : w->r.rip - 1;
-	}
-	m->complete = true;
-	memo_commit(m, MEMO_MAX, n + 1);
-	return n;
-}
-
-static void check_failed(void)
-{
-	static const char msg[] =
-	    "halloc: unwind memo disagrees with a full walk\n";
-
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		abort();
-	abort();
-}
-
 void ha_agent_unwind_init(void)
 {
 	void *m =
@@ -751,42 +545,6 @@ void ha_agent_unwind_init(void)
 
 	/* Without a cache the walk still works, only slower. */
 	cache = m == MAP_FAILED ? NULL : m;
-	memo_check = getenv("HALLOC_UNWIND_CHECK") != NULL;
-}
-
-static unsigned walk_plain(struct walk *w, uintptr_t *frames, unsigned max)
-{
-	/* Mid-function, not a return address: look up rip itself. */
-	uintptr_t pc = w->r.rip;
-	bool signal = false;
-	unsigned n = 0;
-
-	while (n < max && step(w, pc, &signal) > 0) {
-		/*
-		 * A return address: the call is the instruction before it. Past
-		 * a signal frame the address is the interrupted instruction
-		 * itself; it is stored + 1 so that "address - 1" finds it too.
-		 */
-		frames[n++] = signal ? w->r.rip + 1 : w->r.rip;
-		pc = signal ? w->r.rip : w->r.rip - 1;
-	}
-	return n;
-}
-
-/* The memo's walk against a full one (HALLOC_UNWIND_CHECK). */
-static void check(const struct ha_agent_regs *from, const struct walk *done,
-		  const uintptr_t *frames, unsigned n, unsigned max)
-{
-	uintptr_t full[MEMO_MAX];
-	struct walk w = *done;
-
-	w.r.rip = from->rip;
-	w.r.rsp = from->rsp;
-	w.r.rbp = from->rbp;
-	w.r.rbp_known = true;
-	if (walk_plain(&w, full, max) != n ||
-	    memcmp(full, frames, n * sizeof(*frames)))
-		check_failed();
 }
 
 __attribute__((noinline)) unsigned
@@ -794,9 +552,10 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		unsigned max)
 {
 	struct ha_agent_regs here;
-	struct memo *m;
 	struct walk w;
-	unsigned n;
+	uintptr_t pc;
+	bool signal = false;
+	unsigned n = 0;
 
 	if (!from) {
 		HA_AGENT_HERE(&here);
@@ -808,21 +567,16 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 	w.r.rbp_known = true;
 	w.gen = ha_agent_modules_generation();
 	stack_bounds(&w);
-	m = max < MEMO_MAX - 1 ? memo_get() : NULL;
-	if (m) {
-		bool hit;
-
-		/* Other rules or other bounds: nothing remembered holds. */
-		if (m->gen != w.gen ||
-		    memcmp(m->stack, w.stack, sizeof(w.stack))) {
-			m->lo = MEMO_MAX;
-			m->gen = w.gen;
-			memcpy(m->stack, w.stack, sizeof(w.stack));
-		}
-		n = walk_memo(&w, frames, max, m, &hit);
-		if (hit && memo_check)
-			check(from, &w, frames, n, max);
-		return n;
+	/* Mid-function, not a return address: look up rip itself. */
+	pc = w.r.rip;
+	while (n < max && step(&w, pc, &signal) > 0) {
+		/*
+		 * A return address: the call is the instruction before it. Past
+		 * a signal frame the address is the interrupted instruction
+		 * itself; it is stored + 1 so that "address - 1" finds it too.
+		 */
+		frames[n++] = signal ? w.r.rip + 1 : w.r.rip;
+		pc = signal ? w.r.rip : w.r.rip - 1;
 	}
-	return walk_plain(&w, frames, max);
+	return n;
 }

@@ -69,8 +69,6 @@ struct ha_agent_regs {
 
 /* Once, before the first walk. */
 void ha_agent_unwind_init(void);
-/* The calling thread is ending: let go of what its walks remembered. */
-void ha_agent_unwind_thread_end(void);
 
 /*
  * The return addresses of the calling code, innermost first: of the
