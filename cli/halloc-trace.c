@@ -24,7 +24,7 @@
 
 #include "agent/bpf/attach.h"
 #include "analyzer/analyzer.h"
-#include "cli/common.h"
+#include "cli/display.h"
 #include "halloc/log.h"
 #include "tracer/tracer.h"
 
@@ -49,10 +49,11 @@ static const char usage_text[] =
     "  -d, --depth N           record up to N stack frames per call\n"
     "                          (1-256, default 64)\n"
     "  -f, --follow-children   also record the processes PROG starts\n"
-    CLI_SUPPRESSIONS_USAGE
-    CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n"
+    "\n"
+    "The report (on standard error; as halloc-report shows it):\n"
+    CLI_DISPLAY_USAGE
     "\n"
     "eBPF (needs root, or CAP_BPF and CAP_PERFMON, and a kernel with BTF):\n"
     "  -p, --pid PID           record the running process PID until Ctrl-C,\n"
@@ -78,8 +79,6 @@ enum {
 	OPT_AGGREGATE,
 	OPT_STACK,
 	OPT_STACK_BYTES,
-	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
-	OPT_SUPPRESSIONS,
 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
@@ -97,10 +96,7 @@ static const struct option long_options[] = {
     {"aggregate", no_argument, NULL, OPT_AGGREGATE},
     {"stack", required_argument, NULL, OPT_STACK},
     {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
-    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
-    {"error-exitcode", required_argument, NULL, OPT_GATE},
-    {"max-leaked", required_argument, NULL, OPT_GATE},
-    {"max-peak", required_argument, NULL, OPT_GATE},
+    CLI_DISPLAY_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -109,8 +105,7 @@ static struct env {
 	bool quiet;
 	unsigned depth;
 	bool follow_children;
-	struct cli_gates gates;
-	const char *suppressions_path;
+	struct cli_display display; /* the report: --top, --format, gates... */
 	struct ha_suppressions *suppressions; /* loaded before PROG starts */
 	/* eBPF: -p or --bpf */
 	unsigned pid;
@@ -177,20 +172,12 @@ static int check_combination(int argc, char **argv)
  * usage error. */
 static int parse_options(int argc, char **argv)
 {
-	int c, index;
+	int c, done;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_options, long_options,
-				&index)) != -1) {
+				NULL)) != -1) {
 		switch (c) {
-		case OPT_GATE:
-			if (cli_gate_option(long_options[index].name, optarg,
-					    &env.gates) < 0)
-				return -1;
-			break;
-		case OPT_SUPPRESSIONS:
-			env.suppressions_path = optarg;
-			break;
 		case 'o':
 			env.output = optarg;
 			break;
@@ -258,7 +245,12 @@ static int parse_options(int argc, char **argv)
 		case ':':
 			return cli_bad_option(argv, 1);
 		default:
-			return cli_bad_option(argv, 0);
+			done = cli_display_option(c, optarg, &env.display);
+			if (done == 0)
+				return cli_bad_option(argv, 0);
+			if (done < 0)
+				return -1;
+			break;
 		}
 	}
 	return check_combination(argc, argv);
@@ -273,18 +265,14 @@ static int parse_options(int argc, char **argv)
 static int report_and_gate(const char *path)
 {
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
-	struct ha_report_options report = {
-	    .format = HA_FORMAT_TEXT,
-	    .stack_frames = CLI_TEXT_STACK_FRAMES,
-	    .color = cli_use_color(STDERR_FILENO),
-	    .utf8 = cli_utf8(),
-	};
+	struct ha_report_options report =
+	    cli_display_report(&env.display, STDERR_FILENO);
 	struct ha_analysis *analysis = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
 	enum ha_result result;
 	int gate = 0;
 
-	if (env.quiet && !cli_gates_set(&env.gates))
+	if (env.quiet && !cli_gates_set(&env.display.gates))
 		return 0;
 	result = ha_analyze_file(path, &analyze, &analysis, &diag);
 	if (analysis && env.suppressions &&
@@ -296,9 +284,15 @@ static int report_and_gate(const char *path)
 		result = HA_ERR_NOMEM;
 	}
 	if (analysis && env.quiet) {
-		gate = cli_gates_status("halloc-trace", analysis, &env.gates);
+		gate = cli_gates_status("halloc-trace", analysis, &env.display.gates);
 		ha_analysis_free(analysis);
 	} else if (analysis) {
+		if (env.display.pid_set &&
+		    !ha_analysis_has_pid(analysis, env.display.pid))
+			fprintf(stderr,
+				"halloc-trace: warning: no process '%u' in "
+				"'%s'\n",
+				env.display.pid, path);
 		if (ha_report_write(analysis, &report, stderr, &write_diag) !=
 		    HA_OK)
 			fprintf(stderr, "halloc-trace: %s\n",
@@ -307,12 +301,12 @@ static int report_and_gate(const char *path)
 		if (result == HA_OK && !ha_analysis_complete(analysis))
 			fprintf(stderr, "halloc-trace: warning: %s\n",
 				ha_analysis_incomplete_reason(analysis));
-		gate = cli_gates_status("halloc-trace", analysis, &env.gates);
+		gate = cli_gates_status("halloc-trace", analysis, &env.display.gates);
 		ha_analysis_free(analysis);
-	} else if (result != HA_OK && cli_gates_set(&env.gates)) {
+	} else if (result != HA_OK && cli_gates_set(&env.display.gates)) {
 		fprintf(stderr, "halloc-trace: gate failed: the log cannot be "
 				"analyzed\n");
-		gate = env.gates.exit_code ? (int)env.gates.exit_code
+		gate = env.display.gates.exit_code ? (int)env.display.gates.exit_code
 					   : CLI_GATE_EXIT_DEFAULT;
 	}
 	if (result != HA_OK && diag.message[0])
@@ -321,7 +315,8 @@ static int report_and_gate(const char *path)
 		fprintf(stderr,
 			"halloc-trace: warning: cannot report '%s': %s\n", path,
 			ha_result_name(result));
-	if (!env.quiet)
+	/* JSON on stderr stays one document a tool can parse. */
+	if (!env.quiet && env.display.format == HA_FORMAT_TEXT)
 		fprintf(stderr, "halloc-trace: log written to %s\n", path);
 	return gate;
 }
@@ -415,10 +410,10 @@ int main(int argc, char **argv)
 	if (first <= 0)
 		return first == 0 ? 0 : EXIT_USAGE;
 	/* Before PROG runs: a bad file must not cost a recording. */
-	if (env.suppressions_path) {
+	if (env.display.suppressions) {
 		struct ha_diag diag = {{0}};
 
-		if (ha_suppressions_load(env.suppressions_path,
+		if (ha_suppressions_load(env.display.suppressions,
 					 &env.suppressions, &diag) != HA_OK) {
 			fprintf(stderr, "halloc-trace: %s\n", diag.message);
 			return EXIT_USAGE;
