@@ -98,8 +98,8 @@ def suppressions(c):
     p = c.run([REPORT, "--suppressions", supp, "--error-exitcode", "9", t.log])
     out = p.stdout.decode()
     check(p.returncode == 9, f"exit {p.returncode}, want 9")
-    check("suppressed:      4.9 KiB (5,000 bytes) in 1 block of those" in out, out)
-    check("SUPPRESSED: 4.9 KiB (5,000 bytes) in 1 block by leak:leak_big (line 4)" in out, out)
+    check("suppressed:      4.88 KiB (5,000 bytes) in 1 block of those" in out, out)
+    check("SUPPRESSED: 4.88 KiB (5,000 bytes) in 1 block by leak:leak_big (line 4)" in out, out)
     check("300 bytes leaked in 1 block" in p.stderr.decode(), p.stderr.decode())
     # anchors and wildcards: both leaks, then nothing, then everything
     for text, rc in (("leak:^leak_*$\n", 0), ("leak:^eak_big\n", 9), ("leak:leak_smal$\n", 9),
@@ -162,7 +162,7 @@ def report_controls(c):
     check(all(l["stack"] == [] for l in doc("--no-stacks")["leaks"]), "--no-stacks json")
     out = text("--sort", "peak", "--top", "1", "--no-stacks")
     check(f"SITES by peak bytes (top 1 of 4):\n  1. build_peak (peak.c:{peak})" in out, out)
-    check("#0" not in out and "1 more leak not shown (300 bytes in 1 block)" in out, out)
+    check("#0" not in out and "1 more leak not shown (300 B in 1 block)" in out, out)
     check(f"#0 leak_big" in text(), "stacks shown by default")
     pid = doc()["pid"]
     check(doc("--process", str(pid))["pid"] == pid, "--process")
@@ -209,7 +209,7 @@ def peak_contributors(c):
     churn = [s for s in proc["sites"] if s["site"]["line"] == line_of(src, "CHURN:")]
     check(churn and churn[0]["peak_bytes"] == 1000, f"churn site {churn}")
     want_text = (f"PEAK CONTRIBUTORS (what the heap held at its peak):\n"
-                 f"  97.7 KiB (100,000 bytes) in 10 blocks at build_peak (peak.c:{want[0][0]})\n")
+                 f"  97.7 KiB in 10 blocks at build_peak (peak.c:{want[0][0]})\n")
     check(want_text in t.err, t.err)
 
 
@@ -312,8 +312,8 @@ def diff(c):
     check(got == want, f"sites {got}, want {want}")
     p = c.run([REPORT, "--diff", old.log, new.log])
     out = p.stdout.decode()
-    check(p.returncode == 0 and "  leaked bytes:    5300 -> 0 (-5,300)\n" in out, out)
-    check(f"  leak_big (peak.c:{want[0][0]})\n     leaked -5,000 B, peak 0 B, allocated 0 B, "
+    check(p.returncode == 0 and "  leaked:          5.18 KiB -> 0 B (-5.18 KiB)\n" in out, out)
+    check(f"  leak_big (peak.c:{want[0][0]})\n     leaked -4.88 KiB, peak 0 B, allocated 0 B, "
           "calls 0\n" in out, out)
     # the same log twice: nothing changed
     p = c.run([REPORT, "--diff", old.log, old.log])
