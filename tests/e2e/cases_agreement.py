@@ -118,3 +118,74 @@ def heaptrack_leaky(c):
 def heaptrack_cxx(c):
     agree(c, [program("cxx")])
 
+
+
+# ---- README.md's report of the bundled example -------------------------------
+
+README = os.path.join(ROOT, "README.md")
+README_INTRO = "Its report, on stderr:"
+
+# What changes from run to run, in both texts.
+_VOLATILE = [
+    (re.compile(r"process \d+ "), "process PID "),
+    (re.compile(r"\b\d+(?:\.\d+)? (?:us|ms|s)\b"), "TIME"),
+    (re.compile(r"[\d,]+ allocations/s"), "RATE allocations/s"),
+    (re.compile(r"(  heap over time:  )\S+"), r"\1SPARKLINE"),
+    (re.compile(r"log written to \S+"), "log written to LOG"),
+]
+
+
+_CLOCK_LINES = ("  allocation rate: ", "  heap over time:  ")
+
+
+def normalized(lines):
+    out = []
+    for line in lines:
+        for pattern, repl in _VOLATILE:
+            line = pattern.sub(repl, line)
+        out.append(line.rstrip())
+    return out
+
+
+def readme_example():
+    """The indented block after README_INTRO: the report as README shows it."""
+    with open(README, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    try:
+        start = next(i for i, l in enumerate(lines) if l.strip().endswith(README_INTRO)) + 1
+    except StopIteration:
+        raise Fail(f"README.md has no line ending in {README_INTRO!r}")
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    block = []
+    for line in lines[start:]:
+        if line and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    while block and not block[-1]:
+        block.pop()
+    return block
+
+
+@case("readme-example")
+def readme_example_case(c):
+    """`make example`'s report, as README.md shows it: paths relative to the
+    repository (where `make example` runs), pids, times and the sparkline
+    aside."""
+    leaky = os.path.relpath(os.path.join(EXAMPLES, "leaky"), ROOT)
+    p = c.run([TRACE, "-o", c.path("leaky.hlog"), leaky], cwd=ROOT)
+    check(p.returncode == 0, f"{leaky}: exit {p.returncode}")
+    err = p.stderr.decode(errors="replace").replace(ROOT + "/", "")
+    got = normalized(err.splitlines())
+    want = normalized(readme_example())
+    check(len(want) > 20, f"README.md shows only {len(want)} lines of the report")
+    i = 0
+    for k, w in enumerate(want):
+        g = got[i] if i < len(got) else None
+        # a run within one tick of the agent's coarse clock (4 ms) has no
+        # rate and no heap over time: README's lines for them may be absent
+        if g != w and w.startswith(_CLOCK_LINES):
+            continue
+        check(g == w, f"README.md's example, line {k + 1}:\n  README: {w!r}\n  now:    {g!r}")
+        i += 1
+    check(i == len(got), f"the report has lines README.md does not show: {got[i:]}")
