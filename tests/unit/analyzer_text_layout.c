@@ -73,8 +73,7 @@ static struct ha_analysis *long_paths(struct lb *b)
 
 static char *report(const struct ha_analysis *a, unsigned width)
 {
-	struct ha_report_options o = {.format = HA_FORMAT_TEXT,
-				      .width = width};
+	struct ha_report_options o = {.format = HA_FORMAT_TEXT, .width = width};
 	struct ha_diag d;
 	char *text = NULL;
 	size_t len = 0;
