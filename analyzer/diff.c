@@ -239,12 +239,31 @@ static const char *signed_change(char buf[40], uint64_t o, uint64_t n,
 	return buf;
 }
 
+/* With colour, more memory is red and less green: a reader looks for red. */
+static const char *paint(const struct ha_report_options *o, uint64_t old_v,
+			 uint64_t new_v)
+{
+	if (!o->color || old_v == new_v)
+		return "";
+	return new_v > old_v ? "\033[1;31m" : "\033[32m";
+}
+
+static const char *unpaint(const struct ha_report_options *o, uint64_t old_v,
+			   uint64_t new_v)
+{
+	return o->color && old_v != new_v ? "\033[0m" : "";
+}
+
 /* Old and new as people read them: bytes in human units, counts with
  * thousands separators. */
 static const char *value(char buf[32], uint64_t v, int d)
 {
 	return d == D_CALLS ? ha_text_count(buf, v) : ha_text_bytes(buf, v);
 }
+
+/* A site's changes, in D_ order: "leaked -4.88 KiB, peak 0 B, ..." */
+static const char *const diff_names[D_N] = {" leaked", ", peak", ", allocated",
+					    ", calls"};
 
 static void write_text(FILE *out, const char *old_name, const char *new_name,
 		       const uint64_t t[2][D_N], const struct row *rows,
@@ -258,9 +277,11 @@ static void write_text(FILE *out, const char *old_name, const char *new_name,
 
 	fprintf(out, "halloc: from %s to %s\n", old_name, new_name);
 	for (int d = 0; d < D_N; d++)
-		fprintf(out, "  %s %s -> %s (%s)\n", labels[d],
+		fprintf(out, "  %s %s -> %s (%s%s%s)\n", labels[d],
 			value(v[0], t[0][d], d), value(v[1], t[1][d], d),
-			signed_change(b[0], t[0][d], t[1][d], d != D_CALLS));
+			paint(o, t[0][d], t[1][d]),
+			signed_change(b[0], t[0][d], t[1][d], d != D_CALLS),
+			unpaint(o, t[0][d], t[1][d]));
 	if (!n) {
 		fputs("\nNo site changed.\n", out);
 		return;
@@ -274,16 +295,14 @@ static void write_text(FILE *out, const char *old_name, const char *new_name,
 
 		fputs("  ", out);
 		ha_text_site(out, r->log, r->site);
-		fprintf(out,
-			"\n     leaked %s, peak %s, allocated %s, calls %s\n",
-			signed_change(b[0], r->v[0][D_LEAKED],
-				      r->v[1][D_LEAKED], true),
-			signed_change(b[1], r->v[0][D_PEAK], r->v[1][D_PEAK],
-				      true),
-			signed_change(b[2], r->v[0][D_ALLOCATED],
-				      r->v[1][D_ALLOCATED], true),
-			signed_change(b[3], r->v[0][D_CALLS], r->v[1][D_CALLS],
-				      false));
+		fputs("\n    ", out);
+		for (int d = 0; d < D_N; d++)
+			fprintf(out, "%s %s%s%s", diff_names[d],
+				paint(o, r->v[0][d], r->v[1][d]),
+				signed_change(b[d], r->v[0][d], r->v[1][d],
+					      d != D_CALLS),
+				unpaint(o, r->v[0][d], r->v[1][d]));
+		fputc('\n', out);
 	}
 }
 

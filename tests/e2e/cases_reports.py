@@ -316,6 +316,11 @@ def diff(c):
     check(p.returncode == 0 and "  leaked:          5.18 KiB -> 0 B (-5.18 KiB)\n" in out, out)
     check(f"  leak_big (peak.c:{want[0][0]})\n     leaked -4.88 KiB, peak 0 B, allocated 0 B, "
           "calls 0\n" in out, out)
+    # with colour, less is green and more is red
+    out = c.run([REPORT, "--diff", old.log, new.log, "--color", "always"]).stdout.decode()
+    check("leaked \033[32m-4.88 KiB\033[0m, peak 0 B," in out, out)
+    out = c.run([REPORT, "--diff", new.log, old.log, "--color", "always"]).stdout.decode()
+    check("(\033[1;31m+5.18 KiB\033[0m)" in out, out)
     # the same log twice: nothing changed
     p = c.run([REPORT, "--diff", old.log, old.log])
     check("No site changed." in p.stdout.decode(), p.stdout.decode())
