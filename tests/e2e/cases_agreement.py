@@ -135,6 +135,7 @@ _VOLATILE = [
 ]
 
 
+_FIX = "(scripts/update-readme-example rewrites README.md's example)"
 _CLOCK_LINES = ("  allocation rate: ", "  heap over time:  ")
 
 
@@ -186,6 +187,7 @@ def readme_example_case(c):
         # rate and no heap over time: README's lines for them may be absent
         if g != w and w.startswith(_CLOCK_LINES):
             continue
-        check(g == w, f"README.md's example, line {k + 1}:\n  README: {w!r}\n  now:    {g!r}")
+        check(g == w, f"README.md's example, line {k + 1}:\n  README: {w!r}\n  now:    {g!r}"
+              f"\n{_FIX}")
         i += 1
-    check(i == len(got), f"the report has lines README.md does not show: {got[i:]}")
+    check(i == len(got), f"the report has lines README.md does not show: {got[i:]}\n{_FIX}")
