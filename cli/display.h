@@ -32,43 +32,45 @@ enum cli_display_id {
 	CLI_OPT_MAX_PEAK,
 };
 
-#define CLI_DISPLAY_LONG_OPTIONS                                            \
-	{"format", required_argument, NULL, CLI_OPT_FORMAT},                \
-	{"top", required_argument, NULL, CLI_OPT_TOP},                      \
-	{"sort", required_argument, NULL, CLI_OPT_SORT},                    \
-	{"process", required_argument, NULL, CLI_OPT_PROCESS},              \
-	{"stacks", required_argument, NULL, CLI_OPT_STACKS},                \
-	{"no-stacks", no_argument, NULL, CLI_OPT_NO_STACKS},                \
-	{"min-bytes", required_argument, NULL, CLI_OPT_MIN_BYTES},          \
-	{"color", required_argument, NULL, CLI_OPT_COLOR},                  \
-	{"no-color", no_argument, NULL, CLI_OPT_NO_COLOR},                  \
-	{"suppressions", required_argument, NULL, CLI_OPT_SUPPRESSIONS},    \
-	{"error-exitcode", required_argument, NULL, CLI_OPT_ERROR_EXITCODE}, \
-	{"max-leaked", required_argument, NULL, CLI_OPT_MAX_LEAKED},        \
+#define CLI_DISPLAY_LONG_OPTIONS                                               \
+	{"format", required_argument, NULL, CLI_OPT_FORMAT},                   \
+	{"top", required_argument, NULL, CLI_OPT_TOP},                         \
+	{"sort", required_argument, NULL, CLI_OPT_SORT},                       \
+	{"process", required_argument, NULL, CLI_OPT_PROCESS},                 \
+	{"stacks", required_argument, NULL, CLI_OPT_STACKS},                   \
+	{"no-stacks", no_argument, NULL, CLI_OPT_NO_STACKS},                   \
+	{"min-bytes", required_argument, NULL, CLI_OPT_MIN_BYTES},             \
+	{"color", required_argument, NULL, CLI_OPT_COLOR},                     \
+	{"no-color", no_argument, NULL, CLI_OPT_NO_COLOR},                     \
+	{"suppressions", required_argument, NULL, CLI_OPT_SUPPRESSIONS},       \
+	{"error-exitcode", required_argument, NULL, CLI_OPT_ERROR_EXITCODE},   \
+	{"max-leaked", required_argument, NULL, CLI_OPT_MAX_LEAKED},           \
 	{"max-peak", required_argument, NULL, CLI_OPT_MAX_PEAK}
 
 /* Usage text of the options above, in the order --help shows them. */
-#define CLI_DISPLAY_USAGE                                                   \
-	"      --format FORMAT     text (default) or json\n"                    \
-	"      --top N             show the N largest leaks (and sites)\n"      \
-	"      --sort KEY          order leaks and sites by their site's peak,\n" \
-	"                          leaked, allocated (bytes), calls or\n"      \
-	"                          temporary (allocations)\n"                 \
+#define CLI_DISPLAY_USAGE                                                      \
+	"      --format FORMAT     text (default) or json\n"                   \
+	"      --top N             show the N largest leaks (and sites)\n"     \
+	"      --sort KEY          order leaks and sites by their site's\n"    \
+	"                          peak, leaked, allocated (bytes), calls\n"   \
+	"                          or temporary (allocations)\n"               \
 	"      --min-bytes BYTES   hide leaks of fewer bytes\n"                \
 	"      --stacks N          show at most N frames of each stack\n"      \
-	"                          (0: all; default 12 for text, all for json)\n" \
-	"      --no-stacks         show no call stacks\n"                       \
+	"                          (0: all; default 12 in text, all in\n"      \
+	"                          json)\n"                                    \
+	"      --no-stacks         show no call stacks\n"                      \
 	"      --process PID       report only the process PID\n"              \
-	"      --color WHEN        colour text: auto (default: on a terminal,\n" \
-	"                          unless NO_COLOR is set), always or never\n"   \
-	"      --no-color          the same as --color never\n"                 \
-	"      --suppressions FILE leaks to leave out, in LeakSanitizer's\n"     \
+	"      --color WHEN        auto (default: colour on a terminal\n"      \
+	"                          unless NO_COLOR is set), always or\n"       \
+	"                          never\n"                                    \
+	"      --no-color          the same as --color never\n"                \
+	"      --suppressions FILE leaks to leave out, in LeakSanitizer's\n"   \
 	"                          format (leak:PATTERN lines)\n"              \
-	"      --error-exitcode N  exit N (1-255) when leaks remain or a\n"      \
-	"                          --max-* limit is exceeded\n"                 \
-	"      --max-leaked BYTES  fail when more than BYTES leak in all\n"     \
-	"                          (suffix K, M, G: KiB, MiB, GiB)\n"           \
-	"      --max-peak BYTES    fail when a process's peak heap is more\n"   \
+	"      --error-exitcode N  exit N (1-255) when leaks remain or a\n"    \
+	"                          --max-* limit is exceeded\n"                \
+	"      --max-leaked BYTES  fail when more than BYTES leak in all\n"    \
+	"                          (suffix K, M, G: KiB, MiB, GiB)\n"          \
+	"      --max-peak BYTES    fail when a process's peak heap is more\n"  \
 	"                          than BYTES\n"
 
 /* Frames shown per stack in a text report unless --stacks says otherwise;

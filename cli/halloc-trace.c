@@ -267,12 +267,13 @@ static int report_and_gate(const char *path)
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
 	struct ha_report_options report =
 	    cli_display_report(&env.display, STDERR_FILENO);
+	const struct cli_gates *gates = gates;
 	struct ha_analysis *analysis = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
 	enum ha_result result;
 	int gate = 0;
 
-	if (env.quiet && !cli_gates_set(&env.display.gates))
+	if (env.quiet && !cli_gates_set(gates))
 		return 0;
 	result = ha_analyze_file(path, &analyze, &analysis, &diag);
 	if (analysis && env.suppressions &&
@@ -284,7 +285,7 @@ static int report_and_gate(const char *path)
 		result = HA_ERR_NOMEM;
 	}
 	if (analysis && env.quiet) {
-		gate = cli_gates_status("halloc-trace", analysis, &env.display.gates);
+		gate = cli_gates_status("halloc-trace", analysis, gates);
 		ha_analysis_free(analysis);
 	} else if (analysis) {
 		if (env.display.pid_set &&
@@ -301,13 +302,13 @@ static int report_and_gate(const char *path)
 		if (result == HA_OK && !ha_analysis_complete(analysis))
 			fprintf(stderr, "halloc-trace: warning: %s\n",
 				ha_analysis_incomplete_reason(analysis));
-		gate = cli_gates_status("halloc-trace", analysis, &env.display.gates);
+		gate = cli_gates_status("halloc-trace", analysis, gates);
 		ha_analysis_free(analysis);
-	} else if (result != HA_OK && cli_gates_set(&env.display.gates)) {
+	} else if (result != HA_OK && cli_gates_set(gates)) {
 		fprintf(stderr, "halloc-trace: gate failed: the log cannot be "
 				"analyzed\n");
-		gate = env.display.gates.exit_code ? (int)env.display.gates.exit_code
-					   : CLI_GATE_EXIT_DEFAULT;
+		gate = gates->exit_code ? (int)gates->exit_code
+					: CLI_GATE_EXIT_DEFAULT;
 	}
 	if (result != HA_OK && diag.message[0])
 		fprintf(stderr, "halloc-trace: warning: %s\n", diag.message);
