@@ -267,7 +267,7 @@ static int report_and_gate(const char *path)
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
 	struct ha_report_options report =
 	    cli_display_report(&env.display, STDERR_FILENO);
-	const struct cli_gates *gates = gates;
+	const struct cli_gates *gates = &env.display.gates;
 	struct ha_analysis *analysis = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
 	enum ha_result result;
