@@ -336,8 +336,38 @@ static int frame_length(unsigned i, const struct ha_frame *f,
 	return n + (*module ? 3 + (int)strlen(module) : 20);
 }
 
+/* Shortest a function name is cut to, and what stands for the cut. */
+#define FUNCTION_KEPT 24
+#define FUNCTION_CUT  "..."
+
+/* A function name `over` characters shorter when it is long enough (C++
+ * templates): its start and its end, which name the class and the
+ * function, around "...". */
+static void print_function(FILE *out, const char *function, int over)
+{
+	int len = (int)strlen(function), keep, head;
+
+	if (!*function) {
+		fputs("???", out);
+		return;
+	}
+	keep = len - over - (int)strlen(FUNCTION_CUT);
+	if (over <= 0 || keep < FUNCTION_KEPT) {
+		if (over > 0 && len > FUNCTION_KEPT + (int)strlen(FUNCTION_CUT))
+			keep = FUNCTION_KEPT;
+		else {
+			fputs(function, out);
+			return;
+		}
+	}
+	head = keep / 2;
+	fprintf(out, "%.*s%s%s", head, function, FUNCTION_CUT,
+		function + len - (keep - head));
+}
+
 /* With a width, a line that would not fit names the module, then the
- * file, by basename: the function and line are what a reader needs. */
+ * file, by basename, then cuts the middle of a long function name: the
+ * function and line are what a reader needs. */
 static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
 			const struct ha_report_options *o,
 			const struct ha_text_style *st)
@@ -348,7 +378,11 @@ static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
 		module = ha_basename(module);
 	if (o->width && frame_length(i, f, file, module) > (int)o->width)
 		file = ha_basename(file);
-	fprintf(out, "  #%u %s", i, *f->function ? f->function : "???");
+	fprintf(out, "  #%u ", i);
+	print_function(out, f->function,
+		       o->width ? frame_length(i, f, file, module) -
+				      (int)o->width
+				: 0);
 	if (*file) {
 		fprintf(out, " %s%s", st->place, file);
 		if (f->line)

@@ -106,3 +106,43 @@ Test(text_width, long_stack_lines_take_basenames)
 	ha_analysis_free(a);
 	lb_free(&b);
 }
+
+Test(text_width, long_function_names_lose_their_middle)
+{
+	static const char *const argv[] = {"./p", NULL};
+	static const char mod[] = "/bin/p";
+	static const struct lb_sym sym[] = {
+	    {"std::vector<std::pair<std::basic_string<char>, std::map<int, "
+	     "std::basic_string<char> > > >::_M_realloc_insert(iterator)",
+	     "/src/p.cc", 7}};
+	const uint64_t frames[] = {0x401001};
+	struct ha_analysis *a = NULL;
+	struct ha_diag d;
+	struct lb b;
+	char *text, *line;
+
+	lb_init(&b, 7, argv);
+	lb_chunk(&b, 1, 7, 7);
+	lb_process(&b, 1, 7, 1, 0, 0, 0, 10, mod, argv);
+	lb_module(&b, 2, 1, 0, mod, "", 0, 0x400000, 0x10000);
+	lb_stack(&b, 3, 1, 1, frames);
+	lb_alloc(&b, 4, HALLOC_FN_MALLOC, 0x1000, 64, 1);
+	lb_exit(&b, 7, HALLOC_EXIT_CODE, 0);
+	lb_symbols(&b, mod, "", 0x401000, 1, sym);
+	lb_end(&b);
+	cr_assert_eq(lb_analyze(&b, &a, &d), HA_OK, "%s", d.message);
+
+	text = report(a, 80);
+	line = strstr(text, "  #0 ");
+	cr_assert(line, "%s", text);
+	*strchr(line, '\n') = '\0';
+	cr_expect_eq(strlen(line), 80, "%s", line);
+	cr_expect_str_eq(line, "  #0 std::vector<std::pair<std::bas... >::"
+			       "_M_realloc_insert(iterator) p.cc:7 (p)");
+	free(text);
+	text = report(a, 0);
+	cr_expect(strstr(text, sym[0].function), "%s", text);
+	free(text);
+	ha_analysis_free(a);
+	lb_free(&b);
+}
