@@ -158,6 +158,19 @@ static inline int cli_bad_option(char **argv, int missing_value)
 	return cli_usage_error("unknown option '%s'", shortopt);
 }
 
+#define CLI_SUPPRESSIONS_USAGE                                              \
+	"      --suppressions FILE leaks to leave out, in LeakSanitizer's\n"     \
+	"                          format (leak:PATTERN lines)\n"
+
+/* Usage text both commands show for the gate options. */
+#define CLI_GATES_USAGE                                                     \
+	"      --error-exitcode N  exit N (1-255) when leaks remain or a\n"      \
+	"                          --max-* limit is exceeded\n"                 \
+	"      --max-leaked BYTES  fail when more than BYTES leak in all\n"     \
+	"                          (suffix K, M, G: KiB, MiB, GiB)\n"           \
+	"      --max-peak BYTES    fail when a process's peak heap is more\n"   \
+	"                          than BYTES\n"
+
 /* One of the gate options; `option` is its long name without dashes.
  * Returns 1 when handled, -1 on an invalid value. */
 static inline int cli_gate_option(const char *option, const char *arg,

@@ -1,12 +1,14 @@
 /*
  * cli/display.h - the report options halloc-trace and halloc-report both
- * take (what the report shows, how, and the CI gates), parsed once here.
+ * take (what the report shows, and how), parsed once here.
  *
  * A command adds CLI_DISPLAY_LONG_OPTIONS to its getopt_long table and
  * hands every value getopt_long returns that its own switch does not know
  * to cli_display_option(). The ids are above any command's own (256 + a
- * few), so the tables merge without renumbering. Header-only: each
- * command is one .c file.
+ * few), so the tables merge without renumbering. The CI gates and
+ * --suppressions stay in each command's table (cli_gate_option() in
+ * common.h parses the gates): what they check is not what the report
+ * shows. Header-only: each command is one .c file.
  */
 #ifndef HALLOC_CLI_DISPLAY_H
 #define HALLOC_CLI_DISPLAY_H
@@ -26,10 +28,6 @@ enum cli_display_id {
 	CLI_OPT_MIN_BYTES,
 	CLI_OPT_COLOR,
 	CLI_OPT_NO_COLOR,
-	CLI_OPT_SUPPRESSIONS,
-	CLI_OPT_ERROR_EXITCODE,
-	CLI_OPT_MAX_LEAKED,
-	CLI_OPT_MAX_PEAK,
 };
 
 #define CLI_DISPLAY_LONG_OPTIONS                                               \
@@ -41,11 +39,7 @@ enum cli_display_id {
 	{"no-stacks", no_argument, NULL, CLI_OPT_NO_STACKS},                   \
 	{"min-bytes", required_argument, NULL, CLI_OPT_MIN_BYTES},             \
 	{"color", required_argument, NULL, CLI_OPT_COLOR},                     \
-	{"no-color", no_argument, NULL, CLI_OPT_NO_COLOR},                     \
-	{"suppressions", required_argument, NULL, CLI_OPT_SUPPRESSIONS},       \
-	{"error-exitcode", required_argument, NULL, CLI_OPT_ERROR_EXITCODE},   \
-	{"max-leaked", required_argument, NULL, CLI_OPT_MAX_LEAKED},           \
-	{"max-peak", required_argument, NULL, CLI_OPT_MAX_PEAK}
+	{"no-color", no_argument, NULL, CLI_OPT_NO_COLOR}
 
 /* Usage text of the options above, in the order --help shows them. */
 #define CLI_DISPLAY_USAGE                                                      \
@@ -63,15 +57,7 @@ enum cli_display_id {
 	"      --color WHEN        auto (default: colour on a terminal\n"      \
 	"                          unless NO_COLOR is set), always or\n"       \
 	"                          never\n"                                    \
-	"      --no-color          the same as --color never\n"                \
-	"      --suppressions FILE leaks to leave out, in LeakSanitizer's\n"   \
-	"                          format (leak:PATTERN lines)\n"              \
-	"      --error-exitcode N  exit N (1-255) when leaks remain or a\n"    \
-	"                          --max-* limit is exceeded\n"                \
-	"      --max-leaked BYTES  fail when more than BYTES leak in all\n"    \
-	"                          (suffix K, M, G: KiB, MiB, GiB)\n"          \
-	"      --max-peak BYTES    fail when a process's peak heap is more\n"  \
-	"                          than BYTES\n"
+	"      --no-color          the same as --color never\n"
 
 /* Frames shown per stack in a text report unless --stacks says otherwise;
  * JSON shows every frame, for tools. */
@@ -92,8 +78,6 @@ struct cli_display {
 	bool no_stacks;
 	uint64_t min_bytes;
 	enum cli_color color;
-	const char *suppressions; /* a path; loading it is the command's */
-	struct cli_gates gates;
 };
 
 static inline bool cli_parse_sort(const char *text, enum ha_sort *out)
@@ -189,15 +173,6 @@ static inline int cli_display_option(int id, const char *arg,
 	case CLI_OPT_NO_COLOR:
 		d->color = CLI_COLOR_NEVER;
 		return 1;
-	case CLI_OPT_SUPPRESSIONS:
-		d->suppressions = arg;
-		return 1;
-	case CLI_OPT_ERROR_EXITCODE:
-		return cli_gate_option("error-exitcode", arg, &d->gates);
-	case CLI_OPT_MAX_LEAKED:
-		return cli_gate_option("max-leaked", arg, &d->gates);
-	case CLI_OPT_MAX_PEAK:
-		return cli_gate_option("max-peak", arg, &d->gates);
 	default:
 		return 0;
 	}

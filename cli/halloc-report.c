@@ -33,12 +33,16 @@ static const char usage_text[] =
     "                          whose leaked, peak or allocated bytes\n"
     "                          changed, largest change first\n"
     CLI_DISPLAY_USAGE
+    CLI_SUPPRESSIONS_USAGE
+    CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n";
 
 enum {
 	OPT_VERSION = 256,
 	OPT_DIFF,
+	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
+	OPT_SUPPRESSIONS,
 };
 
 /* ":": report a missing value. */
@@ -47,12 +51,18 @@ static const struct option long_options[] = {
     {"diff", required_argument, NULL, OPT_DIFF},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
-    CLI_DISPLAY_LONG_OPTIONS,
+    CLI_DISPLAY_LONG_OPTIONS, /* --format, --top, --sort, ... */
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
+    {"error-exitcode", required_argument, NULL, OPT_GATE},
+    {"max-leaked", required_argument, NULL, OPT_GATE},
+    {"max-peak", required_argument, NULL, OPT_GATE},
     {NULL, 0, NULL, 0},
 };
 
 static struct env {
 	struct cli_display display;
+	struct cli_gates gates;
+	const char *suppressions;
 	const char *diff_old; /* --diff OLD: LOG is the new one */
 	const char *log;
 } env;
@@ -60,12 +70,20 @@ static struct env {
 /* Returns 1 to go on, 0 to exit successfully, -1 on a usage error. */
 static int parse_options(int argc, char **argv)
 {
-	int c, done;
+	int c, index, done;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_options, long_options,
-				NULL)) != -1) {
+				&index)) != -1) {
 		switch (c) {
+		case OPT_GATE:
+			if (cli_gate_option(long_options[index].name, optarg,
+					    &env.gates) < 0)
+				return -1;
+			break;
+		case OPT_SUPPRESSIONS:
+			env.suppressions = optarg;
+			break;
 		case OPT_DIFF:
 			env.diff_old = optarg;
 			break;
@@ -156,8 +174,8 @@ int main(int argc, char **argv)
 		return diff();
 
 	/* A bad suppressions file is a usage error: nothing is reported. */
-	if (env.display.suppressions &&
-	    ha_suppressions_load(env.display.suppressions, &suppressions, &diag) !=
+	if (env.suppressions &&
+	    ha_suppressions_load(env.suppressions, &suppressions, &diag) !=
 		HA_OK) {
 		fprintf(stderr, "halloc-report: %s\n", diag.message);
 		return EXIT_USAGE;
@@ -215,7 +233,7 @@ int main(int argc, char **argv)
 	/* A bad log or report already fails; the gate decides the rest. */
 	if (status == 0)
 		status = cli_gates_status("halloc-report", analysis,
-					  &env.display.gates);
+					  &env.gates);
 	ha_analysis_free(analysis);
 	ha_suppressions_free(suppressions);
 	return status;

@@ -49,10 +49,12 @@ static const char usage_text[] =
     "  -d, --depth N           record up to N stack frames per call\n"
     "                          (1-256, default 64)\n"
     "  -f, --follow-children   also record the processes PROG starts\n"
+    CLI_SUPPRESSIONS_USAGE
+    CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n"
     "\n"
-    "The report (on standard error; as halloc-report shows it):\n"
+    "The report on standard error (as halloc-report shows it):\n"
     CLI_DISPLAY_USAGE
     "\n"
     "eBPF (needs root, or CAP_BPF and CAP_PERFMON, and a kernel with BTF):\n"
@@ -79,6 +81,8 @@ enum {
 	OPT_AGGREGATE,
 	OPT_STACK,
 	OPT_STACK_BYTES,
+	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
+	OPT_SUPPRESSIONS,
 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
@@ -90,22 +94,28 @@ static const struct option long_options[] = {
     {"follow-children", no_argument, NULL, 'f'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    CLI_DISPLAY_LONG_OPTIONS, /* --format, --top, --sort, ... */
     {"pid", required_argument, NULL, 'p'},
     {"bpf", no_argument, NULL, OPT_BPF},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"aggregate", no_argument, NULL, OPT_AGGREGATE},
     {"stack", required_argument, NULL, OPT_STACK},
     {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
-    CLI_DISPLAY_LONG_OPTIONS,
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
+    {"error-exitcode", required_argument, NULL, OPT_GATE},
+    {"max-leaked", required_argument, NULL, OPT_GATE},
+    {"max-peak", required_argument, NULL, OPT_GATE},
     {NULL, 0, NULL, 0},
 };
 
 static struct env {
 	const char *output;
+	struct cli_display display; /* what the report shows */
 	bool quiet;
 	unsigned depth;
 	bool follow_children;
-	struct cli_display display; /* the report: --top, --format, gates... */
+	struct cli_gates gates;
+	const char *suppressions_path;
 	struct ha_suppressions *suppressions; /* loaded before PROG starts */
 	/* eBPF: -p or --bpf */
 	unsigned pid;
@@ -172,12 +182,20 @@ static int check_combination(int argc, char **argv)
  * usage error. */
 static int parse_options(int argc, char **argv)
 {
-	int c, done;
+	int c, index, done;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_options, long_options,
-				NULL)) != -1) {
+				&index)) != -1) {
 		switch (c) {
+		case OPT_GATE:
+			if (cli_gate_option(long_options[index].name, optarg,
+					    &env.gates) < 0)
+				return -1;
+			break;
+		case OPT_SUPPRESSIONS:
+			env.suppressions_path = optarg;
+			break;
 		case 'o':
 			env.output = optarg;
 			break;
@@ -267,13 +285,12 @@ static int report_and_gate(const char *path)
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
 	struct ha_report_options report =
 	    cli_display_report(&env.display, STDERR_FILENO);
-	const struct cli_gates *gates = &env.display.gates;
 	struct ha_analysis *analysis = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
 	enum ha_result result;
 	int gate = 0;
 
-	if (env.quiet && !cli_gates_set(gates))
+	if (env.quiet && !cli_gates_set(&env.gates))
 		return 0;
 	result = ha_analyze_file(path, &analyze, &analysis, &diag);
 	if (analysis && env.suppressions &&
@@ -285,7 +302,7 @@ static int report_and_gate(const char *path)
 		result = HA_ERR_NOMEM;
 	}
 	if (analysis && env.quiet) {
-		gate = cli_gates_status("halloc-trace", analysis, gates);
+		gate = cli_gates_status("halloc-trace", analysis, &env.gates);
 		ha_analysis_free(analysis);
 	} else if (analysis) {
 		if (env.display.pid_set &&
@@ -302,13 +319,13 @@ static int report_and_gate(const char *path)
 		if (result == HA_OK && !ha_analysis_complete(analysis))
 			fprintf(stderr, "halloc-trace: warning: %s\n",
 				ha_analysis_incomplete_reason(analysis));
-		gate = cli_gates_status("halloc-trace", analysis, gates);
+		gate = cli_gates_status("halloc-trace", analysis, &env.gates);
 		ha_analysis_free(analysis);
-	} else if (result != HA_OK && cli_gates_set(gates)) {
+	} else if (result != HA_OK && cli_gates_set(&env.gates)) {
 		fprintf(stderr, "halloc-trace: gate failed: the log cannot be "
 				"analyzed\n");
-		gate = gates->exit_code ? (int)gates->exit_code
-					: CLI_GATE_EXIT_DEFAULT;
+		gate = env.gates.exit_code ? (int)env.gates.exit_code
+					   : CLI_GATE_EXIT_DEFAULT;
 	}
 	if (result != HA_OK && diag.message[0])
 		fprintf(stderr, "halloc-trace: warning: %s\n", diag.message);
@@ -411,10 +428,10 @@ int main(int argc, char **argv)
 	if (first <= 0)
 		return first == 0 ? 0 : EXIT_USAGE;
 	/* Before PROG runs: a bad file must not cost a recording. */
-	if (env.display.suppressions) {
+	if (env.suppressions_path) {
 		struct ha_diag diag = {{0}};
 
-		if (ha_suppressions_load(env.display.suppressions,
+		if (ha_suppressions_load(env.suppressions_path,
 					 &env.suppressions, &diag) != HA_OK) {
 			fprintf(stderr, "halloc-trace: %s\n", diag.message);
 			return EXIT_USAGE;
