@@ -159,8 +159,8 @@ static unsigned char *put_str(unsigned char *p, const char *s)
 unsigned char *ht_frame_trace_info(const struct ht_trace_info *info,
 				   size_t *size)
 {
-	size_t room = HALLOC_FRAME_HEADER_SIZE +
-		      HT_TRACE_INFO_FIELDS * HALLOC_VARINT_MAX;
+	size_t room =
+	    HALLOC_FRAME_HEADER_SIZE + HT_TRACE_INFO_FIELDS * HALLOC_VARINT_MAX;
 	unsigned char *frame, *p;
 	uint64_t argc = 0;
 

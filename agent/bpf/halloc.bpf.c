@@ -156,7 +156,8 @@ static __always_inline bool is_target(void)
  * helper call per event. The reader also polls. */
 static __always_inline __u64 rb_flags(const struct hb_event *ev)
 {
-	return !(ev->seq & wakeup_mask) || (ev->seq2 && !(ev->seq2 & wakeup_mask))
+	return !(ev->seq & wakeup_mask) ||
+		       (ev->seq2 && !(ev->seq2 & wakeup_mask))
 		   ? BPF_RB_FORCE_WAKEUP
 		   : BPF_RB_NO_WAKEUP;
 }
@@ -435,8 +436,9 @@ static __always_inline void emit_with_stack(struct pt_regs *ctx,
 		barrier_var(size); /* the verifier must see the bound */
 		size &= ~7ULL;
 		s->ev.nframes = size / 8;
-		if (bpf_ringbuf_output(
-			&events, s, sizeof(struct hb_event) + size, rb_flags(&s->ev)))
+		if (bpf_ringbuf_output(&events, s,
+				       sizeof(struct hb_event) + size,
+				       rb_flags(&s->ev)))
 			count(HB_CNT_LOST);
 	}
 }

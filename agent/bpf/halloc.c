@@ -296,12 +296,11 @@ static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 		return hb_diag_set(diag, HB_ERR_LOG, "cannot write '%s': %s",
 				   s->out->log_path, strerror(errno));
 	hb_log_end(&end,
-		   &(struct ht_end){.flags = s->out->events_lost
-						 ? HT_END_EVENTS_LOST
-						 : 0,
-				    .bpf_counts = true,
-				    .events_lost = s->out->events_lost,
-				    .stacks_truncated = s->out->stacks_truncated});
+		   &(struct ht_end){
+		       .flags = s->out->events_lost ? HT_END_EVENTS_LOST : 0,
+		       .bpf_counts = true,
+		       .events_lost = s->out->events_lost,
+		       .stacks_truncated = s->out->stacks_truncated});
 	if ((err = hb_log_close(&end)))
 		return hb_diag_set(diag, HB_ERR_LOG, "cannot write '%s': %s",
 				   s->out->log_path, strerror(err));

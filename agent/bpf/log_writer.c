@@ -137,9 +137,9 @@ void hb_log_process_exit(struct hb_log *log, uint32_t pid, uint64_t how,
 {
 	unsigned char frame[HT_SMALL_FRAME_MAX];
 
-	hb_log_write(log, frame,
-		     ht_frame_process_exit_how(frame, (pid_t)pid, how, value,
-					       flags));
+	hb_log_write(
+	    log, frame,
+	    ht_frame_process_exit_how(frame, (pid_t)pid, how, value, flags));
 }
 
 void hb_log_end(struct hb_log *log, const struct ht_end *end)
@@ -168,8 +168,9 @@ static void chunk_flush(struct hb_stream *s, struct hb_thread *t)
 {
 	if (t->used == CHUNK_START)
 		return;
-	ht_put_frame_header(t->buf, (uint32_t)(t->used - HALLOC_FRAME_HEADER_SIZE),
-			 HALLOC_FRAME_CHUNK);
+	ht_put_frame_header(t->buf,
+			    (uint32_t)(t->used - HALLOC_FRAME_HEADER_SIZE),
+			    HALLOC_FRAME_CHUNK);
 	hb_log_write(s->log, t->buf, t->used);
 	t->chunk_no++;
 	chunk_reset(s, t);

@@ -198,8 +198,8 @@ static unsigned ring_bytes(const struct hb_session *s)
  * DWARF mode carries its stack copy; frees are small). */
 static uint64_t wakeup_mask(const struct hb_session *s)
 {
-	uint64_t avg = s->stack_mode == HB_STACK_DWARF ? s->stack_bytes / 2 + 128
-						       : 256;
+	uint64_t avg =
+	    s->stack_mode == HB_STACK_DWARF ? s->stack_bytes / 2 + 128 : 256;
 	uint64_t n = ring_bytes(s) / 16 / avg, p = 1;
 
 	while (p * 2 <= n)
