@@ -284,21 +284,13 @@ int BPF_KPROBE(pvalloc_enter, __u64 size)
 
 /* ---- --aggregate --------------------------------------------------------- */
 
+/* The least work a free can do: its block leaves `live`. Frees per site
+ * are not counted here: user space derives them at the end (a site's
+ * allocations less its blocks still live). */
 static __always_inline void agg_free(__u64 addr)
 {
-	struct hb_live *b = bpf_map_lookup_elem(&live, &addr);
-	struct hb_site *s;
-
-	if (!b) {
+	if (bpf_map_delete_elem(&live, &addr))
 		count(HB_CNT_UNKNOWN_FREES);
-		return;
-	}
-	s = bpf_map_lookup_elem(&sites, &b->site);
-	if (s) {
-		__sync_fetch_and_add(&s->frees, 1);
-		__sync_fetch_and_add(&s->freed_bytes, b->size);
-	}
-	bpf_map_delete_elem(&live, &addr);
 }
 
 /* The site of the current stack, created on first sight. */
@@ -351,12 +343,9 @@ static __always_inline void agg_alloc(struct pt_regs *ctx, __u8 fn, __u64 addr,
 	__sync_fetch_and_add(&site->allocs, 1);
 	__sync_fetch_and_add(&site->bytes, size);
 	b.time_ns = bpf_ktime_get_boot_ns();
-	if (bpf_map_update_elem(&live, &addr, &b, BPF_ANY)) {
-		/* Not tracked: count it freed at once, so totals hold. */
+	/* Not tracked: it counts as freed (see agg_free), totals hold. */
+	if (bpf_map_update_elem(&live, &addr, &b, BPF_ANY))
 		count(HB_CNT_LIVE_FULL);
-		__sync_fetch_and_add(&site->frees, 1);
-		__sync_fetch_and_add(&site->freed_bytes, size);
-	}
 }
 
 static __always_inline void agg_failed(struct pt_regs *ctx, __u8 fn)
