@@ -140,7 +140,7 @@ enum ha_result ha_analyze_stream(FILE *f, const char *name,
 	enum ha_result read_res, res;
 
 	*out = NULL;
-	read_res = ha_log_read(f, name, &log, diag);
+	read_res = ha_log_read(f, name, false, &log, diag);
 	if (!log)
 		return read_res;
 	a = calloc(1, sizeof(*a));
@@ -303,7 +303,7 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 	if (!f)
 		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s",
 				   path, strerror(errno));
-	read_res = ha_log_read(f, path, &log, diag);
+	read_res = ha_log_read(f, path, true, &log, diag);
 	fclose(f);
 	if (!log)
 		return read_res;

@@ -47,6 +47,8 @@ static bool push_event(struct chunk *k, uint64_t seq, unsigned kind,
 	struct ha_stream *s = k->stream;
 	struct ha_event *e;
 
+	if (k->log->skip_events)
+		return true;
 	if (!HA_RESERVE(s->events, s->events_cap, s->nevents + 1))
 		return nomem(k);
 	e = &s->events[s->nevents++];

@@ -289,8 +289,8 @@ static enum ha_result read_frames(struct reader *r)
 	}
 }
 
-enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
-			   struct ha_diag *diag)
+enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
+			   struct ha_log **out, struct ha_diag *diag)
 {
 	struct reader r = {.f = f, .name = name, .diag = diag};
 	enum ha_result res;
@@ -302,6 +302,7 @@ enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
 	if (!r.log)
 		return ha_diag_set(diag, HA_ERR_NOMEM,
 				   "out of memory reading '%s'", name);
+	r.log->skip_events = skip_events;
 	errno = 0;
 	res = read_header(&r);
 	if (res == HA_OK)

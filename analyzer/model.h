@@ -238,6 +238,10 @@ struct ha_log {
 	size_t nsites, sites_cap;
 	struct ha_map site_index; /* key hash -> first site */
 
+	/* Set before reading: keep stacks, modules and processes but not the
+	 * events (ha_append_symbols needs no more; memory stays small). */
+	bool skip_events;
+
 	/* How reading went. */
 	bool has_end;
 	uint64_t end_flags, chunks_lost;
@@ -271,9 +275,10 @@ const char *ha_log_build_id_hex(struct ha_log *log, const unsigned char *id,
 				size_t len);
 const char *ha_basename(const char *path);
 
-/* log_reader.c: reads a whole log from `f`; `name` is for messages. */
-enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
-			   struct ha_diag *diag);
+/* log_reader.c: reads a whole log from `f`; `name` is for messages.
+ * `skip_events`: see ha_log.skip_events. */
+enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
+			   struct ha_log **out, struct ha_diag *diag);
 /* Sets diag to a printf-style message; returns `result`. */
 enum ha_result ha_diag_set(struct ha_diag *diag, enum ha_result result,
 			   const char *fmt, ...)
