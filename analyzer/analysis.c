@@ -12,9 +12,12 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/log_source.h"
 
 const char *ha_result_name(enum ha_result result)
 {
@@ -293,6 +296,36 @@ enum ha_result ha_report_write(const struct ha_analysis *analysis,
 /* ---- symbols for a finished recording
  * ------------------------------------------ */
 
+/* A compressed log gets its SYMBOLS frames as one zstd frame of their own:
+ * built in memory (a memfd), then compressed and appended. */
+static enum ha_result append_compressed_symbols(struct ha_log *log, int fd)
+{
+	int mem = memfd_create("halloc-symbols", MFD_CLOEXEC);
+	enum ha_result res;
+	struct stat st;
+	void *data;
+
+	if (mem < 0)
+		return HA_ERR_IO;
+	res = ha_symbols_write(log, mem);
+	if (res == HA_OK && fstat(mem, &st) != 0)
+		res = HA_ERR_IO;
+	if (res == HA_OK && st.st_size > 0) {
+		data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+			    mem, 0);
+		if (data == MAP_FAILED) {
+			res = HA_ERR_IO;
+		} else {
+			if (!ha_append_compressed(fd, data, (size_t)st.st_size))
+				res = errno == ENOMEM ? HA_ERR_NOMEM
+						      : HA_ERR_IO;
+			munmap(data, (size_t)st.st_size);
+		}
+	}
+	close(mem);
+	return res;
+}
+
 enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 {
 	FILE *f = fopen(path, "rb");
@@ -315,6 +348,14 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 		return ha_diag_set(diag, res, "out of memory symbolizing '%s'",
 				   path);
 	}
+	/* A zstd frame appended after a cut-short one could not be read. */
+	if (log->truncated && log->compressed) {
+		ha_log_free(log);
+		return ha_diag_set(diag, HA_ERR_CORRUPT,
+				   "cannot add symbols to '%s': the compressed "
+				   "log is cut short",
+				   path);
+	}
 	/* Frames appended after a partial one could not be read back. */
 	if (log->truncated && truncate(path, (off_t)log->valid_end) != 0) {
 		res = ha_diag_set(diag, HA_ERR_IO, "cannot truncate '%s': %s",
@@ -330,7 +371,8 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 		return res;
 	}
 	errno = 0;
-	res = ha_symbols_write(log, fd);
+	res = log->compressed ? append_compressed_symbols(log, fd)
+			      : ha_symbols_write(log, fd);
 	if (close(fd) != 0 && res == HA_OK)
 		res = HA_ERR_IO;
 	ha_log_free(log);

@@ -241,6 +241,7 @@ struct ha_log {
 	/* Set before reading: keep stacks, modules and processes but not the
 	 * events (ha_append_symbols needs no more; memory stays small). */
 	bool skip_events;
+	bool compressed; /* the file is zstd (analyzer/log_source.h) */
 
 	/* How reading went. */
 	bool has_end;

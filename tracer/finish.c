@@ -104,6 +104,9 @@ enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
 		ht_log_write(s, frame,
 			     ht_frame_process_exit(frame, s->exits[i].pid,
 						   s->exits[i].status));
+	/* ha_append_symbols reads the log and appends to it: the frame being
+	 * compressed must end first. */
+	ht_log_seal(s);
 	if (s->log_errno)
 		goto write_error;
 
@@ -118,6 +121,7 @@ enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
 		goto write_error;
 	}
 	append_end(s);
+	ht_log_seal(s);
 	if (s->log_errno)
 		goto write_error;
 	if (close(s->log_fd) < 0) {
