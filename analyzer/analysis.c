@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/event_merge.h"
 #include "analyzer/log_source.h"
 
 const char *ha_result_name(enum ha_result result)
@@ -83,10 +84,13 @@ static void set_completeness(struct ha_analysis *a)
 	a->complete = r[0] == '\0';
 }
 
-/* Everything after reading; the log belongs to `a` already. */
-static enum ha_result build(struct ha_analysis *a,
+/* Everything after reading; the log belongs to `a` already. `f` is the
+ * log's file when its events are to be read again (skip_events). */
+static enum ha_result build(struct ha_analysis *a, FILE *f,
 			    const struct ha_analyze_options *options)
 {
+	struct ha_merge_plan plan = {0};
+	struct ha_fetch *fetch = NULL;
 	struct ha_log *log = a->log;
 	size_t n;
 	struct ha_process *ordered = NULL;
@@ -114,7 +118,14 @@ static enum ha_result build(struct ha_analysis *a,
 		return HA_ERR_NOMEM;
 	}
 	a->nprocs = n;
-	res = ha_replay(log, a->procs);
+	if (log->skip_events && !(fetch = ha_fetch_new(f, log)))
+		res = HA_ERR_NOMEM;
+	if (res == HA_OK)
+		res = ha_merge_plan(log, fetch, &plan);
+	if (res == HA_OK)
+		res = ha_replay(log, a->procs, &plan);
+	ha_merge_plan_free(&plan);
+	ha_fetch_free(fetch);
 	if (res == HA_OK) {
 		for (size_t i = 0; i < n; i++) {
 			struct ha_process *p = &ordered[i];
@@ -134,6 +145,15 @@ static enum ha_result build(struct ha_analysis *a,
 	return res;
 }
 
+/* A regular file can be read again at any offset: the replay then reads
+ * the events from it instead of holding them all (event_merge.h). */
+static bool can_read_again(FILE *f)
+{
+	struct stat st;
+
+	return fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 enum ha_result ha_analyze_stream(FILE *f, const char *name,
 				 const struct ha_analyze_options *options,
 				 struct ha_analysis **out, struct ha_diag *diag)
@@ -143,7 +163,7 @@ enum ha_result ha_analyze_stream(FILE *f, const char *name,
 	enum ha_result read_res, res;
 
 	*out = NULL;
-	read_res = ha_log_read(f, name, false, &log, diag);
+	read_res = ha_log_read(f, name, can_read_again(f), &log, diag);
 	if (!log)
 		return read_res;
 	a = calloc(1, sizeof(*a));
@@ -153,7 +173,7 @@ enum ha_result ha_analyze_stream(FILE *f, const char *name,
 				   "out of memory analyzing '%s'", name);
 	}
 	a->log = log;
-	res = build(a, options);
+	res = build(a, f, options);
 	if (res != HA_OK) {
 		ha_analysis_free(a);
 		return ha_diag_set(diag, res, "out of memory analyzing '%s'",

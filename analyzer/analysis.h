@@ -101,8 +101,11 @@ struct ha_analysis {
 	const struct ha_suppressions *suppressions;
 };
 
-/* replay.c: fills procs[i] for stream i (all but stream, parent, argv). */
-enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs);
+/* replay.c: fills procs[i] for stream i (all but stream, parent, argv),
+ * taking each stream's events in order from the plan (event_merge.h). */
+struct ha_merge_plan;
+enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs,
+			 const struct ha_merge_plan *plan);
 
 /* processes.c: the order streams are reported in, how each ended, who its
  * parent is and what its command was. *order is malloc'ed. */

@@ -192,6 +192,7 @@ static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 			return corrupt(r, frame_at, "bad end frame");
 		return HA_OK;
 	case HALLOC_FRAME_CHUNK:
+		r->log->payload_at = payload_at;
 		res = ha_chunk_read(r->log, r->buf, len, &bad, &why);
 		break;
 	case HALLOC_FRAME_SYMBOLS:
@@ -321,6 +322,12 @@ enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
 	if (res == HA_OK)
 		res = read_frames(&r);
 	r.log->compressed = r.src.compressed;
+	if (r.src.nomem && res == HA_OK)
+		res = ha_diag_set(diag, HA_ERR_NOMEM,
+				  "out of memory reading '%s'", name);
+	r.log->zframes = r.src.frames;
+	r.log->nzframes = r.src.nframes;
+	r.src.frames = NULL;
 	ha_source_close(&r.src);
 	free(r.buf);
 	if (res != HA_OK && res != HA_ERR_CORRUPT) {
