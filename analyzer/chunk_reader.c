@@ -8,6 +8,14 @@
  * A record refers to a stack by id: the STACK record may come later in the
  * file (another thread's chunk, flushed later), so the stack is created
  * undefined on first mention and filled when its record comes.
+ *
+ * A chunk is read twice when the log is a file (event_merge.h): first
+ * (ha_chunk_read, log->skip_events) for everything but the events, noting
+ * where its events are; then (ha_chunk_events, k->out set) by the replay,
+ * for its events only, in seq order with the other threads'. A record
+ * kind has one reader below, called both times: it decodes its fields,
+ * then changes the model only when !k->out (the first reading), and
+ * hands events to push_event, which files them where the reading wants.
  */
 #include <stdlib.h>
 #include <string.h>
