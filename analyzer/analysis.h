@@ -48,6 +48,9 @@ struct ha_timeline {
 	uint64_t *bytes;
 	bool *seen;     /* while building */
 	uint64_t *last; /* while building: live bytes at the interval's end */
+	/* while building: the interval of the last event, [lo_us, hi_us) */
+	size_t cur;
+	uint64_t lo_us, hi_us;
 };
 
 bool ha_timeline_start(struct ha_timeline *tl, uint64_t end_us,
