@@ -145,13 +145,15 @@ static enum ha_result build(struct ha_analysis *a, FILE *f,
 	return res;
 }
 
-/* A regular file can be read again at any offset: the replay then reads
- * the events from it instead of holding them all (event_merge.h). */
+/* A regular file read from its start can be read again at any offset:
+ * the replay then reads the events from it instead of holding them all
+ * (event_merge.h). */
 static bool can_read_again(FILE *f)
 {
 	struct stat st;
 
-	return fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
+	return fileno(f) >= 0 && fstat(fileno(f), &st) == 0 &&
+	       S_ISREG(st.st_mode) && ftello(f) == 0;
 }
 
 enum ha_result ha_analyze_stream(FILE *f, const char *name,
