@@ -24,7 +24,15 @@
 #include "analyzer/model.h"
 #include "halloc/log.h"
 
+#define STACK_MEMO 32
+
+struct stack_memo {
+	uint64_t id;
+	uint32_t index; /* global stack index + 1; 0: empty */
+};
+
 struct chunk {
+	struct stack_memo stacks[STACK_MEMO];
 	struct ha_log *log;
 	struct ha_stream *stream;
 	/* The replay's reading (ha_chunk_events): events go here, and the
@@ -96,8 +104,20 @@ fill:
 
 static bool stack_ref(struct chunk *k, uint64_t id, uint32_t *out)
 {
+	/* A stack id names the same stack for the whole stream: remembered
+	 * per chunk, most lookups skip the stream's hash map. */
+	struct stack_memo *m = &k->stacks[id % STACK_MEMO];
+
+	if (m->index != 0 && m->id == id) {
+		*out = m->index - 1;
+		return true;
+	}
 	*out = ha_log_stack_ref(k->log, k->stream, id);
-	return *out != HA_NONE || nomem(k);
+	if (*out == HA_NONE)
+		return nomem(k);
+	m->id = id;
+	m->index = *out + 1;
+	return true;
 }
 
 static bool read_process(struct chunk *k, uint64_t seq)

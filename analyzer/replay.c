@@ -125,20 +125,18 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		  const struct ha_event *e)
 {
 	const struct ha_stack *stacks = r->log->stacks;
+	struct ha_block old;
 	size_t i;
 
 	switch (e->kind) {
 	case HA_EV_ALLOC:
-		i = ha_live_find(&st->live, e->addr);
-		if (i != SIZE_MAX) {
-			site_live_change(lv, st,
-					 stacks[st->live.slots[i].stack].site,
-					 st->live.slots[i].size, false);
-			ha_live_remove(&st->live, i);
-		}
-		if (!ha_live_insert(&st->live, e->addr, e->size, e->stack,
-				 e->time))
+		/* At an address still live, the new block replaces the old. */
+		if (ha_live_put(&st->live, e->addr, e->size, e->stack, e->time,
+				&old) == SIZE_MAX)
 			return false;
+		if (old.used)
+			site_live_change(lv, st, stacks[old.stack].site,
+					 old.size, false);
 		st->sum.allocations++;
 		st->sum.bytes_allocated += e->size;
 		st->sizes[ha_size_bucket(e->size)]++;
