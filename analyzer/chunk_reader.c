@@ -453,8 +453,8 @@ enum ha_result ha_chunk_read(struct ha_log *log, const unsigned char *p,
 }
 
 enum ha_result ha_chunk_events(struct ha_log *log, const unsigned char *p,
-			       size_t len, struct ha_event **events,
-			       size_t *n, size_t *cap)
+			       size_t len, struct ha_event **events, size_t *n,
+			       size_t *cap)
 {
 	struct chunk k = {.log = log, .first = true};
 	const char *why;

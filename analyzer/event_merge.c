@@ -177,8 +177,8 @@ static enum ha_result read_all(struct ha_event_iter *it, const uint32_t *c,
 	qsort(by_file, n, sizeof(*by_file), cmp_index);
 	it->own_events = true;
 	for (size_t i = 0; i < n && res == HA_OK; i++)
-		res = read_chunk(it, by_file[i], &it->events, &it->nevents,
-				 &cap);
+		res =
+		    read_chunk(it, by_file[i], &it->events, &it->nevents, &cap);
 	free(by_file);
 	if (res == HA_OK && !sort_events(it->events, it->nevents))
 		res = HA_ERR_NOMEM;
@@ -246,8 +246,7 @@ static void sift_down(struct ha_event_iter *it, size_t i)
 }
 
 enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
-			      const struct ha_merge_plan *plan,
-			      uint32_t stream)
+			      const struct ha_merge_plan *plan, uint32_t stream)
 {
 	struct ha_stream *s = &log->streams[stream];
 	const uint32_t *c;
@@ -270,14 +269,16 @@ enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
 	if (!mergeable(log, c, n))
 		return read_all(it, c, n);
 	for (size_t i = 0; i < n; i++)
-		if (i == 0 || log->chunks[c[i]].slot != log->chunks[c[i - 1]].slot)
+		if (i == 0 ||
+		    log->chunks[c[i]].slot != log->chunks[c[i - 1]].slot)
 			it->ngroups++;
 	it->groups = calloc(it->ngroups ? it->ngroups : 1, sizeof(*it->groups));
 	it->heap = malloc((it->ngroups ? it->ngroups : 1) * sizeof(*it->heap));
 	if (!it->groups || !it->heap)
 		return HA_ERR_NOMEM;
 	for (size_t i = 0, g = 0; i < n; i++) {
-		if (i > 0 && log->chunks[c[i]].slot == log->chunks[c[i - 1]].slot)
+		if (i > 0 &&
+		    log->chunks[c[i]].slot == log->chunks[c[i - 1]].slot)
 			continue;
 		it->groups[g].chunks = c + i;
 		while (i + it->groups[g].nchunks < n &&

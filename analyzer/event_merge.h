@@ -19,8 +19,8 @@
 
 /* Every stream's chunks, grouped for the merge. */
 struct ha_merge_plan {
-	uint32_t *order;    /* chunk indexes by (stream, slot, chunk_no, at) */
-	size_t *start;      /* per stream: its chunks are order[start, end) */
+	uint32_t *order; /* chunk indexes by (stream, slot, chunk_no, at) */
+	size_t *start;	 /* per stream: its chunks are order[start, end) */
 	size_t *end;
 	struct ha_fetch *fetch; /* NULL: the events are in the streams */
 };

@@ -26,7 +26,8 @@ bool ha_source_open(struct ha_source *src, FILE *f)
 	src->compressed = got == sizeof(magic) &&
 			  memcmp(magic, HA_ZSTD_MAGIC, HA_ZSTD_MAGIC_LEN) == 0;
 	if (!src->compressed) {
-		/* What was peeked is the start of the log: hand it out first. */
+		/* What was peeked is the start of the log: hand it out first.
+		 */
 		src->out = malloc(sizeof(magic));
 		if (!src->out)
 			return false;
@@ -62,8 +63,8 @@ static bool refill(struct ha_source *src)
 			if (src->in_eof)
 				return false;
 			src->in_at += src->in_len;
-			src->in_len = fread(src->in, 1, ZSTD_DStreamInSize(),
-					    src->f);
+			src->in_len =
+			    fread(src->in, 1, ZSTD_DStreamInSize(), src->f);
 			src->in_pos = 0;
 			if (src->in_len == 0) {
 				src->in_eof = true;
@@ -90,8 +91,9 @@ static bool refill(struct ha_source *src)
 					src->nframes + 1))
 				src->nomem = true;
 			else
-				src->frames[src->nframes++] = (struct ha_zframe){
-				    src->in_at + in.pos, src->raw_total};
+				src->frames[src->nframes++] =
+				    (struct ha_zframe){src->in_at + in.pos,
+						       src->raw_total};
 		}
 		if (out.pos > 0) {
 			src->out_pos = 0;
@@ -248,8 +250,8 @@ static struct cached_frame *load_frame(struct ha_fetch *h, size_t k)
 	c->len = 0;
 	ZSTD_DCtx_reset(h->dctx, ZSTD_reset_session_only);
 	while (ret != 0) {
-		ssize_t got = pread(h->fd, h->in, ZSTD_DStreamInSize(),
-				    (off_t)at);
+		ssize_t got =
+		    pread(h->fd, h->in, ZSTD_DStreamInSize(), (off_t)at);
 		ZSTD_inBuffer in = {h->in, got > 0 ? (size_t)got : 0, 0};
 
 		if (got <= 0)

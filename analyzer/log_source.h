@@ -23,15 +23,15 @@
 #include "analyzer/model.h"
 
 /* The first bytes of a zstd frame (RFC 8878), little-endian 0xFD2FB528. */
-#define HA_ZSTD_MAGIC "\x28\xb5\x2f\xfd"
+#define HA_ZSTD_MAGIC	  "\x28\xb5\x2f\xfd"
 #define HA_ZSTD_MAGIC_LEN 4
 
 struct ha_source {
 	FILE *f;
 	bool compressed;
-	bool corrupt;	/* zstd could not decode the data */
-	bool io_error;	/* reading the file failed */
-	bool in_frame;	/* inside an unfinished zstd frame */
+	bool corrupt;  /* zstd could not decode the data */
+	bool io_error; /* reading the file failed */
+	bool in_frame; /* inside an unfinished zstd frame */
 	const char *zstd_error;
 	void *dctx; /* ZSTD_DCtx */
 	unsigned char *in, *out;

@@ -32,8 +32,8 @@ static bool owner_alive(const struct halloc_slot *slot)
  * never used, one page fault each. *data_end caches the current data
  * range: [*data_at, *data_end).
  */
-static bool slot_written(const struct ht_session *s, uint32_t i,
-			 off_t *data_at, off_t *data_end)
+static bool slot_written(const struct ht_session *s, uint32_t i, off_t *data_at,
+			 off_t *data_end)
 {
 	off_t h = (off_t)(offsetof(struct halloc_shm, slots) +
 			  (size_t)i * sizeof(struct halloc_slot));

@@ -46,8 +46,7 @@ static bool ready(struct ht_session *s)
 		s->log_errno = ENOMEM;
 		return false;
 	}
-	ZSTD_CCtx_setParameter(s->zstd, ZSTD_c_compressionLevel,
-			       HT_ZSTD_LEVEL);
+	ZSTD_CCtx_setParameter(s->zstd, ZSTD_c_compressionLevel, HT_ZSTD_LEVEL);
 	return true;
 }
 

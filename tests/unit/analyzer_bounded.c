@@ -161,8 +161,7 @@ static char *generate(uint64_t *allocs, uint64_t *frees, uint64_t *bytes)
 	return path;
 }
 
-Test(analyzer_bounded, twenty_million_events_in_bounded_memory,
-     .timeout = 120)
+Test(analyzer_bounded, twenty_million_events_in_bounded_memory, .timeout = 120)
 {
 	uint64_t allocs, frees, bytes;
 	char *path = generate(&allocs, &frees, &bytes);
