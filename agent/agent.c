@@ -153,13 +153,14 @@ static bool parse_number(const char **s, long *out)
 }
 
 /*
- * "fd=N,shm=N,pid=N,depth=N,follow=0|1" (agent/transport.h); unknown keys
+ * "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N]" (agent/transport.h); unknown keys
  * are skipped. *follow_at points at follow's digit, for the exec marker.
  */
 static bool parse_config(char *value, long *pid, char **follow_at)
 {
 	struct ha_agent_config *c = &ha_agent.cfg;
 	long fd = -1, shm = -1, depth = HALLOC_DEPTH_DEFAULT, follow = 0;
+	long sample = 0;
 	const char *p = value;
 
 	*pid = 0;
@@ -187,6 +188,8 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 			depth = v;
 		else if (klen == 6 && !strncmp(key, "follow", 6))
 			follow = v;
+		else if (klen == 6 && !strncmp(key, "sample", 6))
+			sample = v;
 		if (*p == ',')
 			p++;
 		else if (*p)
@@ -202,6 +205,7 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 		depth = HALLOC_DEPTH_MAX;
 	c->depth = (unsigned)depth;
 	c->follow = follow != 0;
+	c->sample = (uint64_t)sample;
 	return true;
 }
 
@@ -398,6 +402,7 @@ static void fork_prepare(void)
 	t->fork_seq = ha_agent_next_seq();
 	ha_agent_modules_fork_prepare();
 	ha_agent_buf_fork_prepare();
+	ha_agent_sample_fork_prepare();
 	fork_locked_here = true;
 }
 
@@ -406,6 +411,7 @@ static void fork_parent(void)
 	if (!fork_locked_here)
 		return;
 	fork_locked_here = false;
+	ha_agent_sample_fork_parent();
 	ha_agent_buf_fork_parent();
 	ha_agent_modules_fork_parent();
 }
@@ -422,6 +428,7 @@ static void fork_child(void)
 		return;
 	}
 	fork_locked_here = false;
+	ha_agent_sample_fork_parent();
 	ha_agent_modules_fork_child();
 	ha_agent_buf_fork_child(t);
 	ha_agent_transport_fork_child();

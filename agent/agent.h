@@ -61,6 +61,7 @@ struct ha_agent_config {
 	int shm_fd;	/* struct halloc_shm */
 	unsigned depth; /* frames per stack, 1..HALLOC_DEPTH_MAX */
 	bool follow;	/* record forked and exec'd processes too */
+	uint64_t sample; /* mean bytes between samples; 0: record all */
 };
 
 struct ha_agent_stream {
@@ -116,6 +117,11 @@ struct ha_agent_thread {
 	 */
 	struct ha_agent_regs here;
 
+	/* sample.c: bytes to the next sample, and the thread's generator
+	 * (0: not seeded yet) */
+	int64_t sample_left;
+	uint64_t sample_rng;
+
 	uint64_t fork_seq;  /* taken in the parent just before fork() */
 	uintptr_t stack_lo; /* the thread's stack, for the unwinder's loads */
 	uintptr_t stack_hi; /* 0: not known yet */
@@ -158,6 +164,43 @@ const char *ha_agent_exe_path(size_t *len);
 /* A thread got its first buffer: have its end noticed (agent.c). */
 void ha_agent_thread_attach(struct ha_agent_thread *t);
 
+/* ---- sample.c: sampled recording (--sample) --------------------------- */
+
+/* A free or a realloc's old block that is not recorded; no stack. */
+#define HA_AGENT_NO_SEQ UINT64_MAX
+#define HA_AGENT_NO_STACK UINT64_MAX
+
+bool ha_agent_sample_slow(struct ha_agent_thread *t, uint64_t size);
+
+/*
+ * Is a new block of `size` bytes recorded? Always when not sampling; else
+ * when the thread's countdown runs out. A recorded block then joins the
+ * sampled set (ha_agent_sample_keep). Inline: the common answer is a
+ * subtraction.
+ */
+static inline bool ha_agent_sampled(struct ha_agent_thread *t, size_t size)
+{
+	int64_t s = size ? (int64_t)size : 1;
+
+	if (!ha_agent.cfg.sample)
+		return true;
+	if (t->sample_left > s) {
+		t->sample_left -= s;
+		return false;
+	}
+	return ha_agent_sample_slow(t, (uint64_t)s);
+}
+
+/*
+ * The sequence number of a free of p, taken before p goes back to glibc;
+ * HA_AGENT_NO_SEQ when sampling and p was not sampled (p leaves the set).
+ */
+uint64_t ha_agent_free_seq(void *p);
+/* p is a recorded block (when sampling): its free is to be recorded. */
+void ha_agent_sample_keep(void *p);
+void ha_agent_sample_fork_prepare(void);
+void ha_agent_sample_fork_parent(void); /* and in the child */
+
 /* ---- events.c: records ----------------------------------------------------
  */
 
@@ -183,6 +226,11 @@ void ha_agent_record_free(struct ha_agent_thread *t, unsigned free_fn,
 void ha_agent_record_realloc(struct ha_agent_thread *t, unsigned fn,
 			     uint64_t stack, uint64_t seq, void *old,
 			     void *result, size_t size);
+/*
+ * realloc's stack, taken before the call: HA_AGENT_NO_STACK when sampling
+ * and the new block is not sampled (the decision is made here, on size).
+ */
+uint64_t ha_agent_realloc_stack(struct ha_agent_thread *t, size_t size);
 
 void ha_agent_put_stack(struct ha_agent_thread *t, uint64_t seq, uint64_t id,
 			const uintptr_t *frames, unsigned n);

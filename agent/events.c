@@ -85,23 +85,14 @@ void ha_agent_record_refused(struct ha_agent_thread *t, unsigned fn,
 	errno = saved;
 }
 
-void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
-			   size_t size)
+/* An ALLOC record, its stack published; ptr joins the sampled set. */
+static void put_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
+		      size_t size, uint64_t stack)
 {
-	int saved = errno;
-	uint64_t stack = ha_agent_stack_id(t);
-	uint64_t seq;
-	unsigned char *p;
-
-	if (!ptr) {
-		put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, stack,
-			   (uint64_t)saved);
-		errno = saved;
-		return;
-	}
 	/* After the allocator returned and after the stack is published. */
-	seq = ha_agent_next_seq();
-	p = ha_agent_buf_begin(t, EVENT_MAX);
+	uint64_t seq = ha_agent_next_seq();
+	unsigned char *p = ha_agent_buf_begin(t, EVENT_MAX);
+
 	if (p) {
 		*p++ = HALLOC_RECORD_TAG(HALLOC_REC_ALLOC, fn);
 		p = put_seq(t, p, seq);
@@ -111,6 +102,24 @@ void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
 		p = halloc_put_uv(p, stack);
 		ha_agent_buf_commit(t, p);
 	}
+	ha_agent_sample_keep(ptr);
+}
+
+void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
+			   size_t size)
+{
+	int saved = errno;
+	uint64_t stack;
+
+	/* Not sampled: no stack walk, no record (sample.c). */
+	if (ptr && !ha_agent_sampled(t, size))
+		return;
+	stack = ha_agent_stack_id(t);
+	if (!ptr)
+		put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, stack,
+			   (uint64_t)saved);
+	else
+		put_alloc(t, fn, ptr, size, stack);
 	errno = saved;
 }
 
@@ -128,8 +137,11 @@ void ha_agent_record_free(struct ha_agent_thread *t, unsigned free_fn,
 			  uint64_t seq, void *ptr)
 {
 	int saved = errno;
-	unsigned char *p = ha_agent_buf_begin(t, EVENT_MAX);
+	unsigned char *p;
 
+	if (seq == HA_AGENT_NO_SEQ)
+		return; /* a block not sampled */
+	p = ha_agent_buf_begin(t, EVENT_MAX);
 	if (p) {
 		*p++ = HALLOC_RECORD_TAG(HALLOC_REC_FREE, free_fn);
 		p = put_seq(t, p, seq);
@@ -150,8 +162,23 @@ void ha_agent_record_realloc(struct ha_agent_thread *t, unsigned fn,
 
 	if (!result) {
 		/* The old block is untouched: nothing was freed. */
+		if (seq != HA_AGENT_NO_SEQ)
+			ha_agent_sample_keep(old);
+		if (stack == HA_AGENT_NO_STACK)
+			stack = ha_agent_stack_id(t);
 		put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, stack,
 			   (uint64_t)saved);
+		errno = saved;
+		return;
+	}
+	/* Sampling: record the halves that were sampled, if any. */
+	if (stack == HA_AGENT_NO_STACK) {
+		ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
+		errno = saved;
+		return;
+	}
+	if (seq == HA_AGENT_NO_SEQ) {
+		put_alloc(t, fn, result, size, stack);
 		errno = saved;
 		return;
 	}
@@ -169,7 +196,14 @@ void ha_agent_record_realloc(struct ha_agent_thread *t, unsigned fn,
 		p = halloc_put_uv(p, stack);
 		ha_agent_buf_commit(t, p);
 	}
+	ha_agent_sample_keep(result);
 	errno = saved;
+}
+
+uint64_t ha_agent_realloc_stack(struct ha_agent_thread *t, size_t size)
+{
+	return ha_agent_sampled(t, size) ? ha_agent_stack_id(t)
+					 : HA_AGENT_NO_STACK;
 }
 
 void ha_agent_put_stack(struct ha_agent_thread *t, uint64_t seq, uint64_t id,

@@ -63,7 +63,7 @@ EXPORT void *malloc(size_t size)
 static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 {
 	/* Before the block goes back: no one can have it again yet. */
-	uint64_t seq = ha_agent_next_seq();
+	uint64_t seq = ha_agent_free_seq(ptr);
 
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
@@ -121,7 +121,7 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	}
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
-		seq = ha_agent_next_seq();
+		seq = ha_agent_free_seq(old);
 		p = __libc_realloc(old, 0);
 		ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
 		if (p)
@@ -130,8 +130,8 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 		return p;
 	}
 	/* The REALLOC names its stack at seq: publish the stack first. */
-	stack = ha_agent_stack_id(t);
-	seq = ha_agent_next_seq();
+	stack = ha_agent_realloc_stack(t, size);
+	seq = ha_agent_free_seq(old);
 	p = __libc_realloc(old, size);
 	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
 	ha_agent_leave(t);

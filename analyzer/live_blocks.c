@@ -55,37 +55,41 @@ static bool ha_live_grow(struct ha_live *t)
 
 /* addr is not in the table. */
 bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
-		    uint32_t stack, uint64_t time)
+		    uint32_t blocks, uint32_t stack, uint64_t time)
 {
 	size_t i;
 
-	if ((!t->slots || (t->count + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
+	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
 		return false;
 	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
 		;
-	t->slots[i] = (struct ha_block){addr, size, time, stack, 1};
-	t->count++;
+	t->slots[i] = (struct ha_block){addr, size, time, stack, blocks};
+	t->entries++;
+	t->count += blocks;
 	t->bytes += size;
 	return true;
 }
 
 size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
-		   uint32_t stack, uint64_t time, struct ha_block *old)
+		   uint32_t blocks, uint32_t stack, uint64_t time,
+		   struct ha_block *old)
 {
 	size_t i;
 
-	if ((!t->slots || (t->count + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
+	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
 		return SIZE_MAX;
 	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
 		if (t->slots[i].addr == addr)
 			break;
 	*old = t->slots[i];
 	if (old->used) {
-		t->count--;
+		t->entries--;
+		t->count -= old->used;
 		t->bytes -= old->size;
 	}
-	t->slots[i] = (struct ha_block){addr, size, time, stack, 1};
-	t->count++;
+	t->slots[i] = (struct ha_block){addr, size, time, stack, blocks};
+	t->entries++;
+	t->count += blocks;
 	t->bytes += size;
 	return i;
 }
@@ -95,7 +99,8 @@ void ha_live_remove(struct ha_live *t, size_t i)
 {
 	size_t j = i;
 
-	t->count--;
+	t->entries--;
+	t->count -= t->slots[i].used;
 	t->bytes -= t->slots[i].size;
 	for (;;) {
 		size_t k;

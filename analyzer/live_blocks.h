@@ -13,13 +13,16 @@ struct ha_block {
 	uint64_t addr, size;
 	uint64_t time; /* allocated at, us since the stream's start */
 	uint32_t stack;
+	/* 0: an empty slot; else the blocks it stands for: 1, or more in a
+	 * sampled log (analyzer/sample.h), where size is the bytes they hold */
 	uint32_t used;
 };
 
 struct ha_live {
 	struct ha_block *slots;
 	size_t mask; /* slots - 1 */
-	size_t count;
+	size_t count;	/* blocks: the sum of `used` */
+	size_t entries; /* slots in use */
 	uint64_t bytes;
 };
 
@@ -27,11 +30,12 @@ struct ha_live {
 size_t ha_live_find(const struct ha_live *t, uint64_t addr);
 /* addr is not in the table; false when out of memory. */
 bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
-		    uint32_t stack, uint64_t time);
+		    uint32_t blocks, uint32_t stack, uint64_t time);
 /* Inserts addr, or replaces the block at addr, which *old then holds
  * (old->used says which); the slot, or SIZE_MAX when out of memory. */
 size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
-		   uint32_t stack, uint64_t time, struct ha_block *old);
+		   uint32_t blocks, uint32_t stack, uint64_t time,
+		   struct ha_block *old);
 /* Removes slot i (from ha_live_find). */
 void ha_live_remove(struct ha_live *t, size_t i);
 /* dst becomes a copy of src; false when out of memory. */

@@ -18,6 +18,7 @@
 #include "analyzer/decode.h"
 #include "analyzer/log_source.h"
 #include "analyzer/model.h"
+#include "analyzer/sample.h"
 #include "halloc/log.h"
 
 /* No frame we know is larger: SYMBOLS frames are split well below it. */
@@ -137,6 +138,10 @@ static bool read_trace_info(struct ha_log *log, struct ha_cursor *c)
 	if (!ha_get_uv(c, &log->recorder) || !ha_get_uv(c, &log->trace_flags) ||
 	    !ha_get_uv(c, &log->depth) || !ha_get_uv(c, &log->start_time) ||
 	    !ha_get_u32(c, &pid) || !read_argv(log, c, &log->argv, &log->argc))
+		return false;
+	/* Optional, after argv: absent in logs of every event. */
+	if (c->p < c->end && (!ha_get_uv(c, &log->sample_interval) ||
+			      log->sample_interval > HA_SAMPLE_INTERVAL_MAX))
 		return false;
 	log->pid = pid;
 	log->has_trace_info = true;

@@ -227,6 +227,7 @@ struct ha_log {
 	/* TRACE_INFO */
 	bool has_trace_info;
 	uint64_t recorder, trace_flags, depth, start_time;
+	uint64_t sample_interval; /* bytes; 0: every event was recorded */
 	uint32_t pid;
 	const char **argv;
 	uint32_t argc;

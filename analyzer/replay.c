@@ -17,6 +17,11 @@
  * replaces the old block (a free the agent did not see). Recording that
  * attached to a running process (HALLOC_TRACE_ATTACHED) sees frees of
  * blocks allocated before it began: those are counted apart.
+ *
+ * A sampled log (TRACE_INFO's sample interval) holds some of the blocks
+ * and the frees of those: each block counts as the blocks and bytes it
+ * stands for (analyzer/sample.h), in every number but failures and frees
+ * of unknown blocks, so the report's numbers are estimates of the run's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,7 @@
 #include "analyzer/analysis.h"
 #include "analyzer/event_merge.h"
 #include "analyzer/live_blocks.h"
+#include "analyzer/sample.h"
 #include "halloc/log.h"
 
 /* Deeper fork chains than this replay their children from scratch. */
@@ -61,6 +67,7 @@ struct replayer {
 	struct ha_log *log;
 	const struct ha_merge_plan *plan;
 	bool attached; /* recording began in a running process */
+	uint64_t sample; /* the log's sample interval; 0: every event */
 	struct ha_process *procs;
 	struct kid *kids;   /* streams with a parent, by (parent, parent seq) */
 	size_t *kids_start; /* per stream: its children are kids[start, end) */
@@ -75,7 +82,7 @@ struct state {
 	uint64_t epoch;        /* how many times the heap reached a new peak */
 	/* the last allocation, while no other came after it: freed now, it
 	 * is a temporary allocation */
-	uint64_t last_alloc;
+	uint64_t last_alloc, last_alloc_size;
 	bool last_alloc_open;
 	uint64_t sizes[HA_SIZE_BUCKETS], temporary_sizes[HA_SIZE_BUCKETS];
 };
@@ -101,7 +108,8 @@ static struct site_acc *touch(struct level *lv, uint32_t site)
  * since: the peak's contributors in O(1) per event, no snapshots.
  */
 static void site_live_change(struct level *lv, const struct state *st,
-			     uint32_t site, uint64_t size, bool add)
+			     uint32_t site, uint64_t size, uint32_t blocks,
+			     bool add)
 {
 	struct site_acc *a = touch(lv, site);
 
@@ -112,10 +120,10 @@ static void site_live_change(struct level *lv, const struct state *st,
 	}
 	if (add) {
 		a->live += size;
-		a->live_blocks++;
+		a->live_blocks += blocks;
 	} else {
 		a->live -= size;
-		a->live_blocks--;
+		a->live_blocks -= blocks;
 	}
 	if (a->live > a->peak)
 		a->peak = a->live;
@@ -125,26 +133,32 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		  const struct ha_event *e)
 {
 	const struct ha_stack *stacks = r->log->stacks;
-	struct ha_block old;
+	struct ha_block old, *b;
+	uint64_t blocks = 1, bytes = e->size;
 	size_t i;
 
 	switch (e->kind) {
 	case HA_EV_ALLOC:
+		if (r->sample)
+			ha_sample_scale(r->sample, e->size, e->addr ^ e->seq,
+					&blocks, &bytes);
 		/* At an address still live, the new block replaces the old. */
-		if (ha_live_put(&st->live, e->addr, e->size, e->stack, e->time,
-				&old) == SIZE_MAX)
+		if (ha_live_put(&st->live, e->addr, bytes, (uint32_t)blocks,
+				e->stack, e->time, &old) == SIZE_MAX)
 			return false;
 		if (old.used)
 			site_live_change(lv, st, stacks[old.stack].site,
-					 old.size, false);
-		st->sum.allocations++;
-		st->sum.bytes_allocated += e->size;
-		st->sizes[ha_size_bucket(e->size)]++;
+					 old.size, old.used, false);
+		st->sum.allocations += blocks;
+		st->sum.bytes_allocated += bytes;
+		st->sizes[ha_size_bucket(e->size)] += blocks;
 		st->last_alloc = e->addr;
+		st->last_alloc_size = e->size;
 		st->last_alloc_open = true;
-		touch(lv, stacks[e->stack].site)->allocations++;
-		lv->acc[stacks[e->stack].site].bytes += e->size;
-		site_live_change(lv, st, stacks[e->stack].site, e->size, true);
+		touch(lv, stacks[e->stack].site)->allocations += blocks;
+		lv->acc[stacks[e->stack].site].bytes += bytes;
+		site_live_change(lv, st, stacks[e->stack].site, bytes,
+				 (uint32_t)blocks, true);
 		if (st->live.bytes > st->sum.peak_bytes) {
 			st->epoch++;
 			st->sum.peak_bytes = st->live.bytes;
@@ -161,17 +175,17 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 				st->sum.frees++;
 			break;
 		}
-		st->sum.frees++;
+		b = &st->live.slots[i];
+		st->sum.frees += b->used;
 		if (st->last_alloc_open && st->last_alloc == e->addr) {
-			st->sum.temporary++;
+			st->sum.temporary += b->used;
 			st->temporary_sizes[ha_size_bucket(
-			    st->live.slots[i].size)]++;
-			lv->acc[stacks[st->live.slots[i].stack].site]
-			    .temporary++;
+			    st->last_alloc_size)] += b->used;
+			lv->acc[stacks[b->stack].site].temporary += b->used;
 		}
 		st->last_alloc_open = false;
-		site_live_change(lv, st, stacks[st->live.slots[i].stack].site,
-				 st->live.slots[i].size, false);
+		site_live_change(lv, st, stacks[b->stack].site, b->size,
+				 b->used, false);
 		ha_live_remove(&st->live, i);
 		break;
 	case HA_EV_FAILED:
@@ -234,7 +248,7 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 			continue;
 		a = touch(lv, stacks[b->stack].site);
 		a->leaked_bytes += b->size;
-		a->leaked_blocks++;
+		a->leaked_blocks += b->used;
 		k = ha_map_get(&by_stack, b->stack);
 		if (k == HA_NONE) {
 			ok = HA_RESERVE(per_stack, cap, n + 1) &&
@@ -255,7 +269,7 @@ static bool group_leaks(struct replayer *r, struct level *lv,
 		if (b->time > a->leak_last)
 			a->leak_last = b->time;
 		per_stack[k].bytes += b->size;
-		per_stack[k].blocks++;
+		per_stack[k].blocks += b->used;
 	}
 	for (size_t k = 0; k < n && ok; k++) {
 		struct site_acc *a = &lv->acc[stacks[per_stack[k].stack].site];
@@ -389,7 +403,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 			if (t->slots[i].used)
 				site_live_change(
 				    lv, &st, r->log->stacks[t->slots[i].stack].site,
-				    t->slots[i].size, true);
+				    t->slots[i].size, t->slots[i].used, true);
 		st.epoch = 1; /* the inherited heap is its first peak */
 	}
 	ok = ha_timeline_start(&r->procs[stream].timeline, s->last_time,
@@ -453,6 +467,7 @@ enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs,
 	bool ok;
 
 	r.attached = log->trace_flags & HALLOC_TRACE_ATTACHED;
+	r.sample = log->sample_interval;
 	r.kids = malloc((n ? n : 1) * sizeof(*r.kids));
 	r.kids_start = calloc(n ? n : 1, sizeof(*r.kids_start));
 	r.kids_end = calloc(n ? n : 1, sizeof(*r.kids_end));

@@ -33,6 +33,9 @@
 /* Above any recording anyone waits for; keeps seconds * 1e9 in 64 bits. */
 #define DURATION_MAX 1e9
 
+/* --sample's largest interval, as logs may say it (analyzer/sample.h). */
+#define SAMPLE_MAX (1ull << 30)
+
 static const char usage_text[] =
     "usage: halloc-trace [options] [--] PROG [ARGS...]\n"
     "       halloc-trace -p PID [options]\n"
@@ -49,6 +52,10 @@ static const char usage_text[] =
     "  -d, --depth N           record up to N stack frames per call\n"
     "                          (1-256, default 64)\n"
     "  -f, --follow-children   also record the processes PROG starts\n"
+    "      --sample BYTES      record a sample of the allocations, one per\n"
+    "                          BYTES allocated on average (K, M, G: KiB,\n"
+    "                          MiB, GiB; e.g. 512K): cheaper; the report's\n"
+    "                          numbers are then estimates\n"
     CLI_SUPPRESSIONS_USAGE
     CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
@@ -83,6 +90,7 @@ enum {
 	OPT_STACK_BYTES,
 	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
 	OPT_SUPPRESSIONS,
+	OPT_SAMPLE,
 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
@@ -102,6 +110,7 @@ static const struct option long_options[] = {
     {"stack", required_argument, NULL, OPT_STACK},
     {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
     {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
+    {"sample", required_argument, NULL, OPT_SAMPLE},
     {"error-exitcode", required_argument, NULL, OPT_GATE},
     {"max-leaked", required_argument, NULL, OPT_GATE},
     {"max-peak", required_argument, NULL, OPT_GATE},
@@ -114,6 +123,7 @@ static struct env {
 	bool quiet;
 	unsigned depth;
 	bool follow_children;
+	uint64_t sample; /* --sample; 0: every event */
 	struct cli_gates gates;
 	const char *suppressions_path;
 	struct ha_suppressions *suppressions; /* loaded before PROG starts */
@@ -169,6 +179,10 @@ static int check_combination(int argc, char **argv)
 		    "option '--stack-bytes' is for dwarf stacks, "
 		    "not with %s",
 		    env.aggregate ? "--aggregate" : "--stack fp");
+	if ((env.pid || env.bpf) && env.sample)
+		return cli_usage_error("option '--sample' cannot be used with "
+				   "%s: the agent samples",
+				   env.pid ? "-p" : "--bpf");
 	if (env.pid && optind < argc)
 		return cli_usage_error("unexpected argument '%s': -p records a "
 				   "running process and takes no program",
@@ -195,6 +209,15 @@ static int parse_options(int argc, char **argv)
 			break;
 		case OPT_SUPPRESSIONS:
 			env.suppressions_path = optarg;
+			break;
+		case OPT_SAMPLE:
+			if (!cli_parse_bytes(optarg, &env.sample) ||
+			    !env.sample || env.sample > SAMPLE_MAX)
+				return cli_usage_error(
+				    "invalid sample interval '%s': expected "
+				    "bytes from 1 to 1G, such as 4096, 512K "
+				    "or 1M",
+				    optarg);
 			break;
 		case 'o':
 			env.output = optarg;
@@ -353,6 +376,7 @@ static int trace_preload(char **prog_argv)
 	    .output = env.output,
 	    .depth = env.depth,
 	    .follow_children = env.follow_children,
+	    .sample = env.sample,
 	};
 	result = ht_start(&config, &session, &diag);
 	if (result) {

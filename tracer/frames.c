@@ -179,6 +179,9 @@ unsigned char *ht_frame_trace_info(const struct ht_trace_info *info,
 	p = halloc_put_uv(p, argc);
 	for (uint64_t i = 0; i < argc; i++)
 		p = put_str(p, info->argv[i]);
+	/* Optional: written only when sampled, so exact logs are as before. */
+	if (info->sample)
+		p = halloc_put_uv(p, info->sample);
 
 	*size = (size_t)(p - frame);
 	ht_put_frame_header(frame, (uint32_t)(*size - HALLOC_FRAME_HEADER_SIZE),

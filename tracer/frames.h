@@ -72,10 +72,11 @@ struct ht_trace_info {
 	uint64_t start_ns; /* CLOCK_REALTIME */
 	uint64_t pid;
 	char *const *argv; /* NULL-ended */
+	uint64_t sample;   /* sample interval in bytes; 0: every event */
 };
 
 /* The varints of TRACE_INFO besides the argument strings. */
-#define HT_TRACE_INFO_FIELDS 6u
+#define HT_TRACE_INFO_FIELDS 7u
 
 /* A malloc'd TRACE_INFO frame (it has no size limit); NULL on ENOMEM. */
 unsigned char *ht_frame_trace_info(const struct ht_trace_info *info,

@@ -39,6 +39,7 @@ struct child_args {
 	int pipe_fd, shm_fd;
 	unsigned depth;
 	bool follow;
+	uint64_t sample; /* --sample; 0: every event */
 	int go_fd, error_fd;
 	int parent_fds[2]; /* the parent's ends of those two pipes */
 	const sigset_t *mask;
@@ -145,6 +146,7 @@ static enum ht_result write_log_start(struct ht_session *s,
 	    .start_ns = start_ns,
 	    .pid = (uint64_t)s->child,
 	    .argv = config->argv,
+	    .sample = config->sample,
 	};
 	size_t size;
 
@@ -268,7 +270,7 @@ static void exec_as_script(const char *program, char *const *argv)
 /* In the child, after fork: never returns. */
 static void __attribute__((noreturn)) run_child(const struct child_args *a)
 {
-	char agent_env[96], *preload = NULL;
+	char agent_env[160], *preload = NULL;
 	const char *old_preload = getenv("LD_PRELOAD");
 	char go;
 	ssize_t n;
@@ -289,6 +291,10 @@ static void __attribute__((noreturn)) run_child(const struct child_args *a)
 		 "fd=%d,shm=%d,pid=%d,depth=%u,follow=%d", a->pipe_fd,
 		 a->shm_fd, a->follow ? 0 : (int)getpid(), a->depth,
 		 a->follow ? 1 : 0);
+	if (a->sample)
+		snprintf(agent_env + strlen(agent_env),
+			 sizeof(agent_env) - strlen(agent_env), ",sample=%llu",
+			 (unsigned long long)a->sample);
 	if (old_preload && *old_preload) {
 		if (asprintf(&preload, "%s:%s", a->agent, old_preload) < 0)
 			preload = NULL;
@@ -393,6 +399,7 @@ static enum ht_result start_child(struct ht_session *s,
 	    .shm_fd = s->shm_fd,
 	    .depth = config->depth,
 	    .follow = s->follow,
+	    .sample = config->sample,
 	    .go_fd = go[0],
 	    .error_fd = error_pipe[1],
 	    .parent_fds = {go[1], error_pipe[0]},
