@@ -351,6 +351,16 @@ enum ha_result ha_report_json(const struct ha_analysis *a,
 	ha_json_bool(&j, a->log->trace_flags & HALLOC_TRACE_AGGREGATE);
 	ha_json_key(&j, "stacks_truncated");
 	ha_json_uint(&j, a->log->stacks_truncated);
+	/* --sample: counts and bytes are estimates; null: exact. */
+	ha_json_key(&j, "sampled");
+	if (a->log->sample_interval) {
+		ha_json_object(&j, true);
+		ha_json_key(&j, "interval");
+		ha_json_uint(&j, a->log->sample_interval);
+		ha_json_end(&j);
+	} else {
+		ha_json_null(&j);
+	}
 	ha_json_key(&j, "processes");
 	ha_json_array(&j, false);
 	for (size_t i = 0; i < a->nprocs; i++)

@@ -182,6 +182,19 @@ static void print_recorder(FILE *out, const struct ha_log *log)
 	fputc('\n', out);
 }
 
+/* --sample: every count and size below is an estimate; say so first. */
+static void print_sampled(FILE *out, const struct ha_log *log)
+{
+	char buf[32];
+
+	if (!log->sample_interval)
+		return;
+	fprintf(out,
+		"  sampled: one allocation per %s on average; counts and "
+		"sizes are estimates\n",
+		ha_text_bytes(buf, log->sample_interval));
+}
+
 static void print_header(FILE *out, const struct ha_analysis *a,
 			 const struct ha_process *p, const struct ha_text_style *st)
 {
@@ -206,6 +219,7 @@ static void print_header(FILE *out, const struct ha_analysis *a,
 		      "(a static binary?)\n",
 		      out);
 	print_recorder(out, a->log);
+	print_sampled(out, a->log);
 }
 
 static void print_summary(FILE *out, const struct ha_analysis *a,

@@ -71,7 +71,17 @@ enum halloc_frame_type {
 	 * Payload: uv recorder (enum halloc_recorder), uv trace flags
 	 * (HALLOC_TRACE_*), uv stack depth limit, uv start time (CLOCK_REALTIME,
 	 * ns since the epoch), uv pid of the traced program (or attached
-	 * process), uv argc, then argc x str argv (the command as given).
+	 * process), uv argc, then argc x str argv (the command as given);
+	 * optional, then: uv sample interval (absent or 0: every event was
+	 * recorded; N: a sample, see below).
+	 *
+	 * Sampled (halloc-trace --sample N): each allocation of s bytes was
+	 * recorded with probability 1 - exp(-max(s, 1) / N), independently
+	 * (a Poisson process over the bytes allocated); a recorded block's
+	 * FREE, or the free half of a REALLOC, is recorded, no other. A
+	 * REALLOC record is written only when both halves were chosen;
+	 * otherwise the half that was is a FREE (fn REALLOC) or an ALLOC.
+	 * A reader scales each recorded block by 1 / that probability.
 	 */
 	HALLOC_FRAME_TRACE_INFO = 1,
 
