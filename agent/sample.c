@@ -27,13 +27,13 @@
 
 #include "agent/agent.h"
 
-#define STRIPES 64u
+#define STRIPES	   64u
 #define STRIPE_MIN 512u /* slots of a stripe's first table */
 
 struct stripe {
 	int lock; /* 0 free, 1 held */
 	uint32_t count;
-	size_t mask; /* slots - 1; 0 with no table */
+	size_t mask;	  /* slots - 1; 0 with no table */
 	uintptr_t *slots; /* 0: empty */
 	char pad[64 - 2 * sizeof(int) - sizeof(size_t) - sizeof(void *)];
 };
@@ -116,8 +116,7 @@ static bool insert(uintptr_t addr)
 
 	lock(s);
 	if (find(s, h, addr) == SIZE_MAX) {
-		if ((!s->slots || (s->count + 1) * 2 > s->mask + 1) &&
-		    !grow(s))
+		if ((!s->slots || (s->count + 1) * 2 > s->mask + 1) && !grow(s))
 			ok = false;
 		else {
 			place(s->slots, s->mask, addr);
@@ -190,8 +189,8 @@ static double ln(double x)
 	u2 = u * u;
 	return e * 0.69314718055994530942 +
 	       2 * u *
-		   (1 + u2 * (1.0 / 3 +
-			      u2 * (1.0 / 5 + u2 * (1.0 / 7 + u2 / 9))));
+		   (1 +
+		    u2 * (1.0 / 3 + u2 * (1.0 / 5 + u2 * (1.0 / 7 + u2 / 9))));
 }
 
 /* A distance to the next sample: exponential, mean the interval. */

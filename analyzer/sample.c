@@ -27,7 +27,8 @@ void ha_sample_scale(uint64_t interval, uint64_t size, uint64_t key,
 		     uint64_t *blocks, uint64_t *bytes)
 {
 	double w = ha_sample_weight(interval, size);
-	uint64_t r1 = ha_hash64(key), r2 = ha_hash64(r1 ^ 0x9e3779b97f4a7c15ull);
+	uint64_t r1 = ha_hash64(key),
+		 r2 = ha_hash64(r1 ^ 0x9e3779b97f4a7c15ull);
 
 	*blocks = round_random(w, r1);
 	if (*blocks < 1)

@@ -40,7 +40,8 @@ Test(sample, rounding_is_unbiased_and_repeatable)
 
 		ha_sample_scale(interval, size, key * 0x10 + 0x7f0000, &b, &y);
 		cr_assert(b == (uint64_t)floor(w) || b == (uint64_t)ceil(w),
-			  "blocks %llu for weight %f", (unsigned long long)b, w);
+			  "blocks %llu for weight %f", (unsigned long long)b,
+			  w);
 		ha_sample_scale(interval, size, key * 0x10 + 0x7f0000, &b2,
 				&y2);
 		cr_assert(b == b2 && y == y2, "not repeatable");

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OPS 100000
-#define SLOTS 1024
+#define OPS	   100000
+#define SLOTS	   1024
 #define BIG_BLOCKS 4
 
 static unsigned long long next(unsigned long long *s)
@@ -63,7 +63,8 @@ int main(void)
 	pthread_t t[2];
 
 	for (int i = 0; i < 2; i++)
-		pthread_create(&t[i], NULL, churn, (void *)(size_t)(88172645463325252ull + i));
+		pthread_create(&t[i], NULL, churn,
+			       (void *)(size_t)(88172645463325252ull + i));
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	for (int i = 0; i < BIG_BLOCKS; i++)
