@@ -153,8 +153,8 @@ static bool parse_number(const char **s, long *out)
 }
 
 /*
- * "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N]" (agent/transport.h); unknown keys
- * are skipped. *follow_at points at follow's digit, for the exec marker.
+ * "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N]" (agent/transport.h); unknown
+ * keys are skipped. *follow_at points at follow's digit, for the exec marker.
  */
 static bool parse_config(char *value, long *pid, char **follow_at)
 {

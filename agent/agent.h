@@ -167,7 +167,7 @@ void ha_agent_thread_attach(struct ha_agent_thread *t);
 /* ---- sample.c: sampled recording (--sample) --------------------------- */
 
 /* A free or a realloc's old block that is not recorded; no stack. */
-#define HA_AGENT_NO_SEQ UINT64_MAX
+#define HA_AGENT_NO_SEQ	  UINT64_MAX
 #define HA_AGENT_NO_STACK UINT64_MAX
 
 bool ha_agent_sample_slow(struct ha_agent_thread *t, uint64_t size);

@@ -59,7 +59,8 @@ bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
 {
 	size_t i;
 
-	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
+	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) &&
+	    !ha_live_grow(t))
 		return false;
 	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
 		;
@@ -76,7 +77,8 @@ size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
 {
 	size_t i;
 
-	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
+	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) &&
+	    !ha_live_grow(t))
 		return SIZE_MAX;
 	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
 		if (t->slots[i].addr == addr)

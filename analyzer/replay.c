@@ -402,7 +402,8 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 		for (size_t i = 0; t->slots && i <= t->mask; i++)
 			if (t->slots[i].used)
 				site_live_change(
-				    lv, &st, r->log->stacks[t->slots[i].stack].site,
+				    lv, &st,
+				    r->log->stacks[t->slots[i].stack].site,
 				    t->slots[i].size, t->slots[i].used, true);
 		st.epoch = 1; /* the inherited heap is its first peak */
 	}
