@@ -69,11 +69,11 @@ enum halloc_frame_type {
 	/*
 	 * Written once, first, by the tracer.
 	 * Payload: uv recorder (enum halloc_recorder), uv trace flags
-	 * (HALLOC_TRACE_*), uv stack depth limit, uv start time
-	 * (CLOCK_REALTIME, ns since the epoch), uv pid of the traced program
-	 * (or attached process), uv argc, then argc x str argv (the command as
-	 * given); optional, then: uv sample interval (absent or 0: every event
-	 * was recorded; N: a sample, see below).
+	 * (HALLOC_TRACE_*), uv stack depth limit, uv start time (CLOCK_REALTIME,
+	 * ns since the epoch), uv pid of the traced program (or attached
+	 * process), uv argc, then argc x str argv (the command as given);
+	 * optional, then: uv sample interval (absent or 0: every event was
+	 * recorded; N: a sample, see below).
 	 *
 	 * Sampled (halloc-trace --sample N): each allocation of s bytes was
 	 * recorded with probability 1 - exp(-max(s, 1) / N), independently
@@ -87,33 +87,32 @@ enum halloc_frame_type {
 
 	/*
 	 * Written by the agent (one thread's buffer, flushed).
-	 * Payload: struct halloc_chunk_header, then records (enum
-	 * halloc_record).
+	 * Payload: struct halloc_chunk_header, then records (enum halloc_record).
 	 */
 	HALLOC_FRAME_CHUNK = 2,
 
 	/*
 	 * Written by the tracer when a traced process ends.
-	 * Payload: uv pid, uv how (enum halloc_exit_how), uv value (exit code
-	 * or signal number), uv flags (bit 0: core dumped). It applies to the
-	 * last stream (process image) of that pid; earlier images of the same
-	 * pid ended by exec.
+	 * Payload: uv pid, uv how (enum halloc_exit_how), uv value (exit code or
+	 * signal number), uv flags (bit 0: core dumped).
+	 * It applies to the last stream (process image) of that pid; earlier
+	 * images of the same pid ended by exec.
 	 */
 	HALLOC_FRAME_PROCESS_EXIT = 3,
 
 	/*
 	 * Written by the tracer when recording has ended: what is needed to
-	 * symbolize every address recorded in stacks, so the log can be
-	 * reported after the binaries change or on another machine. A log may
-	 * hold several; a reader merges them. Payload: uv nstrings, nstrings x
-	 * str (index 0 is the empty string); then uv nentries, each: uv module
-	 * path (string index), uv build-id (string index of the lowercase hex
-	 * build-id, 0 if none), uv offset (the looked-up address minus the
-	 * module's bias, i.e. return address minus 1 minus bias), uv nframes,
-	 * then nframes x { uv function (string index, demangled), uv file
-	 * (string index, absolute path when known), uv line, uv column }.
-	 * Frames go innermost first: inlined frames, then the function that
-	 * contains the address.
+	 * symbolize every address recorded in stacks, so the log can be reported
+	 * after the binaries change or on another machine. A log may hold
+	 * several; a reader merges them.
+	 * Payload: uv nstrings, nstrings x str (index 0 is the empty string);
+	 * then uv nentries, each: uv module path (string index), uv build-id
+	 * (string index of the lowercase hex build-id, 0 if none), uv offset
+	 * (the looked-up address minus the module's bias, i.e. return address
+	 * minus 1 minus bias), uv nframes, then nframes x { uv function (string
+	 * index, demangled), uv file (string index, absolute path when known),
+	 * uv line, uv column }. Frames go innermost first: inlined frames, then
+	 * the function that contains the address.
 	 */
 	HALLOC_FRAME_SYMBOLS = 4,
 
