@@ -55,13 +55,15 @@ static const char usage_text[] =
     "      --sample BYTES      record a sample of the allocations, one per\n"
     "                          BYTES allocated on average (K, M, G: KiB,\n"
     "                          MiB, GiB; e.g. 512K): cheaper; the report's\n"
-    "                          numbers are then "
-    "estimates\n" CLI_SUPPRESSIONS_USAGE CLI_GATES_USAGE
+    "                          numbers are then estimates\n"
+    CLI_SUPPRESSIONS_USAGE
+    CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n"
     "\n"
-    "The report on standard error (as halloc-report shows "
-    "it):\n" CLI_DISPLAY_USAGE "\n"
+    "The report on standard error (as halloc-report shows it):\n"
+    CLI_DISPLAY_USAGE
+    "\n"
     "eBPF (needs root, or CAP_BPF and CAP_PERFMON, and a kernel with BTF):\n"
     "  -p, --pid PID           record the running process PID until Ctrl-C,\n"
     "                          --duration or its end; leaks are the blocks\n"
@@ -179,8 +181,8 @@ static int check_combination(int argc, char **argv)
 		    env.aggregate ? "--aggregate" : "--stack fp");
 	if ((env.pid || env.bpf) && env.sample)
 		return cli_usage_error("option '--sample' cannot be used with "
-				       "%s: the agent samples",
-				       env.pid ? "-p" : "--bpf");
+				   "%s: the agent samples",
+				   env.pid ? "-p" : "--bpf");
 	if (env.pid && optind < argc)
 		return cli_usage_error("unexpected argument '%s': -p records a "
 				   "running process and takes no program",
