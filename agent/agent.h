@@ -196,8 +196,14 @@ static inline bool ha_agent_sampled(struct ha_agent_thread *t, size_t size)
  * HA_AGENT_NO_SEQ when sampling and p was not sampled (p leaves the set).
  */
 uint64_t ha_agent_free_seq(void *p);
-/* p is a recorded block (when sampling): its free is to be recorded. */
-void ha_agent_sample_keep(void *p);
+void ha_agent_sample_insert(void *p);
+
+/* p is a recorded block: when sampling, its free is to be recorded. */
+static inline void ha_agent_sample_keep(void *p)
+{
+	if (ha_agent.cfg.sample)
+		ha_agent_sample_insert(p);
+}
 void ha_agent_sample_fork_prepare(void);
 void ha_agent_sample_fork_parent(void); /* and in the child */
 

@@ -228,10 +228,9 @@ uint64_t ha_agent_free_seq(void *p)
 	return ha_agent_next_seq();
 }
 
-void ha_agent_sample_keep(void *p)
+void ha_agent_sample_insert(void *p)
 {
-	if (ha_agent.cfg.sample)
-		insert((uintptr_t)p);
+	insert((uintptr_t)p);
 }
 
 /* fork(): the child must not inherit a stripe in the middle of a change. */
