@@ -20,6 +20,7 @@
 #include <stdlib.h>
 
 #include "agent/agent.h"
+#include "agent/pages.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -39,6 +40,8 @@ extern void *__libc_pvalloc(size_t size);
  * below the program's call, instead of under all of the agent's frames.
  */
 #define SLOW __attribute__((noinline))
+/* Where the program called: a page item's site when not recording. */
+#define RA __builtin_return_address(0)
 
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 {
@@ -47,6 +50,7 @@ static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 	HA_AGENT_HERE(&t->here);
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -56,7 +60,7 @@ EXPORT void *malloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_malloc(size);
+		return ha_agent_pages_alloc(NULL, __libc_malloc(size), size, RA);
 	return traced_malloc(t, size);
 }
 
@@ -65,6 +69,7 @@ static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 	/* Before the block goes back: no one can have it again yet. */
 	uint64_t seq = ha_agent_next_seq();
 
+	ha_agent_pages_free(ptr);
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
 	ha_agent_leave(t);
@@ -77,8 +82,10 @@ EXPORT void free(void *ptr)
 	if (!ptr)
 		return; /* not a free: nothing to record, nothing to do */
 	t = ha_agent_enter();
-	if (!t)
+	if (!t) {
+		ha_agent_pages_free(ptr);
 		return __libc_free(ptr);
+	}
 	traced_free(t, ptr);
 }
 
@@ -92,6 +99,7 @@ static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 
 	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p,
 			      ha_agent_calloc_size(nmemb, size, caller));
+	ha_agent_pages_alloc(t, p, nmemb * size, caller);
 	ha_agent_leave(t);
 	return p;
 }
@@ -101,7 +109,8 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_calloc(nmemb, size);
+		return ha_agent_pages_alloc(NULL, __libc_calloc(nmemb, size),
+					    nmemb * size, RA);
 	return traced_calloc(t, nmemb, size, __builtin_return_address(0));
 }
 
@@ -109,19 +118,23 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 				 void *old, size_t size)
 {
+	struct ha_agent_page taken;
 	uint64_t stack, seq;
+	bool had;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
 	if (!old) {
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
+		ha_agent_pages_alloc(t, p, size, RA);
 		ha_agent_leave(t);
 		return p;
 	}
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
 		seq = ha_agent_next_seq();
+		ha_agent_pages_free(old);
 		p = __libc_realloc(old, 0);
 		ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
 		if (p)
@@ -132,8 +145,12 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	/* The REALLOC names its stack at seq: publish the stack first. */
 	stack = ha_agent_stack_id(t);
 	seq = ha_agent_next_seq();
+	had = ha_agent_pages_mmapped(old) && ha_agent_pages_heap_take(old, &taken);
 	p = __libc_realloc(old, size);
 	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
+	if (!p && had)
+		ha_agent_pages_heap_restore(&taken); /* failed: old is intact */
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -143,7 +160,7 @@ EXPORT void *realloc(void *ptr, size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_realloc(ptr, size);
+		return ha_agent_pages_realloc(ptr, size, RA);
 	return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
 }
 
@@ -162,13 +179,14 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 		return NULL;
 	}
 	if (!t)
-		return __libc_realloc(ptr, total);
+		return ha_agent_pages_realloc(ptr, total, RA);
 	return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
 }
 
 /* Aligned allocations: all on glibc's memalign. */
 static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
-				  size_t alignment, size_t size)
+				  size_t alignment, size_t size,
+				  const void *caller)
 {
 	void *p;
 
@@ -176,17 +194,21 @@ static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 	p = __libc_memalign(alignment, size);
 
 	ha_agent_record_alloc(t, fn, p, size);
+	ha_agent_pages_alloc(t, p, size, caller);
 	ha_agent_leave(t);
 	return p;
 }
 
-static void *aligned(unsigned fn, size_t alignment, size_t size)
+/* Inlined: RA is the program's call. */
+static inline __attribute__((always_inline)) void *
+aligned(unsigned fn, size_t alignment, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_memalign(alignment, size);
-	return traced_memalign(t, fn, alignment, size);
+		return ha_agent_pages_alloc(NULL, __libc_memalign(alignment, size),
+					    size, RA);
+	return traced_memalign(t, fn, alignment, size, RA);
 }
 
 EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size)
@@ -234,6 +256,7 @@ static SLOW void *traced_valloc(struct ha_agent_thread *t, unsigned fn,
 	HA_AGENT_HERE(&t->here);
 	p = fn == HALLOC_FN_VALLOC ? __libc_valloc(size) : __libc_pvalloc(size);
 	ha_agent_record_alloc(t, fn, p, size);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -243,7 +266,7 @@ EXPORT void *valloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_valloc(size);
+		return ha_agent_pages_alloc(NULL, __libc_valloc(size), size, RA);
 	return traced_valloc(t, HALLOC_FN_VALLOC, size);
 }
 
@@ -252,7 +275,8 @@ EXPORT void *pvalloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_pvalloc(size);
+		return ha_agent_pages_alloc(NULL, __libc_pvalloc(size), size,
+					    RA);
 	return traced_valloc(t, HALLOC_FN_PVALLOC, size);
 }
 

@@ -1,0 +1,109 @@
+/*
+ * agent/pages.h - page items: the page-backed memory of the process, kept
+ * by the agent whether or not halloc-trace records (halloc.h's
+ * halloc_saved_page_items reads it). Internal to the agent.
+ *
+ * Two kinds (enum halloc_page_kind): heap blocks glibc's malloc served by
+ * mmap, and anonymous mappings the program made itself (interpose_pages.c).
+ * Under halloc-trace each also becomes a PAGES record (include/halloc/log.h).
+ *
+ * Invariants:
+ *  - Ordinary allocations never reach pages.c: the entry points test the
+ *    block's IS_MMAPPED bit (one load of the size word glibc keeps just
+ *    before every block) and call in only when it is set. A free tests it
+ *    before the block goes back: after, the pages may be gone.
+ *  - pages.c never allocates: its registry lives in memory it maps with raw
+ *    system calls, which never come back through our own mmap.
+ *  - The registry's lock is taken only on those rare paths, never with
+ *    another agent lock held.
+ */
+#ifndef HALLOC_AGENT_PAGES_H
+#define HALLOC_AGENT_PAGES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/agent.h"
+
+#pragma GCC visibility push(hidden)
+
+/* glibc's chunk header: bit 1 of the size word says mmap served the block. */
+#define HA_PAGES_IS_MMAPPED 0x2u
+
+static inline bool ha_agent_pages_mmapped(const void *p)
+{
+	return p && (((const size_t *)p)[-1] & HA_PAGES_IS_MMAPPED);
+}
+
+/* One page item as the registry keeps it. */
+struct ha_agent_page {
+	uintptr_t start; /* the block (heap) or the mapping's start */
+	size_t len;	 /* bytes mapped: the mapping's (heap) or asked for */
+	size_t bytes;	 /* requested (heap); = len for mappings */
+	uintptr_t caller; /* return address into the code that asked */
+	const char *file; /* from halloc(): the caller's file, else NULL */
+	unsigned line;
+	unsigned kind; /* enum halloc_page_kind */
+};
+
+/*
+ * A heap block came back from the allocator with IS_MMAPPED set: keep it,
+ * and (t != NULL: recording) write its PAGES HEAP record after the ALLOC's.
+ */
+void ha_agent_pages_heap_alloc(struct ha_agent_thread *t, void *p, size_t size,
+			       const void *caller);
+/* A heap block with IS_MMAPPED set is about to be freed. */
+void ha_agent_pages_heap_free(void *p);
+/* Takes a block's entry out (before a realloc); false if it had none. */
+bool ha_agent_pages_heap_take(void *p, struct ha_agent_page *out);
+/* Puts back what ha_agent_pages_heap_take took (the realloc failed). */
+void ha_agent_pages_heap_restore(const struct ha_agent_page *e);
+/* halloc(): the caller's file and line for a block, if it is an item. */
+void ha_agent_pages_note_site(const void *p, const char *file, unsigned line);
+
+/* After an allocation: p is returned as is. */
+static inline void *ha_agent_pages_alloc(struct ha_agent_thread *t, void *p,
+					 size_t size, const void *caller)
+{
+	if (__builtin_expect(ha_agent_pages_mmapped(p), 0))
+		ha_agent_pages_heap_alloc(t, p, size, caller);
+	return p;
+}
+
+/* Before a free. */
+static inline void ha_agent_pages_free(void *p)
+{
+	if (__builtin_expect(ha_agent_pages_mmapped(p), 0))
+		ha_agent_pages_heap_free(p);
+}
+
+/* realloc when not recording (interpose_pages.c). */
+void *ha_agent_pages_realloc(void *old, size_t size, const void *caller);
+
+/* ---- the program's own mappings (interpose_pages.c calls these) ---------- */
+
+/*
+ * A successful mmap: an anonymous one is kept (and recorded); any MAP_FIXED
+ * one first ends what it replaced.
+ */
+void ha_agent_pages_mapped(struct ha_agent_thread *t, void *addr, size_t len,
+			   int prot, int flags, const void *caller);
+/*
+ * Before munmap(addr, len) (arguments checked): forgets what it ends.
+ * true if it ended part of a kept mapping: the caller records the MUNMAP
+ * with `seq` once the call succeeded.
+ */
+bool ha_agent_pages_unmapping(uintptr_t addr, size_t len);
+void ha_agent_pages_put_munmap(struct ha_agent_thread *t, uint64_t seq,
+			       uintptr_t addr, size_t len);
+/* Whether [addr, addr + len) overlaps a kept mapping. */
+bool ha_agent_pages_kept(uintptr_t addr, size_t len);
+/* A successful mremap of a kept mapping; seq was taken before the call. */
+void ha_agent_pages_remapped(struct ha_agent_thread *t, uint64_t seq,
+			     uintptr_t old, size_t old_len, uintptr_t new_addr,
+			     size_t new_len);
+
+#pragma GCC visibility pop
+
+#endif /* HALLOC_AGENT_PAGES_H */
