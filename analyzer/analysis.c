@@ -45,6 +45,7 @@ void ha_analysis_free(struct ha_analysis *analysis)
 		free(analysis->procs[i].stack_leaks);
 		free(analysis->procs[i].peak_sites);
 		ha_timeline_free(&analysis->procs[i].timeline);
+		ha_pages_free(&analysis->procs[i].pages);
 		free(analysis->procs[i].suppressed);
 	}
 	free(analysis->procs);
@@ -111,7 +112,12 @@ static enum ha_result build(struct ha_analysis *a,
 		return HA_ERR_NOMEM;
 	}
 	a->nprocs = n;
-	res = ha_replay(log, a->procs);
+	/* page items read heap events, which the replay frees */
+	res = ha_pages_analyze(log, a->procs);
+	if (res == HA_OK)
+		res = ha_replay(log, a->procs);
+	if (res == HA_OK)
+		res = ha_rss_analyze(log, a->procs);
 	if (res == HA_OK) {
 		for (size_t i = 0; i < n; i++) {
 			struct ha_process *p = &ordered[i];

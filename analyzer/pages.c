@@ -1,0 +1,584 @@
+/*
+ * analyzer/pages.c - page items and resident memory (see pages.h): reading
+ * PAGES records and RSS frames, replaying each stream's page items in
+ * sequence order, and placing RSS samples on the heap's timeline.
+ *
+ * A stream's page items are few (each one cost the program a system call),
+ * so the mappings alive during the replay sit in plain arrays searched end
+ * to end. A mapping can lose its head, its tail or its middle (then it is
+ * two). Heap blocks by mmap are found through their addresses: the HEAP
+ * record follows the block's ALLOC, its FREE ends it, so the replay takes
+ * the heap events at those addresses along (before replay.c frees them).
+ *
+ * A forked child starts with the items its parent had at the fork; an
+ * image replaced by exec has nothing left mapped at its end.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyzer/analysis.h"
+#include "analyzer/pages.h"
+#include "halloc/log.h"
+
+/* ---- reading -------------------------------------------------------------- */
+
+static bool push(struct ha_stream *s, const struct ha_page_event *e)
+{
+	if (!HA_RESERVE(s->page_events, s->page_events_cap,
+			s->npage_events + 1))
+		return false;
+	s->page_events[s->npage_events++] = *e;
+	return true;
+}
+
+enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
+				   struct ha_cursor *c, unsigned op,
+				   uint64_t seq, uint64_t *time,
+				   uint64_t *addr, const char **why)
+{
+	struct ha_page_event e = {.seq = seq, .stack = HA_NONE};
+	uint64_t dt, len, stack_id, prot, flags, d2, len2, old;
+	int64_t da, db;
+
+	*why = "bad page record";
+	switch (op) {
+	case HALLOC_PAGE_MMAP:
+		if (!ha_get_uv(c, &dt) || !ha_get_sv(c, &da) ||
+		    !ha_get_uv(c, &len) || !ha_get_uv(c, &stack_id) ||
+		    !ha_get_uv(c, &prot) || !ha_get_uv(c, &flags))
+			return HA_ERR_CORRUPT;
+		e.op = HA_PAGE_MAP;
+		e.stack = ha_log_stack_ref(log, s, stack_id);
+		if (e.stack == HA_NONE)
+			return HA_ERR_NOMEM;
+		break;
+	case HALLOC_PAGE_MUNMAP:
+	case HALLOC_PAGE_HEAP:
+		if (!ha_get_uv(c, &dt) || !ha_get_sv(c, &da) ||
+		    !ha_get_uv(c, &len))
+			return HA_ERR_CORRUPT;
+		e.op = op == HALLOC_PAGE_HEAP ? HA_PAGE_HEAP : HA_PAGE_UNMAP;
+		break;
+	case HALLOC_PAGE_MREMAP:
+		if (!ha_get_uv(c, &d2) || !ha_get_uv(c, &dt) ||
+		    !ha_get_sv(c, &da) || !ha_get_sv(c, &db) ||
+		    !ha_get_uv(c, &len) || !ha_get_uv(c, &len2))
+			return HA_ERR_CORRUPT;
+		if (d2 == 0 || seq + d2 < seq) {
+			*why = "mremap's second sequence number does not "
+			       "follow its first";
+			return HA_ERR_CORRUPT;
+		}
+		*time += dt;
+		old = *addr + (uint64_t)da;
+		*addr = old + (uint64_t)db;
+		e.time = *time;
+		e.op = HA_PAGE_MOVE_FROM;
+		e.addr = old;
+		e.len = len;
+		e.other = seq + d2;
+		if (!push(s, &e))
+			return HA_ERR_NOMEM;
+		e.seq = seq + d2;
+		e.op = HA_PAGE_MOVE_TO;
+		e.addr = *addr;
+		e.len = len2;
+		e.other = len;
+		return push(s, &e) ? HA_OK : HA_ERR_NOMEM;
+	default:
+		*why = "unknown page operation";
+		return HA_ERR_CORRUPT;
+	}
+	*time += dt;
+	*addr += (uint64_t)da;
+	e.time = *time;
+	e.addr = *addr;
+	e.len = len;
+	return push(s, &e) ? HA_OK : HA_ERR_NOMEM;
+}
+
+enum ha_result ha_rss_read(struct ha_log *log, const unsigned char *p,
+			   size_t len)
+{
+	struct ha_cursor c = {p, p + len};
+	struct ha_rss_sample r = {0};
+
+	if (!ha_get_u32(&c, &r.pid) || !ha_get_uv(&c, &r.time_ns) ||
+	    !ha_get_uv(&c, &r.rss) ||
+	    (c.p < c.end && !ha_get_uv(&c, &r.hwm)))
+		return HA_ERR_CORRUPT;
+	if (!HA_RESERVE(log->rss, log->rss_cap, log->nrss + 1))
+		return HA_ERR_NOMEM;
+	log->rss[log->nrss++] = r;
+	return HA_OK;
+}
+
+/* ---- the replay of one stream -------------------------------------------- */
+
+#define PAGE 4096u
+
+static uint64_t pages_of(uint64_t len)
+{
+	return (len + PAGE - 1) / PAGE;
+}
+
+/* A mapping, or a heap block by mmap (len: its size, mapped: its pages). */
+struct item {
+	uint64_t start, len, mapped;
+	uint32_t stack;
+	uint8_t kind;
+};
+
+struct items {
+	struct item *v;
+	size_t n, cap;
+};
+
+struct pending { /* a heap block's ALLOC, until its HEAP record */
+	uint64_t size;
+	uint32_t stack;
+};
+
+struct acc {
+	const struct ha_log *log;
+	struct ha_page_report *r;
+	size_t cap;
+	struct ha_map index; /* site << 2 | kind -> r->sites */
+	uint64_t live;
+	struct ha_map moves; /* MOVE_TO seq -> stack */
+	struct ha_map block_at; /* address -> pendings */
+	struct pending *pend;
+	size_t npend, pend_cap;
+	bool nomem;
+};
+
+static struct ha_page_site *site_for(struct acc *a, uint8_t kind,
+				     uint32_t stack)
+{
+	uint32_t site = a->log->stacks[stack].site;
+	uint64_t key = (uint64_t)site << 2 | kind;
+	uint32_t i = ha_map_get(&a->index, key);
+	struct ha_page_report *r = a->r;
+
+	if (i != HA_NONE)
+		return &r->sites[i];
+	if (!HA_RESERVE(r->sites, a->cap, r->nsites + 1) ||
+	    !ha_map_put(&a->index, key, (uint32_t)r->nsites)) {
+		a->nomem = true;
+		return NULL;
+	}
+	r->sites[r->nsites] = (struct ha_page_site){.site = site,
+						    .stack = stack,
+						    .kind = kind};
+	return &r->sites[r->nsites++];
+}
+
+static void change(struct acc *a, const struct item *it, bool add,
+		   uint64_t time)
+{
+	struct ha_page_site *ps = site_for(a, it->kind, it->stack);
+
+	if (!ps)
+		return;
+	if (add) {
+		ps->live += it->len;
+		a->live += it->len;
+	} else {
+		ps->live -= it->len;
+		a->live -= it->len;
+	}
+	if (ps->live > ps->peak)
+		ps->peak = ps->live;
+	if (a->live > a->r->peak_bytes) {
+		a->r->peak_bytes = a->live;
+		a->r->peak_time_us = time;
+	}
+}
+
+static bool add_item(struct acc *a, struct items *l, const struct item *it,
+		     uint64_t time)
+{
+	if (!HA_RESERVE(l->v, l->cap, l->n + 1)) {
+		a->nomem = true;
+		return false;
+	}
+	l->v[l->n++] = *it;
+	change(a, it, true, time);
+	return true;
+}
+
+static void drop(struct acc *a, struct items *l, size_t i, uint64_t time)
+{
+	change(a, &l->v[i], false, time);
+	l->v[i] = l->v[--l->n];
+}
+
+/* Ends [lo, hi) of the mappings; *stack gets the first one's stack. */
+static void cut(struct acc *a, struct items *l, uint64_t lo, uint64_t hi,
+		uint64_t time, uint32_t *stack)
+{
+	for (size_t i = 0; i < l->n;) {
+		struct item *it = &l->v[i], head, tail;
+		uint64_t s = it->start, e = it->start + it->len;
+
+		if (it->kind != HA_PAGE_KIND_MMAP || e <= lo || s >= hi) {
+			i++;
+			continue;
+		}
+		if (stack && *stack == HA_NONE)
+			*stack = it->stack;
+		head = tail = *it;
+		head.len = lo > s ? lo - s : 0;
+		tail.start = hi;
+		tail.len = e > hi ? e - hi : 0;
+		drop(a, l, i, time); /* the entry at i is another one now */
+		if (head.len)
+			add_item(a, l, &head, time);
+		if (tail.len)
+			add_item(a, l, &tail, time);
+	}
+}
+
+static void count_made(struct acc *a, const struct item *it, uint64_t bytes,
+		       uint64_t pages, bool new_item)
+{
+	struct ha_page_site *ps = site_for(a, it->kind, it->stack);
+
+	if (!ps)
+		return;
+	ps->count += new_item;
+	ps->bytes += bytes;
+	ps->pages += pages;
+}
+
+static size_t heap_item(const struct items *l, uint64_t addr)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].kind == HA_PAGE_KIND_HEAP && l->v[i].start == addr)
+			return i;
+	return SIZE_MAX;
+}
+
+static void apply(struct acc *a, struct items *l, const struct ha_page_event *e)
+{
+	struct item it = {.start = e->addr, .len = e->len, .stack = e->stack,
+			  .kind = HA_PAGE_KIND_MMAP};
+	uint32_t stack = HA_NONE, k;
+	size_t i;
+
+	switch (e->op) {
+	case HA_PAGE_MAP:
+		cut(a, l, e->addr, e->addr + e->len, e->time, NULL);
+		it.mapped = e->len;
+		if (add_item(a, l, &it, e->time))
+			count_made(a, &it, e->len, pages_of(e->len), true);
+		break;
+	case HA_PAGE_UNMAP:
+		cut(a, l, e->addr, e->addr + e->len, e->time, NULL);
+		break;
+	case HA_PAGE_MOVE_FROM:
+		if (e->len) {
+			cut(a, l, e->addr, e->addr + e->len, e->time, &stack);
+		} else { /* a duplicate: the old mapping stays */
+			for (i = 0; i < l->n && stack == HA_NONE; i++)
+				if (l->v[i].kind == HA_PAGE_KIND_MMAP &&
+				    l->v[i].start <= e->addr &&
+				    e->addr < l->v[i].start + l->v[i].len)
+					stack = l->v[i].stack;
+		}
+		if (stack != HA_NONE && !ha_map_put(&a->moves, e->other, stack))
+			a->nomem = true;
+		break;
+	case HA_PAGE_MOVE_TO:
+		it.stack = ha_map_get(&a->moves, e->seq);
+		if (it.stack == HA_NONE)
+			break;
+		cut(a, l, e->addr, e->addr + e->len, e->time, NULL);
+		it.mapped = e->len;
+		if (add_item(a, l, &it, e->time))
+			count_made(a, &it,
+				   e->len > e->other ? e->len - e->other : 0,
+				   pages_of(e->len) > pages_of(e->other)
+				       ? pages_of(e->len) - pages_of(e->other)
+				       : 0,
+				   false);
+		break;
+	case HA_PAGE_BLOCK_ALLOC:
+	case HA_PAGE_BLOCK_FREE:
+		/* an ALLOC over a live block: its free was not seen */
+		if ((i = heap_item(l, e->addr)) != SIZE_MAX)
+			drop(a, l, i, e->time);
+		if (e->op == HA_PAGE_BLOCK_FREE)
+			break;
+		if (!HA_RESERVE(a->pend, a->pend_cap, a->npend + 1) ||
+		    !ha_map_put(&a->block_at, e->addr, (uint32_t)a->npend)) {
+			a->nomem = true;
+			break;
+		}
+		a->pend[a->npend++] = (struct pending){e->len, e->stack};
+		break;
+	case HA_PAGE_HEAP:
+		k = ha_map_get(&a->block_at, e->addr);
+		if (k == HA_NONE || heap_item(l, e->addr) != SIZE_MAX)
+			break;
+		it.kind = HA_PAGE_KIND_HEAP;
+		it.len = a->pend[k].size;
+		it.stack = a->pend[k].stack;
+		it.mapped = e->len;
+		if (add_item(a, l, &it, e->time))
+			count_made(a, &it, it.len, pages_of(e->len), true);
+		break;
+	}
+}
+
+static int cmp_event(const void *x, const void *y)
+{
+	const struct ha_page_event *a = x, *b = y;
+
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* The stream's page events and the heap events at HEAP addresses. */
+static struct ha_page_event *gather(const struct ha_stream *s, size_t *n)
+{
+	struct ha_map heap = {0};
+	struct ha_page_event *ev;
+	size_t cap = s->npage_events, k = 0;
+	bool ok = true;
+
+	for (size_t i = 0; i < s->npage_events && ok; i++)
+		if (s->page_events[i].op == HA_PAGE_HEAP)
+			ok = ha_map_put(&heap, s->page_events[i].addr, 0);
+	for (size_t i = 0; heap.count && i < s->nevents; i++)
+		cap += s->events[i].kind != HA_EV_FAILED &&
+		       ha_map_get(&heap, s->events[i].addr) != HA_NONE;
+	ev = ok ? malloc((cap ? cap : 1) * sizeof(*ev)) : NULL;
+	if (!ev) {
+		ha_map_free(&heap);
+		return NULL;
+	}
+	memcpy(ev, s->page_events, s->npage_events * sizeof(*ev));
+	k = s->npage_events;
+	for (size_t i = 0; heap.count && i < s->nevents; i++) {
+		const struct ha_event *h = &s->events[i];
+
+		if (h->kind == HA_EV_FAILED ||
+		    ha_map_get(&heap, h->addr) == HA_NONE)
+			continue;
+		ev[k++] = (struct ha_page_event){
+		    .seq = h->seq,
+		    .time = h->time,
+		    .addr = h->addr,
+		    .len = h->size,
+		    .stack = h->stack,
+		    .op = h->kind == HA_EV_ALLOC ? HA_PAGE_BLOCK_ALLOC
+						 : HA_PAGE_BLOCK_FREE};
+	}
+	ha_map_free(&heap);
+	qsort(ev, k, sizeof(*ev), cmp_event);
+	*n = k;
+	return ev;
+}
+
+static int cmp_site(const void *x, const void *y)
+{
+	const struct ha_page_site *a = x, *b = y;
+
+	if (a->bytes != b->bytes)
+		return a->bytes > b->bytes ? -1 : 1;
+	if (a->kind != b->kind)
+		return a->kind < b->kind ? -1 : 1;
+	return a->site < b->site ? -1 : a->site > b->site;
+}
+
+static bool copy_items(struct items *dst, const struct items *src)
+{
+	dst->n = dst->cap = 0;
+	dst->v = malloc((src->n ? src->n : 1) * sizeof(*dst->v));
+	if (!dst->v)
+		return false;
+	memcpy(dst->v, src->v, src->n * sizeof(*src->v));
+	dst->n = dst->cap = src->n;
+	if (!dst->cap)
+		dst->cap = 1;
+	return true;
+}
+
+struct pages_run {
+	struct ha_log *log;
+	struct ha_process *procs;
+	uint32_t *parent;    /* per stream, HA_NONE: none */
+	struct items *start; /* per stream: inherited at its fork */
+	bool *done;
+};
+
+/* Replays stream i; hands its state at each fork to the children. */
+static bool replay(struct pages_run *pr, uint32_t i)
+{
+	struct ha_stream *s = &pr->log->streams[i];
+	struct ha_page_report *r = &pr->procs[i].pages;
+	struct acc a = {.log = pr->log, .r = r};
+	struct items l = pr->start[i];
+	struct ha_page_event *ev;
+	size_t n = 0;
+	bool ok;
+
+	pr->done[i] = true;
+	pr->start[i] = (struct items){0};
+	memset(r, 0, sizeof(*r));
+	ev = gather(s, &n);
+	if (!ev) {
+		free(l.v);
+		return false;
+	}
+	r->recorded = s->npage_events > 0 || l.n > 0;
+	for (size_t k = 0; k < l.n; k++) { /* inherited: live, not made */
+		struct ha_page_site *ps = site_for(&a, l.v[k].kind, l.v[k].stack);
+
+		if (ps && (ps->live += l.v[k].len) > ps->peak)
+			ps->peak = ps->live;
+		a.live += l.v[k].len;
+	}
+	r->peak_bytes = a.live;
+	for (size_t k = 0; k <= n && !a.nomem; k++) {
+		uint64_t seq = k < n ? ev[k].seq : UINT64_MAX;
+
+		/* children forked before this event start from here */
+		for (uint32_t c = 0; c < pr->log->nstreams && !a.nomem; c++)
+			if (pr->parent[c] == i && !pr->done[c] &&
+			    !pr->start[c].v &&
+			    pr->log->streams[c].parent_seq < seq &&
+			    !copy_items(&pr->start[c], &l))
+				a.nomem = true;
+		if (k < n)
+			apply(&a, &l, &ev[k]);
+	}
+	if (s->end != HA_END_EXEC)
+		for (size_t k = 0; k < l.n; k++) {
+			struct ha_page_site *ps =
+			    site_for(&a, l.v[k].kind, l.v[k].stack);
+
+			if (!ps)
+				break;
+			ps->end_bytes += l.v[k].len;
+			ps->end_pages += pages_of(l.v[k].mapped);
+			ps->end_items++;
+			r->end_bytes += l.v[k].len;
+			r->end_items++;
+		}
+	ok = !a.nomem;
+	if (ok && r->nsites)
+		qsort(r->sites, r->nsites, sizeof(*r->sites), cmp_site);
+	free(ev);
+	free(l.v);
+	free(a.pend);
+	ha_map_free(&a.index);
+	ha_map_free(&a.moves);
+	ha_map_free(&a.block_at);
+	return ok;
+}
+
+enum ha_result ha_pages_analyze(struct ha_log *log, struct ha_process *procs)
+{
+	size_t n = log->nstreams ? log->nstreams : 1;
+	struct pages_run pr = {.log = log, .procs = procs};
+	bool ok, progress = true;
+
+	pr.parent = malloc(n * sizeof(*pr.parent));
+	pr.start = calloc(n, sizeof(*pr.start));
+	pr.done = calloc(n, sizeof(*pr.done));
+	ok = pr.parent && pr.start && pr.done;
+	for (uint32_t i = 0; ok && i < log->nstreams; i++) {
+		const struct ha_stream *s = &log->streams[i];
+		uint32_t p = s->has_process && s->parent_stream
+				 ? ha_map_get(&log->stream_ids,
+					      s->parent_stream)
+				 : HA_NONE;
+
+		pr.parent[i] = p == i ? HA_NONE : p;
+	}
+	/* parents before their children; a loop of parents from nothing */
+	while (ok && progress) {
+		progress = false;
+		for (uint32_t i = 0; ok && i < log->nstreams; i++)
+			if (!pr.done[i] && (pr.parent[i] == HA_NONE ||
+					    pr.done[pr.parent[i]])) {
+				ok = replay(&pr, i);
+				progress = true;
+			}
+	}
+	for (uint32_t i = 0; ok && i < log->nstreams; i++)
+		if (!pr.done[i])
+			ok = replay(&pr, i);
+	for (size_t i = 0; pr.start && i < log->nstreams; i++)
+		free(pr.start[i].v);
+	free(pr.parent);
+	free(pr.start);
+	free(pr.done);
+	return ok ? HA_OK : HA_ERR_NOMEM;
+}
+
+/* ---- resident memory ------------------------------------------------------ */
+
+enum ha_result ha_rss_analyze(const struct ha_log *log,
+			      struct ha_process *procs)
+{
+	for (size_t i = 0; i < log->nstreams; i++) {
+		const struct ha_stream *s = &log->streams[i];
+		struct ha_page_report *r = &procs[i].pages;
+		const struct ha_timeline *tl = &procs[i].timeline;
+		uint64_t from = s->start_time, to = UINT64_MAX;
+
+		if (!s->has_process || !tl->n)
+			continue;
+		/* the next image of the same pid (after an exec) */
+		for (size_t j = 0; j < log->nstreams; j++)
+			if (log->streams[j].pid == s->pid &&
+			    log->streams[j].has_process &&
+			    log->streams[j].start_time > from &&
+			    log->streams[j].start_time < to)
+				to = log->streams[j].start_time;
+		for (size_t k = 0; k < log->nrss; k++) {
+			const struct ha_rss_sample *x = &log->rss[k];
+			uint64_t us;
+			size_t at;
+
+			if (x->pid != s->pid || x->time_ns < from ||
+			    x->time_ns >= to)
+				continue;
+			if (!r->rss) {
+				r->rss = malloc(tl->n * sizeof(*r->rss));
+				if (!r->rss)
+					return HA_ERR_NOMEM;
+				for (size_t t = 0; t < tl->n; t++)
+					r->rss[t] = HA_RSS_NONE;
+			}
+			us = (x->time_ns - from) / 1000;
+			at = tl->end_us ? (size_t)((double)us * (double)tl->n /
+						   (double)tl->end_us)
+					: 0;
+			if (at >= tl->n)
+				at = tl->n - 1;
+			if (r->rss[at] == HA_RSS_NONE || x->rss > r->rss[at])
+				r->rss[at] = x->rss;
+			if (x->rss > r->peak_rss)
+				r->peak_rss = x->rss;
+			if (x->hwm > r->peak_rss)
+				r->peak_rss = x->hwm;
+			r->rss_samples++;
+		}
+		for (size_t t = 1; r->rss && t < tl->n; t++)
+			if (r->rss[t] == HA_RSS_NONE)
+				r->rss[t] = r->rss[t - 1];
+	}
+	return HA_OK;
+}
+
+void ha_pages_free(struct ha_page_report *r)
+{
+	free(r->sites);
+	free(r->rss);
+	r->sites = NULL;
+	r->rss = NULL;
+	r->nsites = 0;
+}
