@@ -228,9 +228,9 @@ static void cut(struct acc *a, struct items *l, uint64_t lo, uint64_t hi,
 		if (stack && *stack == HA_NONE)
 			*stack = it->stack;
 		head = tail = *it;
-		head.len = lo > s ? lo - s : 0;
+		head.len = head.mapped = lo > s ? lo - s : 0;
 		tail.start = hi;
-		tail.len = e > hi ? e - hi : 0;
+		tail.len = tail.mapped = e > hi ? e - hi : 0;
 		drop(a, l, i, time); /* the entry at i is another one now */
 		if (head.len)
 			add_item(a, l, &head, time);
