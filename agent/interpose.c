@@ -40,7 +40,10 @@ extern void *__libc_pvalloc(size_t size);
  * below the program's call, instead of under all of the agent's frames.
  */
 #define SLOW __attribute__((noinline))
-/* Where the program called: a page item's site when not recording. */
+/*
+ * Where the program called, for a page item's site: read in the tail-called
+ * functions, never in an entry point (it would give each a stack frame).
+ */
 #define RA __builtin_return_address(0)
 
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
@@ -60,7 +63,7 @@ EXPORT void *malloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return ha_agent_pages_alloc(NULL, __libc_malloc(size), size, RA);
+		return ha_agent_untraced_malloc(size);
 	return traced_malloc(t, size);
 }
 
@@ -82,10 +85,8 @@ EXPORT void free(void *ptr)
 	if (!ptr)
 		return; /* not a free: nothing to record, nothing to do */
 	t = ha_agent_enter();
-	if (!t) {
-		ha_agent_pages_free(ptr);
-		return __libc_free(ptr);
-	}
+	if (!t)
+		return ha_agent_untraced_free(ptr);
 	traced_free(t, ptr);
 }
 
@@ -109,8 +110,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return ha_agent_pages_alloc(NULL, __libc_calloc(nmemb, size),
-					    nmemb * size, RA);
+		return ha_agent_untraced_calloc(nmemb, size);
 	return traced_calloc(t, nmemb, size, __builtin_return_address(0));
 }
 
@@ -160,7 +160,7 @@ EXPORT void *realloc(void *ptr, size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return ha_agent_pages_realloc(ptr, size, RA);
+		return ha_agent_untraced_realloc(ptr, size);
 	return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
 }
 
@@ -179,14 +179,13 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 		return NULL;
 	}
 	if (!t)
-		return ha_agent_pages_realloc(ptr, total, RA);
+		return ha_agent_untraced_realloc(ptr, total);
 	return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
 }
 
 /* Aligned allocations: all on glibc's memalign. */
 static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
-				  size_t alignment, size_t size,
-				  const void *caller)
+				  size_t alignment, size_t size)
 {
 	void *p;
 
@@ -194,21 +193,18 @@ static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 	p = __libc_memalign(alignment, size);
 
 	ha_agent_record_alloc(t, fn, p, size);
-	ha_agent_pages_alloc(t, p, size, caller);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
 
-/* Inlined: RA is the program's call. */
-static inline __attribute__((always_inline)) void *
-aligned(unsigned fn, size_t alignment, size_t size)
+static void *aligned(unsigned fn, size_t alignment, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return ha_agent_pages_alloc(NULL, __libc_memalign(alignment, size),
-					    size, RA);
-	return traced_memalign(t, fn, alignment, size, RA);
+		return ha_agent_untraced_memalign(alignment, size);
+	return traced_memalign(t, fn, alignment, size);
 }
 
 EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size)
@@ -266,7 +262,7 @@ EXPORT void *valloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return ha_agent_pages_alloc(NULL, __libc_valloc(size), size, RA);
+		return ha_agent_untraced_valloc(false, size);
 	return traced_valloc(t, HALLOC_FN_VALLOC, size);
 }
 
@@ -275,8 +271,7 @@ EXPORT void *pvalloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return ha_agent_pages_alloc(NULL, __libc_pvalloc(size), size,
-					    RA);
+		return ha_agent_untraced_valloc(true, size);
 	return traced_valloc(t, HALLOC_FN_PVALLOC, size);
 }
 

@@ -26,7 +26,13 @@
 #define EXPORT __attribute__((visibility("default")))
 #define SLOW __attribute__((noinline))
 
+extern void *__libc_malloc(size_t size);
+extern void __libc_free(void *ptr);
+extern void *__libc_calloc(size_t nmemb, size_t size);
 extern void *__libc_realloc(void *ptr, size_t size);
+extern void *__libc_memalign(size_t alignment, size_t size);
+extern void *__libc_valloc(size_t size);
+extern void *__libc_pvalloc(size_t size);
 
 static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		      off_t off)
@@ -149,8 +155,42 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 			     new_addr);
 }
 
-/* realloc while not recording: a block's page item follows it. */
-void *ha_agent_pages_realloc(void *old, size_t size, const void *caller)
+/* ---- the allocation functions when not recording ------------------------ */
+
+#define RA __builtin_return_address(0)
+
+void *ha_agent_untraced_malloc(size_t size)
+{
+	return ha_agent_pages_alloc(NULL, __libc_malloc(size), size, RA);
+}
+
+void *ha_agent_untraced_calloc(size_t nmemb, size_t size)
+{
+	return ha_agent_pages_alloc(NULL, __libc_calloc(nmemb, size),
+				    nmemb * size, RA);
+}
+
+void *ha_agent_untraced_memalign(size_t alignment, size_t size)
+{
+	return ha_agent_pages_alloc(NULL, __libc_memalign(alignment, size),
+				    size, RA);
+}
+
+void *ha_agent_untraced_valloc(bool page_multiple, size_t size)
+{
+	return ha_agent_pages_alloc(
+	    NULL, page_multiple ? __libc_pvalloc(size) : __libc_valloc(size),
+	    size, RA);
+}
+
+void ha_agent_untraced_free(void *ptr)
+{
+	ha_agent_pages_free(ptr); /* before: after it, the pages may be gone */
+	__libc_free(ptr);
+}
+
+/* realloc: a block's page item follows it. */
+void *ha_agent_untraced_realloc(void *old, size_t size)
 {
 	struct ha_agent_page taken;
 	bool had = ha_agent_pages_mmapped(old) &&
@@ -159,5 +199,5 @@ void *ha_agent_pages_realloc(void *old, size_t size, const void *caller)
 
 	if (!p && size && had)
 		ha_agent_pages_heap_restore(&taken); /* failed: old is intact */
-	return ha_agent_pages_alloc(NULL, p, size, caller);
+	return ha_agent_pages_alloc(NULL, p, size, RA);
 }

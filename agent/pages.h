@@ -78,8 +78,18 @@ static inline void ha_agent_pages_free(void *p)
 		ha_agent_pages_heap_free(p);
 }
 
-/* realloc when not recording (interpose_pages.c). */
-void *ha_agent_pages_realloc(void *old, size_t size, const void *caller);
+/*
+ * The allocation functions when not recording (interpose_pages.c): glibc's,
+ * and the page item of a block it served by mmap. Apart from interpose.c's
+ * entry points, so that those build no stack frame on the recorded path;
+ * tail-called, they see the program's return address as their own.
+ */
+void *ha_agent_untraced_malloc(size_t size);
+void *ha_agent_untraced_calloc(size_t nmemb, size_t size);
+void *ha_agent_untraced_realloc(void *old, size_t size);
+void *ha_agent_untraced_memalign(size_t alignment, size_t size);
+void *ha_agent_untraced_valloc(bool page_multiple, size_t size);
+void ha_agent_untraced_free(void *ptr);
 
 /* ---- the program's own mappings (interpose_pages.c calls these) ---------- */
 
