@@ -1,7 +1,7 @@
 /*
  * agent/pages.c - page items: the registry of page-backed memory mapped now,
- * the PAGES records (include/halloc/log.h) and the in-process API that reads
- * the registry (halloc_saved_page_items, halloc_print_saved_page_items).
+ * the PAGES records (include/halloc/log.h) and halloc_saved_page_items
+ * (include/halloc/halloc.h; pages_print.c prints the same items).
  *
  * The registry is one array sorted by start address, in memory mapped with
  * raw system calls (never malloc: it is updated from inside malloc and free,
@@ -13,7 +13,6 @@
  * held it sees a pid that is not its own and takes the lock over (that
  * thread does not exist in the child), with no fork handler to register.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
@@ -477,172 +476,30 @@ EXPORT size_t halloc_saved_page_items(struct halloc_page_item *out, size_t max)
 	return n;
 }
 
-/* Printing: into a buffer on the stack, one write(2): no stdio, no malloc. */
-struct line {
-	char buf[512];
-	size_t len;
-};
-
-static void add(struct line *l, const char *s)
+/* A consistent copy of the first `max` items and totals over all of them
+ * (by kind: count, bytes, pages); returns how many there are. */
+size_t ha_agent_pages_copy(struct ha_agent_page *out, size_t max,
+			   uint64_t totals[3][3])
 {
-	while (*s && l->len < sizeof(l->buf) - 1)
-		l->buf[l->len++] = *s++;
-}
+	size_t n;
 
-static void add_count(struct line *l, uint64_t v, int width)
-{
-	char d[32], o[40];
-	int n = 0, k = 0;
-
-	do {
-		d[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (int pad = width - (n + (n - 1) / 3); pad > 0; pad--)
-		o[k++] = ' ';
-	for (int i = n - 1; i >= 0; i--) {
-		o[k++] = d[i];
-		if (i && i % 3 == 0)
-			o[k++] = ',';
-	}
-	o[k] = '\0';
-	add(l, o);
-}
-
-static void add_hex(struct line *l, uint64_t v)
-{
-	char o[20];
-	int k = 19;
-
-	o[k] = '\0';
-	do {
-		o[--k] = "0123456789abcdef"[v & 15];
-		v >>= 4;
-	} while (v);
-	add(l, "0x");
-	add(l, o + k);
-}
-
-static void flush(struct line *l)
-{
-	const char *p = l->buf;
-	size_t left;
-
-	add(l, "\n");
-	left = l->len;
-	while (left) {
-		ssize_t n = write(STDERR_FILENO, p, left);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		p += n;
-		left -= (size_t)n;
-	}
-	l->len = 0;
-}
-
-static const char *base_name(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	return slash ? slash + 1 : path;
-}
-
-/* "file.c:12", or "prog+0x11a9 (function)": where the call is. */
-static void add_site(struct line *l, const struct ha_agent_page *e)
-{
-	Dl_info info;
-
-	if (e->file) {
-		add(l, base_name(e->file));
-		if (e->line) {
-			add(l, ":");
-			add_count(l, e->line, 0);
-		}
-		return;
-	}
-	if (!e->caller || !dladdr((void *)(e->caller - 1), &info)) {
-		add(l, "caller unknown");
-		return;
-	}
-	/* module+offset of the call, as addr2line -e module takes it */
-	add(l, info.dli_fname && *info.dli_fname ? base_name(info.dli_fname)
-						 : "?");
-	add(l, "+");
-	add_hex(l, e->caller - 1 - (uintptr_t)info.dli_fbase);
-	if (info.dli_sname && info.dli_saddr) {
-		add(l, " (");
-		add(l, info.dli_sname);
-		add(l, ")");
-	}
-}
-
-/* Items printed one by one; more than this are summed up only. */
-#define PRINT_MAX 64
-
-EXPORT void halloc_print_saved_page_items(void)
-{
-	struct ha_agent_page shown[PRINT_MAX];
-	uint64_t bytes[3] = {0}, pages[3] = {0}, count[3] = {0};
-	size_t n, k;
-	struct line l = {.len = 0};
-	int saved = errno;
-
+	memset(totals, 0, 3 * sizeof(*totals));
 	lock();
 	n = nitems;
 	for (size_t i = 0; i < n; i++) {
 		unsigned kind = items[i].kind < 3 ? items[i].kind : 0;
 
-		count[kind]++;
-		bytes[kind] += items[i].bytes;
-		pages[kind] += pages_of(items[i].len);
-		if (i < PRINT_MAX)
-			shown[i] = items[i];
+		totals[kind][0]++;
+		totals[kind][1] += items[i].bytes;
+		totals[kind][2] += pages_of(items[i].len);
+		if (i < max)
+			out[i] = items[i];
 	}
 	unlock();
-	add(&l, "halloc: page items: ");
-	if (!n) {
-		add(&l, "none mapped (heap blocks the allocator served by "
-			"mmap and the program's anonymous mmaps show here)");
-		flush(&l);
-		errno = saved;
-		return;
-	}
-	add_count(&l, n, 0);
-	add(&l, " mapped: ");
-	add_count(&l, bytes[1] + bytes[2], 0);
-	add(&l, " bytes in ");
-	add_count(&l, pages[1] + pages[2], 0);
-	add(&l, " pages (heap blocks by mmap: ");
-	add_count(&l, count[HALLOC_PAGE_ITEM_HEAP], 0);
-	add(&l, ", ");
-	add_count(&l, bytes[HALLOC_PAGE_ITEM_HEAP], 0);
-	add(&l, " bytes; program mmaps: ");
-	add_count(&l, count[HALLOC_PAGE_ITEM_MMAP], 0);
-	add(&l, ", ");
-	add_count(&l, bytes[HALLOC_PAGE_ITEM_MMAP], 0);
-	add(&l, " bytes)");
-	flush(&l);
-	for (k = 0; k < n && k < PRINT_MAX; k++) {
-		const struct ha_agent_page *e = &shown[k];
+	return n;
+}
 
-		add(&l, e->kind == HALLOC_PAGE_ITEM_HEAP ? "  heap block  "
-							 : "  mmap        ");
-		add_hex(&l, e->start);
-		add_count(&l, e->bytes, 14);
-		add(&l, " bytes");
-		add_count(&l, pages_of(e->len), 7);
-		add(&l, pages_of(e->len) == 1 ? " page   at " : " pages  at ");
-		add_site(&l, e);
-		flush(&l);
-	}
-	if (n > k) {
-		add(&l, "  ... and ");
-		add_count(&l, n - k, 0);
-		add(&l, " more");
-		flush(&l);
-	}
-	errno = saved;
+size_t ha_agent_pages_count(size_t len)
+{
+	return pages_of(len);
 }

@@ -114,6 +114,15 @@ void ha_agent_pages_remapped(struct ha_agent_thread *t, uint64_t seq,
 			     uintptr_t old, size_t old_len, uintptr_t new_addr,
 			     size_t new_len);
 
+/* ---- reading the registry (halloc_print_saved_page_items) ---------------- */
+
+/* A consistent copy of the first `max` items and totals over all of them
+ * (by kind: count, bytes, pages); returns how many there are. */
+size_t ha_agent_pages_copy(struct ha_agent_page *out, size_t max,
+			   uint64_t totals[3][3]);
+/* Pages that len bytes span. */
+size_t ha_agent_pages_count(size_t len);
+
 #pragma GCC visibility pop
 
 #endif /* HALLOC_AGENT_PAGES_H */

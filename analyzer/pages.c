@@ -1,7 +1,7 @@
 /*
  * analyzer/pages.c - page items and resident memory (see pages.h): reading
- * PAGES records and RSS frames, replaying each stream's page items in
- * sequence order, and placing RSS samples on the heap's timeline.
+ * PAGES records and replaying each stream's page items in sequence order
+ * (rss.c does the RSS frames).
  *
  * A stream's page items are few (each one cost the program a system call),
  * so the mappings alive during the replay sit in plain arrays searched end
@@ -95,22 +95,6 @@ enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 	e.addr = *addr;
 	e.len = len;
 	return push(s, &e) ? HA_OK : HA_ERR_NOMEM;
-}
-
-enum ha_result ha_rss_read(struct ha_log *log, const unsigned char *p,
-			   size_t len)
-{
-	struct ha_cursor c = {p, p + len};
-	struct ha_rss_sample r = {0};
-
-	if (!ha_get_u32(&c, &r.pid) || !ha_get_uv(&c, &r.time_ns) ||
-	    !ha_get_uv(&c, &r.rss) ||
-	    (c.p < c.end && !ha_get_uv(&c, &r.hwm)))
-		return HA_ERR_CORRUPT;
-	if (!HA_RESERVE(log->rss, log->rss_cap, log->nrss + 1))
-		return HA_ERR_NOMEM;
-	log->rss[log->nrss++] = r;
-	return HA_OK;
 }
 
 /* ---- the replay of one stream -------------------------------------------- */
@@ -404,12 +388,20 @@ static bool copy_items(struct items *dst, const struct items *src)
 	return true;
 }
 
+struct kid {
+	uint32_t parent, stream;
+	uint64_t seq; /* the parent's, at the fork */
+};
+
 struct pages_run {
 	struct ha_log *log;
 	struct ha_process *procs;
 	uint32_t *parent;    /* per stream, HA_NONE: none */
 	struct items *start; /* per stream: inherited at its fork */
 	bool *done;
+	struct kid *kids;   /* streams with a parent, by (parent, fork seq) */
+	size_t *first_kid;  /* per stream: its children start at kids[this] */
+	size_t nkids;
 };
 
 /* Replays stream i; hands its state at each fork to the children. */
@@ -420,7 +412,7 @@ static bool replay(struct pages_run *pr, uint32_t i)
 	struct acc a = {.log = pr->log, .r = r};
 	struct items l = pr->start[i];
 	struct ha_page_event *ev;
-	size_t n = 0;
+	size_t n = 0, kid = pr->first_kid[i];
 	bool ok;
 
 	pr->done[i] = true;
@@ -444,11 +436,11 @@ static bool replay(struct pages_run *pr, uint32_t i)
 		uint64_t seq = k < n ? ev[k].seq : UINT64_MAX;
 
 		/* children forked before this event start from here */
-		for (uint32_t c = 0; c < pr->log->nstreams && !a.nomem; c++)
-			if (pr->parent[c] == i && !pr->done[c] &&
-			    !pr->start[c].v &&
-			    pr->log->streams[c].parent_seq < seq &&
-			    !copy_items(&pr->start[c], &l))
+		for (; kid < pr->nkids && pr->kids[kid].parent == i &&
+		       pr->kids[kid].seq < seq;
+		     kid++)
+			if (l.n && !pr->done[pr->kids[kid].stream] &&
+			    !copy_items(&pr->start[pr->kids[kid].stream], &l))
 				a.nomem = true;
 		if (k < n)
 			apply(&a, &l, &ev[k]);
@@ -478,6 +470,17 @@ static bool replay(struct pages_run *pr, uint32_t i)
 	return ok;
 }
 
+static int cmp_kid(const void *x, const void *y)
+{
+	const struct kid *a = x, *b = y;
+
+	if (a->parent != b->parent)
+		return a->parent < b->parent ? -1 : 1;
+	if (a->seq != b->seq)
+		return a->seq < b->seq ? -1 : 1;
+	return a->stream < b->stream ? -1 : a->stream > b->stream;
+}
+
 enum ha_result ha_pages_analyze(struct ha_log *log, struct ha_process *procs)
 {
 	size_t n = log->nstreams ? log->nstreams : 1;
@@ -487,7 +490,9 @@ enum ha_result ha_pages_analyze(struct ha_log *log, struct ha_process *procs)
 	pr.parent = malloc(n * sizeof(*pr.parent));
 	pr.start = calloc(n, sizeof(*pr.start));
 	pr.done = calloc(n, sizeof(*pr.done));
-	ok = pr.parent && pr.start && pr.done;
+	pr.kids = malloc(n * sizeof(*pr.kids));
+	pr.first_kid = malloc(n * sizeof(*pr.first_kid));
+	ok = pr.parent && pr.start && pr.done && pr.kids && pr.first_kid;
 	for (uint32_t i = 0; ok && i < log->nstreams; i++) {
 		const struct ha_stream *s = &log->streams[i];
 		uint32_t p = s->has_process && s->parent_stream
@@ -496,6 +501,16 @@ enum ha_result ha_pages_analyze(struct ha_log *log, struct ha_process *procs)
 				 : HA_NONE;
 
 		pr.parent[i] = p == i ? HA_NONE : p;
+		if (pr.parent[i] != HA_NONE)
+			pr.kids[pr.nkids++] =
+			    (struct kid){pr.parent[i], i, s->parent_seq};
+	}
+	if (ok) {
+		qsort(pr.kids, pr.nkids, sizeof(*pr.kids), cmp_kid);
+		for (size_t i = 0; i < log->nstreams; i++)
+			pr.first_kid[i] = pr.nkids;
+		for (size_t k = pr.nkids; k-- > 0;)
+			pr.first_kid[pr.kids[k].parent] = k;
 	}
 	/* parents before their children; a loop of parents from nothing */
 	while (ok && progress) {
@@ -515,63 +530,9 @@ enum ha_result ha_pages_analyze(struct ha_log *log, struct ha_process *procs)
 	free(pr.parent);
 	free(pr.start);
 	free(pr.done);
+	free(pr.kids);
+	free(pr.first_kid);
 	return ok ? HA_OK : HA_ERR_NOMEM;
-}
-
-/* ---- resident memory ------------------------------------------------------ */
-
-enum ha_result ha_rss_analyze(const struct ha_log *log,
-			      struct ha_process *procs)
-{
-	for (size_t i = 0; i < log->nstreams; i++) {
-		const struct ha_stream *s = &log->streams[i];
-		struct ha_page_report *r = &procs[i].pages;
-		const struct ha_timeline *tl = &procs[i].timeline;
-		uint64_t from = s->start_time, to = UINT64_MAX;
-
-		if (!s->has_process || !tl->n)
-			continue;
-		/* the next image of the same pid (after an exec) */
-		for (size_t j = 0; j < log->nstreams; j++)
-			if (log->streams[j].pid == s->pid &&
-			    log->streams[j].has_process &&
-			    log->streams[j].start_time > from &&
-			    log->streams[j].start_time < to)
-				to = log->streams[j].start_time;
-		for (size_t k = 0; k < log->nrss; k++) {
-			const struct ha_rss_sample *x = &log->rss[k];
-			uint64_t us;
-			size_t at;
-
-			if (x->pid != s->pid || x->time_ns < from ||
-			    x->time_ns >= to)
-				continue;
-			if (!r->rss) {
-				r->rss = malloc(tl->n * sizeof(*r->rss));
-				if (!r->rss)
-					return HA_ERR_NOMEM;
-				for (size_t t = 0; t < tl->n; t++)
-					r->rss[t] = HA_RSS_NONE;
-			}
-			us = (x->time_ns - from) / 1000;
-			at = tl->end_us ? (size_t)((double)us * (double)tl->n /
-						   (double)tl->end_us)
-					: 0;
-			if (at >= tl->n)
-				at = tl->n - 1;
-			if (r->rss[at] == HA_RSS_NONE || x->rss > r->rss[at])
-				r->rss[at] = x->rss;
-			if (x->rss > r->peak_rss)
-				r->peak_rss = x->rss;
-			if (x->hwm > r->peak_rss)
-				r->peak_rss = x->hwm;
-			r->rss_samples++;
-		}
-		for (size_t t = 1; r->rss && t < tl->n; t++)
-			if (r->rss[t] == HA_RSS_NONE)
-				r->rss[t] = r->rss[t - 1];
-	}
-	return HA_OK;
 }
 
 void ha_pages_free(struct ha_page_report *r)
