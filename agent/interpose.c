@@ -70,9 +70,10 @@ EXPORT void *malloc(size_t size)
 static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 {
 	/* Before the block goes back: no one can have it again yet. */
-	uint64_t seq = ha_agent_next_seq();
+	uint64_t seq;
 
-	ha_agent_pages_free(ptr);
+	ha_agent_pages_free(t, ptr); /* its page item ends first */
+	seq = ha_agent_next_seq();
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
 	ha_agent_leave(t);
@@ -133,8 +134,8 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	}
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
+		ha_agent_pages_free(t, old);
 		seq = ha_agent_next_seq();
-		ha_agent_pages_free(old);
 		p = __libc_realloc(old, 0);
 		ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
 		if (p)
@@ -143,13 +144,14 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 		return p;
 	}
 	/* The REALLOC names its stack at seq: publish the stack first. */
+	had = ha_agent_pages_mmapped(old) &&
+	      ha_agent_pages_heap_take(t, old, &taken);
 	stack = ha_agent_stack_id(t);
 	seq = ha_agent_next_seq();
-	had = ha_agent_pages_mmapped(old) && ha_agent_pages_heap_take(old, &taken);
 	p = __libc_realloc(old, size);
 	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
 	if (!p && had)
-		ha_agent_pages_heap_restore(&taken); /* failed: old is intact */
+		ha_agent_pages_heap_restore(t, &taken); /* old is intact */
 	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;

@@ -185,7 +185,7 @@ void *ha_agent_untraced_valloc(bool page_multiple, size_t size)
 
 void ha_agent_untraced_free(void *ptr)
 {
-	ha_agent_pages_free(ptr); /* before: after it, the pages may be gone */
+	ha_agent_pages_free(NULL, ptr); /* before: after, the pages may be gone */
 	__libc_free(ptr);
 }
 
@@ -194,10 +194,10 @@ void *ha_agent_untraced_realloc(void *old, size_t size)
 {
 	struct ha_agent_page taken;
 	bool had = ha_agent_pages_mmapped(old) &&
-		   ha_agent_pages_heap_take(old, &taken);
+		   ha_agent_pages_heap_take(NULL, old, &taken);
 	void *p = __libc_realloc(old, size);
 
 	if (!p && size && had)
-		ha_agent_pages_heap_restore(&taken); /* failed: old is intact */
+		ha_agent_pages_heap_restore(NULL, &taken); /* old is intact */
 	return ha_agent_pages_alloc(NULL, p, size, RA);
 }

@@ -222,16 +222,28 @@ static unsigned char *open_record(struct ha_agent_thread *t, unsigned op,
 				     now_us() - ha_agent.base_us);
 }
 
-static void put_heap(struct ha_agent_thread *t, uintptr_t block,
-		     size_t mapped)
+static void put_heap(struct ha_agent_thread *t, const struct ha_agent_page *e)
 {
 	unsigned char *p = open_record(t, HALLOC_PAGE_HEAP,
 				       ha_agent_next_seq(), false, 0);
 
 	if (!p)
 		return;
+	p = halloc_put_addr_delta(p, &t->last_addr, e->start);
+	p = halloc_put_uv(p, e->bytes);
+	p = halloc_put_uv(p, e->len);
+	p = halloc_put_uv(p, e->stack);
+	ha_agent_buf_commit(t, p);
+}
+
+static void put_heap_free(struct ha_agent_thread *t, uintptr_t block)
+{
+	unsigned char *p = open_record(t, HALLOC_PAGE_HEAP_FREE,
+				       ha_agent_next_seq(), false, 0);
+
+	if (!p)
+		return;
 	p = halloc_put_addr_delta(p, &t->last_addr, block);
-	p = halloc_put_uv(p, mapped);
 	ha_agent_buf_commit(t, p);
 }
 
@@ -302,11 +314,14 @@ void ha_agent_pages_heap_alloc(struct ha_agent_thread *t, void *p, size_t size,
 	};
 	int saved = errno;
 
+	/* The ALLOC's stack: a second walk, for blocks that cost an mmap. */
+	if (t)
+		e.stack = ha_agent_stack_id(t);
 	lock();
 	insert(&e);
 	unlock();
 	if (t)
-		put_heap(t, e.start, e.len);
+		put_heap(t, &e);
 	errno = saved;
 }
 
@@ -323,28 +338,37 @@ static bool take(uintptr_t start, struct ha_agent_page *out)
 	return true;
 }
 
-void ha_agent_pages_heap_free(void *p)
+bool ha_agent_pages_heap_take(struct ha_agent_thread *t, void *p,
+			      struct ha_agent_page *out)
 {
-	lock();
-	take((uintptr_t)p, NULL);
-	unlock();
-}
-
-bool ha_agent_pages_heap_take(void *p, struct ha_agent_page *out)
-{
+	int saved = errno;
 	bool found;
 
 	lock();
 	found = take((uintptr_t)p, out);
 	unlock();
+	if (found && t)
+		put_heap_free(t, (uintptr_t)p);
+	errno = saved;
 	return found;
 }
 
-void ha_agent_pages_heap_restore(const struct ha_agent_page *e)
+void ha_agent_pages_heap_free(struct ha_agent_thread *t, void *p)
 {
+	ha_agent_pages_heap_take(t, p, NULL);
+}
+
+void ha_agent_pages_heap_restore(struct ha_agent_thread *t,
+				 const struct ha_agent_page *e)
+{
+	int saved = errno;
+
 	lock();
 	insert(e);
 	unlock();
+	if (t)
+		put_heap(t, e);
+	errno = saved;
 }
 
 void ha_agent_pages_note_site(const void *p, const char *file, unsigned line)

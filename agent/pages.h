@@ -45,20 +45,28 @@ struct ha_agent_page {
 	const char *file; /* from halloc(): the caller's file, else NULL */
 	unsigned line;
 	unsigned kind; /* enum halloc_page_kind */
+	uint64_t stack; /* heap, recording: its stack id (for a restore) */
 };
 
 /*
- * A heap block came back from the allocator with IS_MMAPPED set: keep it,
- * and (t != NULL: recording) write its PAGES HEAP record after the ALLOC's.
+ * t != NULL: recording, and each of these writes its PAGES record (HEAP,
+ * HEAP_FREE) with a sequence number of its own, taken when it is called.
+ *
+ * A heap block came back from the allocator with IS_MMAPPED set: keep it
+ * (called after the ALLOC's record).
  */
 void ha_agent_pages_heap_alloc(struct ha_agent_thread *t, void *p, size_t size,
 			       const void *caller);
-/* A heap block with IS_MMAPPED set is about to be freed. */
-void ha_agent_pages_heap_free(void *p);
-/* Takes a block's entry out (before a realloc); false if it had none. */
-bool ha_agent_pages_heap_take(void *p, struct ha_agent_page *out);
+/* A heap block with IS_MMAPPED set is about to be freed (called before the
+ * FREE's sequence number is taken). */
+void ha_agent_pages_heap_free(struct ha_agent_thread *t, void *p);
+/* Takes a block's entry out before a realloc (before its sequence
+ * numbers); false if it had none. */
+bool ha_agent_pages_heap_take(struct ha_agent_thread *t, void *p,
+			      struct ha_agent_page *out);
 /* Puts back what ha_agent_pages_heap_take took (the realloc failed). */
-void ha_agent_pages_heap_restore(const struct ha_agent_page *e);
+void ha_agent_pages_heap_restore(struct ha_agent_thread *t,
+				 const struct ha_agent_page *e);
 /* halloc(): the caller's file and line for a block, if it is an item. */
 void ha_agent_pages_note_site(const void *p, const char *file, unsigned line);
 
@@ -72,10 +80,10 @@ static inline void *ha_agent_pages_alloc(struct ha_agent_thread *t, void *p,
 }
 
 /* Before a free. */
-static inline void ha_agent_pages_free(void *p)
+static inline void ha_agent_pages_free(struct ha_agent_thread *t, void *p)
 {
 	if (__builtin_expect(ha_agent_pages_mmapped(p), 0))
-		ha_agent_pages_heap_free(p);
+		ha_agent_pages_heap_free(t, p);
 }
 
 /*

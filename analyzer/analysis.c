@@ -112,8 +112,7 @@ static enum ha_result build(struct ha_analysis *a,
 		return HA_ERR_NOMEM;
 	}
 	a->nprocs = n;
-	/* page items read heap events, which the replay frees */
-	res = ha_pages_analyze(log, a->procs);
+	res = ha_pages_analyze(log, a->procs); /* pages.c, rss.c */
 	if (res == HA_OK)
 		res = ha_replay(log, a->procs);
 	if (res == HA_OK)

@@ -6,9 +6,8 @@
  * A stream's page items are few (each one cost the program a system call),
  * so the mappings alive during the replay sit in plain arrays searched end
  * to end. A mapping can lose its head, its tail or its middle (then it is
- * two). Heap blocks by mmap are found through their addresses: the HEAP
- * record follows the block's ALLOC, its FREE ends it, so the replay takes
- * the heap events at those addresses along (before replay.c frees them).
+ * two). The records hold all a page item needs (a heap block's HEAP has its
+ * size and stack), so this replay is apart from the heap's.
  *
  * A forked child starts with the items its parent had at the fork; an
  * image replaced by exec has nothing left mapped at its end.
@@ -53,11 +52,26 @@ enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 			return HA_ERR_NOMEM;
 		break;
 	case HALLOC_PAGE_MUNMAP:
-	case HALLOC_PAGE_HEAP:
 		if (!ha_get_uv(c, &dt) || !ha_get_sv(c, &da) ||
 		    !ha_get_uv(c, &len))
 			return HA_ERR_CORRUPT;
-		e.op = op == HALLOC_PAGE_HEAP ? HA_PAGE_HEAP : HA_PAGE_UNMAP;
+		e.op = HA_PAGE_UNMAP;
+		break;
+	case HALLOC_PAGE_HEAP:
+		if (!ha_get_uv(c, &dt) || !ha_get_sv(c, &da) ||
+		    !ha_get_uv(c, &len) || !ha_get_uv(c, &e.other) ||
+		    !ha_get_uv(c, &stack_id))
+			return HA_ERR_CORRUPT;
+		e.op = HA_PAGE_HEAP;
+		e.stack = ha_log_stack_ref(log, s, stack_id);
+		if (e.stack == HA_NONE)
+			return HA_ERR_NOMEM;
+		break;
+	case HALLOC_PAGE_HEAP_FREE:
+		if (!ha_get_uv(c, &dt) || !ha_get_sv(c, &da))
+			return HA_ERR_CORRUPT;
+		e.op = HA_PAGE_HEAP_FREE;
+		len = 0;
 		break;
 	case HALLOC_PAGE_MREMAP:
 		if (!ha_get_uv(c, &d2) || !ha_get_uv(c, &dt) ||
@@ -118,11 +132,6 @@ struct items {
 	size_t n, cap;
 };
 
-struct pending { /* a heap block's ALLOC, until its HEAP record */
-	uint64_t size;
-	uint32_t stack;
-};
-
 struct acc {
 	const struct ha_log *log;
 	struct ha_page_report *r;
@@ -130,9 +139,6 @@ struct acc {
 	struct ha_map index; /* site << 2 | kind -> r->sites */
 	uint64_t live;
 	struct ha_map moves; /* MOVE_TO seq -> stack */
-	struct ha_map block_at; /* address -> pendings */
-	struct pending *pend;
-	size_t npend, pend_cap;
 	bool nomem;
 };
 
@@ -247,7 +253,7 @@ static void apply(struct acc *a, struct items *l, const struct ha_page_event *e)
 {
 	struct item it = {.start = e->addr, .len = e->len, .stack = e->stack,
 			  .kind = HA_PAGE_KIND_MMAP};
-	uint32_t stack = HA_NONE, k;
+	uint32_t stack = HA_NONE;
 	size_t i;
 
 	switch (e->op) {
@@ -287,30 +293,17 @@ static void apply(struct acc *a, struct items *l, const struct ha_page_event *e)
 				       : 0,
 				   false);
 		break;
-	case HA_PAGE_BLOCK_ALLOC:
-	case HA_PAGE_BLOCK_FREE:
-		/* an ALLOC over a live block: its free was not seen */
+	case HA_PAGE_HEAP:
+	case HA_PAGE_HEAP_FREE:
+		/* a HEAP over a live block: its HEAP_FREE was not seen */
 		if ((i = heap_item(l, e->addr)) != SIZE_MAX)
 			drop(a, l, i, e->time);
-		if (e->op == HA_PAGE_BLOCK_FREE)
-			break;
-		if (!HA_RESERVE(a->pend, a->pend_cap, a->npend + 1) ||
-		    !ha_map_put(&a->block_at, e->addr, (uint32_t)a->npend)) {
-			a->nomem = true;
-			break;
-		}
-		a->pend[a->npend++] = (struct pending){e->len, e->stack};
-		break;
-	case HA_PAGE_HEAP:
-		k = ha_map_get(&a->block_at, e->addr);
-		if (k == HA_NONE || heap_item(l, e->addr) != SIZE_MAX)
+		if (e->op == HA_PAGE_HEAP_FREE)
 			break;
 		it.kind = HA_PAGE_KIND_HEAP;
-		it.len = a->pend[k].size;
-		it.stack = a->pend[k].stack;
-		it.mapped = e->len;
+		it.mapped = e->other;
 		if (add_item(a, l, &it, e->time))
-			count_made(a, &it, it.len, pages_of(e->len), true);
+			count_made(a, &it, it.len, pages_of(e->other), true);
 		break;
 	}
 }
@@ -320,48 +313,6 @@ static int cmp_event(const void *x, const void *y)
 	const struct ha_page_event *a = x, *b = y;
 
 	return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-/* The stream's page events and the heap events at HEAP addresses. */
-static struct ha_page_event *gather(const struct ha_stream *s, size_t *n)
-{
-	struct ha_map heap = {0};
-	struct ha_page_event *ev;
-	size_t cap = s->npage_events, k = 0;
-	bool ok = true;
-
-	for (size_t i = 0; i < s->npage_events && ok; i++)
-		if (s->page_events[i].op == HA_PAGE_HEAP)
-			ok = ha_map_put(&heap, s->page_events[i].addr, 0);
-	for (size_t i = 0; heap.count && i < s->nevents; i++)
-		cap += s->events[i].kind != HA_EV_FAILED &&
-		       ha_map_get(&heap, s->events[i].addr) != HA_NONE;
-	ev = ok ? malloc((cap ? cap : 1) * sizeof(*ev)) : NULL;
-	if (!ev) {
-		ha_map_free(&heap);
-		return NULL;
-	}
-	memcpy(ev, s->page_events, s->npage_events * sizeof(*ev));
-	k = s->npage_events;
-	for (size_t i = 0; heap.count && i < s->nevents; i++) {
-		const struct ha_event *h = &s->events[i];
-
-		if (h->kind == HA_EV_FAILED ||
-		    ha_map_get(&heap, h->addr) == HA_NONE)
-			continue;
-		ev[k++] = (struct ha_page_event){
-		    .seq = h->seq,
-		    .time = h->time,
-		    .addr = h->addr,
-		    .len = h->size,
-		    .stack = h->stack,
-		    .op = h->kind == HA_EV_ALLOC ? HA_PAGE_BLOCK_ALLOC
-						 : HA_PAGE_BLOCK_FREE};
-	}
-	ha_map_free(&heap);
-	qsort(ev, k, sizeof(*ev), cmp_event);
-	*n = k;
-	return ev;
 }
 
 static int cmp_site(const void *x, const void *y)
@@ -411,18 +362,16 @@ static bool replay(struct pages_run *pr, uint32_t i)
 	struct ha_page_report *r = &pr->procs[i].pages;
 	struct acc a = {.log = pr->log, .r = r};
 	struct items l = pr->start[i];
-	struct ha_page_event *ev;
-	size_t n = 0, kid = pr->first_kid[i];
+	const struct ha_page_event *ev;
+	size_t n, kid = pr->first_kid[i];
 	bool ok;
 
 	pr->done[i] = true;
 	pr->start[i] = (struct items){0};
 	memset(r, 0, sizeof(*r));
-	ev = gather(s, &n);
-	if (!ev) {
-		free(l.v);
-		return false;
-	}
+	ev = s->page_events;
+	n = s->npage_events;
+	qsort(s->page_events, n, sizeof(*ev), cmp_event);
 	r->recorded = s->npage_events > 0 || l.n > 0;
 	for (size_t k = 0; k < l.n; k++) { /* inherited: live, not made */
 		struct ha_page_site *ps = site_for(&a, l.v[k].kind, l.v[k].stack);
@@ -461,12 +410,9 @@ static bool replay(struct pages_run *pr, uint32_t i)
 	ok = !a.nomem;
 	if (ok && r->nsites)
 		qsort(r->sites, r->nsites, sizeof(*r->sites), cmp_site);
-	free(ev);
 	free(l.v);
-	free(a.pend);
 	ha_map_free(&a.index);
 	ha_map_free(&a.moves);
-	ha_map_free(&a.block_at);
 	return ok;
 }
 

@@ -5,14 +5,13 @@
  *
  *   chunk_reader.c  PAGES records   -> ha_page_read_record -> stream events
  *   log_reader.c    RSS frames      -> ha_rss_read         -> log samples
- *   analysis.c      before replay   -> ha_pages_analyze (needs the heap
- *                                      events replay frees)
+ *   analysis.c      ha_pages_analyze (apart from the heap's replay)
  *                   after replay    -> ha_rss_analyze (needs the timeline)
  *   report_pages.c  the "Page items" section, peak RSS, RSS over time
  *
- * A page item is a heap block the allocator served by mmap (its PAGES HEAP
- * record marks the block its ALLOC made), or a mapping the program made
- * itself. Per site: how many, bytes and pages mapped over the run, the
+ * A page item is a heap block the allocator served by mmap (PAGES HEAP and
+ * HEAP_FREE records), or a mapping the program made itself (MMAP, MUNMAP,
+ * MREMAP). The records say all: no heap event is needed. Per site: how many, bytes and pages mapped over the run, the
  * most mapped at once, and what was still mapped at the end.
  */
 #ifndef HALLOC_ANALYZER_PAGES_H
@@ -37,10 +36,9 @@ enum ha_page_op {
 			      the MOVE_TO at seq `other` */
 	HA_PAGE_MOVE_TO,   /* mremap: [addr, +len) mapped; `other` is the old
 			      length */
-	HA_PAGE_HEAP,	   /* the block at addr is mmap'd: len pages' bytes */
-	/* filled in from heap events while analyzing */
-	HA_PAGE_BLOCK_ALLOC, /* len is the block's size */
-	HA_PAGE_BLOCK_FREE,
+	HA_PAGE_HEAP,	   /* a heap block by mmap at addr: len bytes asked
+			      for, `other` bytes mapped, stack */
+	HA_PAGE_HEAP_FREE, /* the heap block at addr ends */
 };
 
 struct ha_page_event {

@@ -289,9 +289,13 @@ enum halloc_record {
 	 *  HEAP (a block the allocator served by mmap, found by glibc's
 	 *    IS_MMAPPED chunk bit; its own seq, after the ALLOC's or
 	 *    REALLOC's seq2): uv time delta, sv address delta (the block, as
-	 *    in its ALLOC), uv mapped length (the pages the allocator mapped
-	 *    for it, its header included). The block's size, stack and end
-	 *    are its ALLOC's and FREE's.
+	 *    in its ALLOC), uv size (requested, as in its ALLOC), uv mapped
+	 *    length (the pages the allocator mapped for it, its header
+	 *    included), uv stack id (its ALLOC's).
+	 *  HEAP_FREE (that block is about to be freed, or realloc'd; its own
+	 *    seq, before the FREE's or the REALLOC's): uv time delta, sv
+	 *    address delta. A realloc that then fails writes the block's
+	 *    HEAP again.
 	 * A new mapping (MMAP, MREMAP's new range) replaces any recorded one
 	 * it overlaps (MAP_FIXED). The chunk's previous address becomes the
 	 * record's (new) address. File-backed mappings are not recorded.
@@ -314,6 +318,7 @@ enum halloc_page_op {
 	HALLOC_PAGE_MUNMAP = 1, /* the program's own munmap */
 	HALLOC_PAGE_MREMAP = 2, /* the program's own mremap */
 	HALLOC_PAGE_HEAP = 3,   /* a heap block the allocator served by mmap */
+	HALLOC_PAGE_HEAP_FREE = 4, /* such a block is freed (or realloc'd) */
 };
 
 enum halloc_alloc_fn {

@@ -73,12 +73,22 @@ static void remap(struct lb *b, uint64_t seq, uint64_t seq2, uint64_t old,
 	uv(b, new_len);
 }
 
-static void heap(struct lb *b, uint64_t seq, uint64_t a, uint64_t mapped)
+static void heap(struct lb *b, uint64_t seq, uint64_t a, uint64_t size,
+		 uint64_t mapped, uint64_t stack)
 {
 	pages_rec(b, HALLOC_PAGE_HEAP, seq);
 	uv(b, 1);
 	addr(b, a);
+	uv(b, size);
 	uv(b, mapped);
+	uv(b, stack);
+}
+
+static void heap_free(struct lb *b, uint64_t seq, uint64_t a)
+{
+	pages_rec(b, HALLOC_PAGE_HEAP_FREE, seq);
+	uv(b, 1);
+	addr(b, a);
 }
 
 static void rss(struct lb *b, uint32_t pid, uint64_t time_ns, uint64_t bytes,
@@ -133,12 +143,13 @@ Test(pages, replay)
 	map(&b, 15, 0x3f000, 0x3000, 1);
 	/* a heap block by mmap (stack 2), freed; another one leaked */
 	lb_alloc(&b, 16, HALLOC_FN_MALLOC, 0x200010, 300000, 2);
-	heap(&b, 17, 0x200010, 303104);
-	lb_free_rec(&b, 18, HALLOC_FREE_FREE, 0x200010);
-	lb_alloc(&b, 19, HALLOC_FN_MALLOC, 0x300010, 200000, 2);
-	heap(&b, 20, 0x300010, 200704);
+	heap(&b, 17, 0x200010, 300000, 303104, 2);
+	heap_free(&b, 18, 0x200010);
+	lb_free_rec(&b, 19, HALLOC_FREE_FREE, 0x200010);
+	lb_alloc(&b, 20, HALLOC_FN_MALLOC, 0x300010, 200000, 2);
+	heap(&b, 21, 0x300010, 200000, 200704, 2);
 	/* an ordinary block is no page item */
-	lb_alloc(&b, 21, HALLOC_FN_MALLOC, 0x500000, 64, 2);
+	lb_alloc(&b, 22, HALLOC_FN_MALLOC, 0x500000, 64, 2);
 	lb_chunk_end(&b);
 	rss(&b, 7, 1000000 + 2000, 4096 * 100, 0);
 	rss(&b, 7, 1000000 + 5000, 4096 * 300, 4096 * 400);

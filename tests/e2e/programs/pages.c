@@ -11,7 +11,10 @@
  *   a private mapping of /proc/self/exe: a file, not a page item
  *   HEAP:big1   malloc 300,000, freed        (mmap'd by glibc: 74 pages)
  *   HEAP:big2   malloc 1,048,576, leaked     (257 pages)
- *   HEAP:big3   calloc 400,000, freed        (98 pages)
+ *   HEAP:big3   calloc 400,000, then realloc'd (98 pages)
+ *   HEAP:grow   big3 realloc'd to 500,000, freed (123 pages)
+ *   heap: allocations 4, frees 3, bytes allocated 2,248,576, leaked
+ *   1,048,576 bytes in 1 block
  *   peak of page-backed memory, all of the above at once (MMAP:grown after
  *   its mremap, MMAP:split before its cut): 65,536 + 40,960 + 81,920 +
  *   131,072 + 300,000 + 1,048,576 + 400,000 = 2,068,064 bytes
@@ -96,6 +99,9 @@ int main(void)
 	    munmap(file, 4096))
 		return 2;
 	free(big1);
+	big3 = realloc(big3, 500000); /* HEAP:grow */
+	if (!big3)
+		return 2;
 	free(big3);
 	return check();
 }
