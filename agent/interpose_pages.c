@@ -40,10 +40,19 @@ static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd,
 	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
-/* Nothing to do with page items: the agent's own, or not the program's. */
+/* The code of libhalloc.so itself, from the linker (hidden: ours). */
+extern const char __ehdr_start[] __attribute__((visibility("hidden")));
+extern const char __etext[] __attribute__((visibility("hidden")));
+
+/*
+ * Nothing to do with page items: the agent's own (inside it, or called from
+ * its code, recording or not: its tables, its buffers).
+ */
 static bool passes(const void *caller)
 {
-	return ha_agent_self.guard || ha_agent_self_frame((uintptr_t)caller);
+	return ha_agent_self.guard ||
+	       ((const char *)caller >= __ehdr_start &&
+		(const char *)caller < __etext);
 }
 
 static SLOW void *traced_mmap(struct ha_agent_thread *t, void *addr,
