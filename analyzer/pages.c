@@ -21,8 +21,11 @@
 
 /* ---- reading -------------------------------------------------------------- */
 
+/* s NULL: the record is only stepped over (a chunk read a second time). */
 static bool push(struct ha_stream *s, const struct ha_page_event *e)
 {
+	if (!s)
+		return true;
 	if (!HA_RESERVE(s->page_events, s->page_events_cap,
 			s->npage_events + 1))
 		return false;
@@ -36,7 +39,7 @@ enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 				   uint64_t *addr, const char **why)
 {
 	struct ha_page_event e = {.seq = seq, .stack = HA_NONE};
-	uint64_t dt, len, stack_id, prot, flags, d2, len2, old;
+	uint64_t dt, len, stack_id = 0, prot, flags, d2, len2, old;
 	int64_t da, db;
 
 	*why = "bad page record";
@@ -47,9 +50,6 @@ enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 		    !ha_get_uv(c, &prot) || !ha_get_uv(c, &flags))
 			return HA_ERR_CORRUPT;
 		e.op = HA_PAGE_MAP;
-		e.stack = ha_log_stack_ref(log, s, stack_id);
-		if (e.stack == HA_NONE)
-			return HA_ERR_NOMEM;
 		break;
 	case HALLOC_PAGE_MUNMAP:
 		if (!ha_get_uv(c, &dt) || !ha_get_sv(c, &da) ||
@@ -63,9 +63,6 @@ enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 		    !ha_get_uv(c, &stack_id))
 			return HA_ERR_CORRUPT;
 		e.op = HA_PAGE_HEAP;
-		e.stack = ha_log_stack_ref(log, s, stack_id);
-		if (e.stack == HA_NONE)
-			return HA_ERR_NOMEM;
 		break;
 	case HALLOC_PAGE_HEAP_FREE:
 		if (!ha_get_uv(c, &dt) || !ha_get_sv(c, &da))
@@ -91,14 +88,14 @@ enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 		e.addr = old;
 		e.len = len;
 		e.other = seq + d2;
-		if (!push(s, &e))
+		if (!push(log ? s : NULL, &e))
 			return HA_ERR_NOMEM;
 		e.seq = seq + d2;
 		e.op = HA_PAGE_MOVE_TO;
 		e.addr = *addr;
 		e.len = len2;
 		e.other = len;
-		return push(s, &e) ? HA_OK : HA_ERR_NOMEM;
+		return push(log ? s : NULL, &e) ? HA_OK : HA_ERR_NOMEM;
 	default:
 		*why = "unknown page operation";
 		return HA_ERR_CORRUPT;
@@ -108,7 +105,10 @@ enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 	e.time = *time;
 	e.addr = *addr;
 	e.len = len;
-	return push(s, &e) ? HA_OK : HA_ERR_NOMEM;
+	if (log && (e.op == HA_PAGE_MAP || e.op == HA_PAGE_HEAP) &&
+	    (e.stack = ha_log_stack_ref(log, s, stack_id)) == HA_NONE)
+		return HA_ERR_NOMEM;
+	return push(log ? s : NULL, &e) ? HA_OK : HA_ERR_NOMEM;
 }
 
 /* ---- the replay of one stream -------------------------------------------- */

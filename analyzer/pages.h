@@ -84,7 +84,8 @@ struct ha_page_report {
 #define HA_RSS_NONE UINT64_MAX
 
 /* Decodes one PAGES record at the cursor (after its seq); *time and *addr
- * are the chunk's previous values. HA_ERR_CORRUPT with *why, or NOMEM. */
+ * are the chunk's previous values. HA_ERR_CORRUPT with *why, or NOMEM.
+ * log NULL: only steps over it (a chunk read again changes nothing). */
 enum ha_result ha_page_read_record(struct ha_log *log, struct ha_stream *s,
 				   struct ha_cursor *c, unsigned op,
 				   uint64_t seq, uint64_t *time,
