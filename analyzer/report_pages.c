@@ -14,8 +14,6 @@
 
 /* Page item sites shown in text unless --top says how many. */
 #define PAGE_SITES_SHOWN 10
-/* Columns of a sparkline: as the heap's (report_sections.c). */
-#define SPARK_WIDTH 50
 
 static const char *kind_name(uint8_t kind)
 {
@@ -44,11 +42,11 @@ void ha_text_rss_sparkline(FILE *out, const struct ha_process *p,
 	static const char ascii[] = "_.-:=+*#";
 	const struct ha_timeline *tl = &p->timeline;
 	const uint64_t *rss = p->pages.rss;
-	size_t cols = tl->n < SPARK_WIDTH ? tl->n : SPARK_WIDTH;
+	size_t cols = ha_text_sparkline_cols(p, o);
 	uint64_t top = 0;
-	char s1[64];
+	char s1[32];
 
-	if (!rss || tl->n < 2)
+	if (!rss || tl->n < 2 || !cols)
 		return;
 	for (size_t i = 0; i < tl->n; i++)
 		if (rss[i] != HA_RSS_NONE && rss[i] > top)
@@ -74,7 +72,7 @@ void ha_text_rss_sparkline(FILE *out, const struct ha_process *p,
 		else
 			fputc(ascii[level], out);
 	}
-	fprintf(out, "  (max %s)\n", ha_text_size(s1, top));
+	fprintf(out, "  (max %s)\n", ha_text_bytes(s1, top));
 }
 
 void ha_text_page_items(FILE *out, const struct ha_log *log,
@@ -84,17 +82,18 @@ void ha_text_page_items(FILE *out, const struct ha_log *log,
 {
 	const struct ha_page_report *r = &p->pages;
 	size_t n = o->top ? o->top : PAGE_SITES_SHOWN;
-	char s1[64], s2[64], s3[64], n1[32], n2[32], n3[32], t1[32];
+	char s1[32], s2[32], b1[32], b2[32], b3[32], n1[32], n2[32], n3[32],
+	    t1[32];
 
 	if (!r->recorded || !r->nsites)
 		return;
 	if (n > r->nsites)
 		n = r->nsites;
-	fprintf(out, "\n%sPAGE ITEMS%s (page-backed memory: peak %s after %s, "
-		     "%s mapped at exit in %s %s",
-		st->head, st->reset, ha_text_size(s1, r->peak_bytes),
+	fprintf(out, "\n%sPAGE ITEMS%s (peak %s after %s; mapped at exit %s "
+		     "in %s %s",
+		st->head, st->reset, ha_text_bytes(s1, r->peak_bytes),
 		ha_text_duration(t1, r->peak_time_us),
-		ha_text_size(s2, r->end_bytes), ha_text_count(n1, r->end_items),
+		ha_text_bytes(s2, r->end_bytes), ha_text_count(n1, r->end_items),
 		ha_text_plural(r->end_items, "item", "items"));
 	if (n < r->nsites)
 		fprintf(out, "; top %zu of %zu sites", n, r->nsites);
@@ -109,13 +108,13 @@ void ha_text_page_items(FILE *out, const struct ha_log *log,
 			ha_text_count(n1, ps->count),
 			heap ? ha_text_plural(ps->count, "block", "blocks")
 			     : ha_text_plural(ps->count, "mapping", "mappings"),
-			ha_text_size(s1, ps->bytes),
+			ha_text_bytes(b1, ps->bytes),
 			ha_text_count(n2, ps->pages),
 			ha_text_plural(ps->pages, "page", "pages"),
-			ha_text_size(s2, ps->peak));
+			ha_text_bytes(b2, ps->peak));
 		if (ps->end_items)
 			fprintf(out, ", still mapped at exit: %s in %s %s",
-				ha_text_size(s3, ps->end_bytes),
+				ha_text_bytes(b3, ps->end_bytes),
 				ha_text_count(n3, ps->end_items),
 				heap ? ha_text_plural(ps->end_items, "block",
 						      "blocks")

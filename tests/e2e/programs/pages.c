@@ -21,6 +21,7 @@
  *   mapped at exit: 40,960 + 81,920 + 98,304 = 221,184 bytes of mmaps in
  *   4 pieces at 3 sites; 1,048,576 bytes in 1 heap block
  *   every page of MMAP:kept, grown and big2 is touched: RSS >= 1,171,456
+ *   (and held 80 ms, so that halloc-trace samples it)
  *
  * Built with -DHALLOC_LINKED and -lhalloc (case "pages-api"), it asks
  * halloc_saved_page_items() itself and exits 0 only if the answer is the
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef HALLOC_LINKED
@@ -94,7 +96,8 @@ int main(void)
 	if (!big1 || !big2 || !big3)
 		return 2;
 	memset(big2, 3, 1048576);
-	/* the peak: everything mapped at once */
+	/* the peak: everything mapped at once, long enough for RSS samples */
+	nanosleep(&(struct timespec){0, 80 * 1000 * 1000}, NULL);
 	if (munmap(gone, 65536) || munmap(split + 8 * 4096, 8 * 4096) ||
 	    munmap(file, 4096))
 		return 2;
