@@ -152,6 +152,8 @@ void ha_log_free(struct ha_log *log)
 	free(log->exits);
 	free(log->rss);
 	free(log->stacks);
+	free(log->chunks);
+	free(log->zframes);
 	free(log->frame_addrs);
 	free(log->frame_locs);
 	free(log->modfiles);
