@@ -56,6 +56,8 @@ static const char usage_text[] =
     "                          BYTES allocated on average (K, M, G: KiB,\n"
     "                          MiB, GiB; e.g. 512K): cheaper; the report's\n"
     "                          numbers are then estimates\n"
+    "      --no-symbols        add no symbols to the log: quicker to end;\n"
+    "                          reports then read the binaries on disk\n"
     CLI_SUPPRESSIONS_USAGE
     CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
@@ -91,6 +93,7 @@ enum {
 	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
 	OPT_SUPPRESSIONS,
 	OPT_SAMPLE,
+	OPT_NO_SYMBOLS,
 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
@@ -111,6 +114,7 @@ static const struct option long_options[] = {
     {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
     {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
     {"sample", required_argument, NULL, OPT_SAMPLE},
+    {"no-symbols", no_argument, NULL, OPT_NO_SYMBOLS},
     {"error-exitcode", required_argument, NULL, OPT_GATE},
     {"max-leaked", required_argument, NULL, OPT_GATE},
     {"max-peak", required_argument, NULL, OPT_GATE},
@@ -124,6 +128,7 @@ static struct env {
 	unsigned depth;
 	bool follow_children;
 	uint64_t sample; /* --sample; 0: every event */
+	bool no_symbols;
 	struct cli_gates gates;
 	const char *suppressions_path;
 	struct ha_suppressions *suppressions; /* loaded before PROG starts */
@@ -179,6 +184,10 @@ static int check_combination(int argc, char **argv)
 		    "option '--stack-bytes' is for dwarf stacks, "
 		    "not with %s",
 		    env.aggregate ? "--aggregate" : "--stack fp");
+	if ((env.pid || env.bpf) && env.no_symbols)
+		return cli_usage_error("option '--no-symbols' cannot be used "
+				   "with %s",
+				   env.pid ? "-p" : "--bpf");
 	if ((env.pid || env.bpf) && env.sample)
 		return cli_usage_error("option '--sample' cannot be used with "
 				   "%s: the agent samples",
@@ -218,6 +227,9 @@ static int parse_options(int argc, char **argv)
 				    "bytes from 1 to 1G, such as 4096, 512K "
 				    "or 1M",
 				    optarg);
+			break;
+		case OPT_NO_SYMBOLS:
+			env.no_symbols = true;
 			break;
 		case 'o':
 			env.output = optarg;
@@ -377,6 +389,7 @@ static int trace_preload(char **prog_argv)
 	    .depth = env.depth,
 	    .follow_children = env.follow_children,
 	    .sample = env.sample,
+	    .no_symbols = env.no_symbols,
 	};
 	result = ht_start(&config, &session, &diag);
 	if (result) {

@@ -153,7 +153,9 @@ enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
 	if (s->log_errno)
 		goto write_error;
 
-	if (ha_append_symbols(s->log_path, &symbols_diag) != HA_OK)
+	/* --no-symbols: reports read the binaries on disk instead. */
+	if (!s->no_symbols &&
+	    ha_append_symbols(s->log_path, &symbols_diag) != HA_OK)
 		snprintf(diag->message, sizeof(diag->message),
 			 "while adding symbols to the log: %.470s",
 			 symbols_diag.message[0] ? symbols_diag.message

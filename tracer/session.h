@@ -24,6 +24,7 @@ struct ht_exit {
 
 struct ht_session {
 	bool follow; /* follow_children */
+	bool no_symbols;
 
 	char *log_path;
 	int log_fd;

@@ -500,6 +500,7 @@ enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
 		goto cleanup;
 	}
 	s->follow = config->follow_children;
+	s->no_symbols = config->no_symbols;
 	if (config->output) {
 		result = create_log(s, config->output, diag);
 		if (result)

@@ -55,6 +55,7 @@ struct ht_config {
 	unsigned depth;	      /* call stack frames, 1..HALLOC_DEPTH_MAX */
 	bool follow_children; /* record forked and exec'd processes too */
 	uint64_t sample;      /* sampled: mean bytes between samples; 0: all */
+	bool no_symbols;      /* leave symbolizing to the report */
 };
 
 struct ht_session;

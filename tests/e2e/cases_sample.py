@@ -4,8 +4,8 @@ leaks found, the report saying it is sampled, bad intervals refused.
 """
 import os
 
-from harness import (TRACE, case, check, expect_leak, expect_rc, only_process,
-                     program, report_json, source, trace)
+from harness import (TRACE, case, check, expect_leak, expect_rc, log_bytes,
+                     only_process, program, report_json, source, trace)
 
 BIG = 1 << 20
 BIG_BLOCKS = 4
@@ -50,6 +50,30 @@ def sample_report_and_gates(c):
     check("gate failed" in t.err, f"stderr {t.err[-300:]!r}")
     ok = trace(c, [program("sampled")], ("-q", "--sample", "64K", "--max-leaked", "5M"))
     expect_rc(ok, 0)
+
+
+def frame_types(path):
+    """The types of a log's frames, in order (include/halloc/log.h)."""
+    data, at, types = log_bytes(path), 16, []
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "little")
+        types.append(int.from_bytes(data[at + 4:at + 6], "little"))
+        at += 8 + length
+    return types
+
+
+@case("sample-no-symbols")
+def sample_no_symbols(c):
+    SYMBOLS = 4
+    t = trace(c, [program("sampled")], ("-q", "--sample", "64K", "--no-symbols"))
+    expect_rc(t, 0)
+    types = frame_types(t.log)
+    check(types and types[-1] == 5 and SYMBOLS not in types, f"frame types {types}")
+    # The report finds the sites in the binary on disk.
+    expect_leak(only_process(report_json(c, t.log)), source("sampled"), "LEAK:big",
+                BIG * BIG_BLOCKS, BIG_BLOCKS, "leak_big")
+    withsym = trace(c, [program("sampled")], ("-q", "--sample", "64K"))
+    check(SYMBOLS in frame_types(withsym.log), "no SYMBOLS frame without --no-symbols")
 
 
 @case("sample-bad-interval")
