@@ -195,7 +195,14 @@ static inline bool ha_agent_sampled(struct ha_agent_thread *t, size_t size)
  * The sequence number of a free of p, taken before p goes back to glibc;
  * HA_AGENT_NO_SEQ when sampling and p was not sampled (p leaves the set).
  */
-uint64_t ha_agent_free_seq(void *p);
+uint64_t ha_agent_sampled_free_seq(void *p);
+
+static inline uint64_t ha_agent_free_seq(void *p)
+{
+	if (!ha_agent.cfg.sample)
+		return ha_agent_next_seq();
+	return ha_agent_sampled_free_seq(p);
+}
 void ha_agent_sample_insert(void *p);
 
 /* p is a recorded block: when sampling, its free is to be recorded. */

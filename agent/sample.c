@@ -221,11 +221,9 @@ bool ha_agent_sample_slow(struct ha_agent_thread *t, uint64_t size)
 	return true;
 }
 
-uint64_t ha_agent_free_seq(void *p)
+uint64_t ha_agent_sampled_free_seq(void *p)
 {
-	if (ha_agent.cfg.sample && !take((uintptr_t)p))
-		return HA_AGENT_NO_SEQ;
-	return ha_agent_next_seq();
+	return take((uintptr_t)p) ? ha_agent_next_seq() : HA_AGENT_NO_SEQ;
 }
 
 void ha_agent_sample_insert(void *p)
