@@ -20,6 +20,7 @@
 #include <stdlib.h>
 
 #include "agent/agent.h"
+#include "agent/faults.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -40,11 +41,30 @@ extern void *__libc_pvalloc(size_t size);
  */
 #define SLOW __attribute__((noinline))
 
+/*
+ * Fault injection (faults.h) says no before glibc is asked: the call
+ * fails as an allocator out of memory would, recorded as REFUSED, and the
+ * agent is left. True when the caller must return NULL.
+ */
+static bool refused(struct ha_agent_thread *t, unsigned fn, size_t size)
+{
+	unsigned why = ha_agent_fault_check(t, fn, size);
+
+	if (__builtin_expect(!why, 1))
+		return false;
+	ha_agent_record_refused(t, fn, size, why);
+	ha_agent_leave(t);
+	errno = ENOMEM;
+	return true;
+}
+
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 {
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (refused(t, HALLOC_FN_MALLOC, size))
+		return NULL;
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
 	ha_agent_leave(t);
@@ -85,13 +105,15 @@ EXPORT void free(void *ptr)
 static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 				size_t size, const void *caller)
 {
+	size_t total = ha_agent_calloc_size(nmemb, size, caller);
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	/* n * size overflowing fails in glibc: not an allocation call. */
+	if (total != SIZE_MAX && refused(t, HALLOC_FN_CALLOC, total))
+		return NULL;
 	p = __libc_calloc(nmemb, size);
-
-	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p,
-			      ha_agent_calloc_size(nmemb, size, caller));
+	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, total);
 	ha_agent_leave(t);
 	return p;
 }
@@ -113,6 +135,9 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	/* realloc(p, 0) frees: only a call for new memory can be refused. */
+	if ((!old || size) && refused(t, fn, size))
+		return NULL; /* as glibc's failure: the old block stays */
 	if (!old) {
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
@@ -173,8 +198,9 @@ static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (refused(t, fn, size))
+		return NULL;
 	p = __libc_memalign(alignment, size);
-
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_leave(t);
 	return p;
@@ -232,6 +258,8 @@ static SLOW void *traced_valloc(struct ha_agent_thread *t, unsigned fn,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (refused(t, fn, size))
+		return NULL;
 	p = fn == HALLOC_FN_VALLOC ? __libc_valloc(size) : __libc_pvalloc(size);
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_leave(t);

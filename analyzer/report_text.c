@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/refusals.h"
 #include "analyzer/report_text.h"
 #include "halloc/log.h"
 
@@ -423,6 +424,8 @@ enum ha_result ha_report_text(const struct ha_analysis *a,
 		print_header(out, a, p, st);
 		print_summary(out, a, p);
 		ha_text_sparkline(out, a->log, p, o);
+		if ((res = ha_text_refused(out, a->log, p, o, st)) != HA_OK)
+			return res;
 		ha_text_peak_sites(out, a->log, p, o, st);
 		if ((res = ha_text_temporary(out, a->log, p, o, st)) != HA_OK)
 			return res;

@@ -1,0 +1,218 @@
+/*
+ * agent/faults.c - fault injection: which allocation calls to refuse on
+ * purpose (agent/faults.h says what one call is).
+ *
+ * The keys of HALLOC_AGENT (agent/transport.h), all plain numbers so that
+ * any reader of the variable can skip them:
+ *   fail_after=N   the process's N-th allocation call and every later one
+ *                  fail; calls are numbered from 1 across all threads, in
+ *                  the order they reach the agent
+ *   fail_rate=PPB  each call fails with probability PPB / 1e9 ...
+ *   seed=S         ... drawn from S: a thread's k-th call fails or not by
+ *                  a hash of (S, the thread's number, k), threads numbered
+ *                  in the order of their first allocation call. The same
+ *                  seed gives the same failures to a thread that makes the
+ *                  same calls and comes in the same place, whatever the
+ *                  other threads do meanwhile.
+ *   fail_at=A,fail_len=L  (repeated) calls whose site lies in the main
+ *                  program's code at link-time addresses [A, A + L) fail:
+ *                  the tracer found those ranges for FILE:LINE in the line
+ *                  table. The site is found as the analyzer finds it: the
+ *                  innermost frame outside the agent and the C/C++ runtime
+ *                  (libc, libstdc++, libgcc_s, ld.so, libm); a site in
+ *                  another library never matches.
+ * A forked child goes on from its parent's counts at the fork; an image
+ * started by exec starts again from 1.
+ *
+ * Everything here runs under the thread's guard and allocates nothing:
+ * counters are atomics and initial-exec TLS, the object lookup is glibc's
+ * lock-free _dl_find_object.
+ */
+#include <dlfcn.h>
+#include <link.h>
+#include <string.h>
+
+#include "agent/faults.h"
+
+#define MAX_RANGES 64
+#define PPB	   1000000000ull
+/* Agent frames at the top of a walk (as in stack.c). */
+#define SKIP_MAX 8
+
+struct range {
+	uintptr_t lo, hi; /* link-time addresses, [lo, hi) */
+};
+
+unsigned ha_agent_faults_on;
+
+static uint64_t fail_after; /* 0: off */
+static bool rate_on;
+static uint64_t rate_threshold; /* a draw below it fails; UINT64_MAX: all */
+static bool rate_always;
+static uint64_t seed;
+static struct range ranges[MAX_RANGES];
+static unsigned nranges;
+static struct link_map *main_map;
+
+/* Allocation calls of the process so far, alone on its cache line. */
+static uint64_t calls __attribute__((aligned(64)));
+static uint32_t threads; /* threads numbered so far */
+
+static __thread uint64_t thread_calls;
+static __thread uint32_t thread_no; /* 0: not numbered yet */
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* A decimal number at *s; false if there is none or it overflows. */
+static bool get_number(const char **s, uint64_t *out)
+{
+	const char *p = *s;
+	uint64_t v = 0;
+
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*s = p;
+	*out = v;
+	return true;
+}
+
+static bool key_is(const char *key, size_t len, const char *name)
+{
+	return len == strlen(name) && !strncmp(key, name, len);
+}
+
+static void set_rate(uint64_t ppb)
+{
+	rate_on = true;
+	if (ppb >= PPB)
+		rate_always = true;
+	else
+		rate_threshold =
+		    (uint64_t)(((unsigned __int128)ppb << 64) / PPB);
+}
+
+void ha_agent_faults_init(const char *value)
+{
+	const char *p = value;
+	bool have_at = false;
+	uint64_t at = 0;
+
+	while (*p) {
+		const char *key = p;
+		size_t klen = strcspn(p, "=,");
+		uint64_t v;
+
+		p += klen;
+		if (*p++ != '=' || !get_number(&p, &v))
+			return; /* agent.c refuses the whole value */
+		if (key_is(key, klen, "fail_after") && v)
+			fail_after = v;
+		else if (key_is(key, klen, "fail_rate"))
+			set_rate(v);
+		else if (key_is(key, klen, "seed"))
+			seed = v;
+		else if (key_is(key, klen, "fail_at")) {
+			at = v;
+			have_at = true;
+		} else if (key_is(key, klen, "fail_len") && have_at && v &&
+			   nranges < MAX_RANGES) {
+			ranges[nranges].lo = at;
+			ranges[nranges].hi = at + v;
+			nranges++;
+			have_at = false;
+		}
+		if (*p == ',')
+			p++;
+	}
+	if (nranges)
+		main_map = _r_debug.r_map; /* the program comes first */
+	ha_agent_faults_on = fail_after || rate_on || (nranges && main_map);
+}
+
+/* libc, libstdc++, libgcc_s, ld.so, libm: as analyzer/model.c says. */
+static bool runtime_object(const char *path)
+{
+	static const char *const names[] = {"libc.so", "libstdc++.so",
+					    "libgcc_s.so", "ld-linux",
+					    "libm.so"};
+	const char *base = strrchr(path, '/');
+
+	base = base ? base + 1 : path;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strncmp(base, names[i], strlen(names[i])))
+			return true;
+	return false;
+}
+
+static bool in_ranges(uintptr_t addr)
+{
+	for (unsigned i = 0; i < nranges; i++)
+		if (addr >= ranges[i].lo && addr < ranges[i].hi)
+			return true;
+	return false;
+}
+
+/* Whether the call's site is one of the lines asked for. */
+static bool site_matches(struct ha_agent_thread *t)
+{
+	uintptr_t frames[HALLOC_DEPTH_MAX + SKIP_MAX];
+	unsigned n, i;
+
+	n = ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
+			    ha_agent.cfg.depth + SKIP_MAX);
+	for (i = 0; i < n; i++) {
+		/* A return address: the call is the byte before it. */
+		uintptr_t pc = frames[i] - 1;
+		struct dl_find_object o;
+
+		if (ha_agent_self_frame(frames[i]))
+			continue;
+		if (_dl_find_object((void *)pc, &o) || !o.dlfo_link_map)
+			return false;
+		if (o.dlfo_link_map == main_map)
+			return in_ranges(pc - main_map->l_addr);
+		if (!runtime_object(o.dlfo_link_map->l_name))
+			return false;
+	}
+	return false;
+}
+
+static bool rate_fails(void)
+{
+	uint64_t draw;
+
+	if (!thread_no)
+		thread_no = __atomic_add_fetch(&threads, 1, __ATOMIC_RELAXED);
+	draw = mix(mix(seed ^ ((uint64_t)thread_no << 32)) ^ ++thread_calls);
+	return rate_always || draw < rate_threshold;
+}
+
+unsigned ha_agent_fault_decide(struct ha_agent_thread *t, unsigned fn,
+			       size_t size)
+{
+	unsigned why = 0;
+
+	(void)fn;
+	(void)size;
+	if (fail_after &&
+	    __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) >= fail_after)
+		why = HALLOC_REFUSED_FAIL_AFTER;
+	/* Every option counts the call, whichever refuses it. */
+	if (rate_on && rate_fails() && !why)
+		why = HALLOC_REFUSED_FAIL_RATE;
+	if (!why && nranges && main_map && site_matches(t))
+		why = HALLOC_REFUSED_FAIL_AT;
+	return why;
+}
