@@ -144,9 +144,8 @@ void ha_agent_faults_init(const char *value)
 /* libc, libstdc++, libgcc_s, ld.so, libm: as analyzer/model.c says. */
 static bool runtime_object(const char *path)
 {
-	static const char *const names[] = {"libc.so", "libstdc++.so",
-					    "libgcc_s.so", "ld-linux",
-					    "libm.so"};
+	static const char *const names[] = {
+	    "libc.so", "libstdc++.so", "libgcc_s.so", "ld-linux", "libm.so"};
 	const char *base = strrchr(path, '/');
 
 	base = base ? base + 1 : path;

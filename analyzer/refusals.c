@@ -121,8 +121,8 @@ static enum ha_result group_refusals(const struct ha_log *log,
 				free(g);
 				return HA_ERR_NOMEM;
 			}
-			g[ng++] = (struct group){.site = site,
-						 .reason = r->reason};
+			g[ng++] =
+			    (struct group){.site = site, .reason = r->reason};
 		}
 		g[k].calls++;
 		g[k].bytes += r->size;
@@ -198,7 +198,8 @@ static enum ha_result print_last(FILE *out, const struct ha_log *log,
 	for (long i = 0; i < shown; i++) {
 		const struct ha_frame *f = &frames[i];
 
-		fprintf(out, "  #%ld %s", i, *f->function ? f->function : "???");
+		fprintf(out, "  #%ld %s", i,
+			*f->function ? f->function : "???");
 		if (*f->file)
 			fprintf(out, " %s%s:%" PRIu32 "%s", st->place, f->file,
 				f->line, st->reset);
@@ -208,9 +209,9 @@ static enum ha_result print_last(FILE *out, const struct ha_log *log,
 		fputc('\n', out);
 	}
 	if (shown < n)
-		fprintf(out, "  ... %ld more %s\n", n - shown,
-			ha_text_plural((uint64_t)(n - shown), "frame",
-				       "frames"));
+		fprintf(
+		    out, "  ... %ld more %s\n", n - shown,
+		    ha_text_plural((uint64_t)(n - shown), "frame", "frames"));
 	free(frames);
 	return HA_OK;
 }

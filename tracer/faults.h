@@ -14,7 +14,7 @@
  * not in the program fails with HT_ERR_USAGE.
  */
 enum ht_result ht_fault_keys(const struct ht_faults *faults,
-			     const char *program, const char *name,
-			     char **keys, struct ht_diag *diag);
+			     const char *program, const char *name, char **keys,
+			     struct ht_diag *diag);
 
 #endif /* HALLOC_TRACER_FAULTS_H */

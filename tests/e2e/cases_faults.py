@@ -174,3 +174,48 @@ def fail_bad_values(c):
         check(len(err) == 1 or (len(err) == 2 and "--help" in err[1]),
               f"{what}: {len(err)} lines on stderr")
         check(not p.stdout and not os.path.exists(log), f"{what}: the program ran anyway")
+
+
+@case("fail-threads")
+def fail_threads(c):
+    """Four threads: --fail-after counts every thread's calls; with one seed
+    each thread fails the same calls on every run (oom_threads.c starts
+    them in a fixed order, the one the agent numbers them in)."""
+    prog, src = program("oom_threads"), source("oom_threads")
+    line = line_of(src, "FAIL:thread")
+
+    def run(opts):
+        """(the threads' patterns joined, "-" for one not started; the process)"""
+        t = trace(c, [prog], opts)
+        expect_rc(t, 0)
+        lines = t.out.split()
+        check(len(lines) == 4 and all(p == "-" or (len(p) == 200 and set(p) <= set(".x"))
+                                      for p in lines),
+              f"oom_threads printed {t.out[:300]!r}")
+        proc = only_process(report_json(c, t.log))
+        return "".join(lines), proc
+
+    pattern, proc = run([])
+    total = proc["summary"]["allocations"]  # 800 + the threads' DTVs
+    check(total >= 800 and "x" not in pattern and proc["refused"] == [],
+          f"no faults: {total} allocations, refused {proc['refused']}")
+    pattern, proc = run(["--fail-after", "700"])
+    check(proc["summary"]["allocations"] == 699, f"{proc['summary']['allocations']} allocations")
+    check(refused_total(proc, "fail-after") == total - 699 == pattern.count("x"),
+          f"refused {refused_total(proc, 'fail-after')}, want {total - 699} "
+          f"({pattern.count('x')} NULLs seen)")
+    check(by_line(proc, src) == {line: total - 699}, f"refused by line {by_line(proc, src)}")
+    seen = {}
+    for seed in ("5", "5", "6"):
+        pattern, proc = run(["--fail-rate", "0.2", "--seed", seed])
+        got = refused_total(proc, "fail-rate")
+        # a refused pthread_create (its DTV) leaves a thread's 200 unmade
+        calls = total - 200 * pattern.count("-")
+        check(by_line(proc, src).get(line, 0) == pattern.count("x") and
+              proc["summary"]["allocations"] == calls - got,
+              f"seed {seed}: {got} refused, {pattern.count('x')} NULLs seen, "
+              f"{proc['summary']['allocations']} allocations of {calls}")
+        check(60 <= got <= 260, f"--fail-rate 0.2 failed {got} of {total}")
+        seen.setdefault(seed, []).append(pattern)
+    check(seen["5"][0] == seen["5"][1], "seed 5 failed other calls the second time")
+    check(seen["6"][0] != seen["5"][0], "seeds 5 and 6 failed the same calls")

@@ -32,7 +32,8 @@ static void build_oom(struct lb *b, unsigned how, uint64_t value)
 	lb_alloc(b, 5, HALLOC_FN_MALLOC, 0x1000, 100, 1);
 	lb_refused(b, 6, HALLOC_FN_MALLOC, 32, 2, HALLOC_REFUSED_FAIL_AFTER);
 	lb_refused(b, 7, HALLOC_FN_CALLOC, 64, 1, HALLOC_REFUSED_LIMIT);
-	lb_chunk(b, 1, 77, 78); /* another thread: file order is not seq order */
+	lb_chunk(b, 1, 77,
+		 78); /* another thread: file order is not seq order */
 	lb_refused(b, 9, HALLOC_FN_MALLOC, 32, 2, HALLOC_REFUSED_FAIL_AFTER);
 	lb_chunk(b, 1, 77, 77);
 	lb_refused(b, 8, HALLOC_FN_REALLOC, 32, 2, HALLOC_REFUSED_FAIL_AFTER);
@@ -97,10 +98,11 @@ Test(refusals, text_by_site_then_exit)
 	a = analyze(&b);
 	text = lb_report(a, HA_FORMAT_TEXT, 0);
 	cr_expect(strstr(text, "REFUSED ALLOCATIONS"), "%s", text);
-	cr_expect(strstr(text, "  3 calls, 96 bytes, at take (oom.c:20): "
-			       "--fail-after\n"
-			       "  1 call, 64 bytes, at main (oom.c:10): --limit\n"
-			       "  then it exited with status 3\n"),
+	cr_expect(strstr(text,
+			 "  3 calls, 96 bytes, at take (oom.c:20): "
+			 "--fail-after\n"
+			 "  1 call, 64 bytes, at main (oom.c:10): --limit\n"
+			 "  then it exited with status 3\n"),
 		  "%s", text);
 	cr_expect(!strstr(text, "last refused"), "%s", text);
 	free(text);
@@ -124,18 +126,17 @@ Test(refusals, killed_names_last_refusal)
 	free(text);
 	text = lb_report(a, HA_FORMAT_JSON, 0);
 	cr_expect(strstr(text, "\"killed_after_refusal\": true"), "%s", text);
-	cr_expect(has_in_order(text, "\"refused\": [", "\"line\": 20",
-			       "\"reason\": \"fail-after\"",
-			       "\"allocations\": 3", "\"bytes\": 96",
-			       "\"line\": 10", "\"reason\": \"limit\"",
-			       "\"allocations\": 1", "\"bytes\": 64", "]", NULL),
+	cr_expect(has_in_order(
+		      text, "\"refused\": [", "\"line\": 20",
+		      "\"reason\": \"fail-after\"", "\"allocations\": 3",
+		      "\"bytes\": 96", "\"line\": 10", "\"reason\": \"limit\"",
+		      "\"allocations\": 1", "\"bytes\": 64", "]", NULL),
 		  "%s", text);
 	/* the last by sequence number (9): a malloc, not seq 8's realloc */
 	cr_expect(has_in_order(text, "\"last_refused\": {",
 			       "\"function\": \"malloc\"", "\"size\": 32",
 			       "\"reason\": \"fail-after\"", "\"line\": 20",
-			       "\"stack\": [", "\"function\": \"take\"",
-			       NULL),
+			       "\"stack\": [", "\"function\": \"take\"", NULL),
 		  "%s", text);
 	free(text);
 	ha_analysis_free(a);

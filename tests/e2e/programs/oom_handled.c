@@ -39,8 +39,8 @@ static void round_of_calls(void)
 	void *b[CALLS] = {0}, *q;
 	int i;
 
-	b[0] = note(malloc(24)); /* FAIL:malloc */
-	b[1] = note(calloc(4, 8)); /* FAIL:calloc */
+	b[0] = note(malloc(24));	/* FAIL:malloc */
+	b[1] = note(calloc(4, 8));	/* FAIL:calloc */
 	b[2] = note(realloc(NULL, 40)); /* FAIL:realloc-null */
 	/* realloc(NULL, n) when the first failed: a call either way */
 	q = note(realloc(b[2], 4000)); /* FAIL:realloc-grow */
@@ -50,9 +50,9 @@ static void round_of_calls(void)
 	errno = posix_memalign(&b[4], 64, 56); /* FAIL:posix_memalign */
 	note(errno ? NULL : b[4]);
 	b[5] = note(aligned_alloc(32, 64)); /* FAIL:aligned_alloc */
-	b[6] = note(memalign(128, 72)); /* FAIL:memalign */
-	b[7] = note(valloc(80)); /* FAIL:valloc */
-	b[8] = note(pvalloc(88)); /* FAIL:pvalloc */
+	b[6] = note(memalign(128, 72));	    /* FAIL:memalign */
+	b[7] = note(valloc(80));	    /* FAIL:valloc */
+	b[8] = note(pvalloc(88));	    /* FAIL:pvalloc */
 	for (i = 0; i < CALLS; i++)
 		free(b[i]);
 }
