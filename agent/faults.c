@@ -14,13 +14,15 @@
  *                  seed gives the same failures to a thread that makes the
  *                  same calls and comes in the same place, whatever the
  *                  other threads do meanwhile.
- *   fail_at=A,fail_len=L  (repeated) calls whose site lies in the main
- *                  program's code at link-time addresses [A, A + L) fail:
- *                  the tracer found those ranges for FILE:LINE in the line
- *                  table. The site is found as the analyzer finds it: the
- *                  innermost frame outside the agent and the C/C++ runtime
- *                  (libc, libstdc++, libgcc_s, ld.so, libm); a site in
- *                  another library never matches.
+ *   fail_at=A,fail_len=L  (repeated, sorted) calls whose site lies in
+ *                  the main program's code at link-time addresses
+ *                  [A, A + L) fail: the tracer found those ranges for
+ *                  FILE:LINE in the line table.
+ *   fail_skip=A,fail_slen=L  (repeated, sorted) code of the main program
+ *                  from system headers (C++ templates): never a site.
+ * The site is found as the analyzer finds it: the innermost frame outside
+ * the agent, the C/C++ runtime (libc, libstdc++, libgcc_s, ld.so, libm)
+ * and system header code; a site in another library never matches.
  * A forked child goes on from its parent's counts at the fork; an image
  * started by exec starts again from 1.
  *
@@ -35,6 +37,7 @@
 #include "agent/faults.h"
 
 #define MAX_RANGES 64
+#define MAX_SKIP   1024
 #define PPB	   1000000000ull
 /* Agent frames at the top of a walk (as in stack.c). */
 #define SKIP_MAX 8
@@ -52,6 +55,8 @@ static bool rate_always;
 static uint64_t seed;
 static struct range ranges[MAX_RANGES];
 static unsigned nranges;
+static struct range skips[MAX_SKIP];
+static unsigned nskips;
 static struct link_map *main_map;
 
 /* Allocation calls of the process so far, alone on its cache line. */
@@ -106,8 +111,8 @@ static void set_rate(uint64_t ppb)
 void ha_agent_faults_init(const char *value)
 {
 	const char *p = value;
-	bool have_at = false;
-	uint64_t at = 0;
+	bool have_at = false, have_skip = false;
+	uint64_t at = 0, skip = 0;
 
 	while (*p) {
 		const char *key = p;
@@ -132,6 +137,15 @@ void ha_agent_faults_init(const char *value)
 			ranges[nranges].hi = at + v;
 			nranges++;
 			have_at = false;
+		} else if (key_is(key, klen, "fail_skip")) {
+			skip = v;
+			have_skip = true;
+		} else if (key_is(key, klen, "fail_slen") && have_skip &&
+			   nskips < MAX_SKIP) {
+			skips[nskips].lo = skip;
+			skips[nskips].hi = skip + v;
+			nskips++;
+			have_skip = false;
 		}
 		if (*p == ',')
 			p++;
@@ -155,11 +169,21 @@ static bool runtime_object(const char *path)
 	return false;
 }
 
-static bool in_ranges(uintptr_t addr)
+/* Binary search: the tracer sends ranges sorted and apart. */
+static bool in_ranges(const struct range *r, unsigned n, uintptr_t addr)
 {
-	for (unsigned i = 0; i < nranges; i++)
-		if (addr >= ranges[i].lo && addr < ranges[i].hi)
+	unsigned lo = 0, hi = n;
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+
+		if (addr < r[mid].lo)
+			hi = mid;
+		else if (addr >= r[mid].hi)
+			lo = mid + 1;
+		else
 			return true;
+	}
 	return false;
 }
 
@@ -180,8 +204,15 @@ static bool site_matches(struct ha_agent_thread *t)
 			continue;
 		if (_dl_find_object((void *)pc, &o) || !o.dlfo_link_map)
 			return false;
-		if (o.dlfo_link_map == main_map)
-			return in_ranges(pc - main_map->l_addr);
+		if (o.dlfo_link_map == main_map) {
+			uintptr_t addr = pc - main_map->l_addr;
+
+			if (in_ranges(ranges, nranges, addr))
+				return true;
+			if (in_ranges(skips, nskips, addr))
+				continue;
+			return false;
+		}
 		if (!runtime_object(o.dlfo_link_map->l_name))
 			return false;
 	}

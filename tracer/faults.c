@@ -8,7 +8,10 @@
  * runs to the next row's address. The agent gets those ranges as
  * link-time addresses of the main program and adds its load bias. Rows of
  * inlined code carry the inlined function's own line, which is also the
- * site the analyzer shows for them, so the two agree.
+ * site the analyzer shows for them, so the two agree. The program's code
+ * from system headers (C++ templates: std::vector's growth, ...) goes too,
+ * for the agent to walk past, as the analyzer never makes it a site; such
+ * code inlined into the line's own function is not told apart.
  * Shared libraries are not searched.
  */
 #include "tracer/faults.h"
@@ -21,17 +24,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What agent/faults.c keeps; a line spread wider is refused here. */
-#define MAX_RANGES 64
+/* What agent/faults.c keeps: the lines' ranges (more is an error), and
+ * the system header code it passes over (more: none is sent). */
+#define MAX_RANGES	64
+#define MAX_SKIP_RANGES 1024
+/* Ranges this close are one: the gap is padding, never a return address. */
+#define PADDING 16
 
 struct range {
 	uint64_t lo, hi;
 };
 
 struct ranges {
-	struct range r[MAX_RANGES];
-	unsigned n;
-	bool full;
+	struct range *r;
+	size_t n, cap;
+	bool nomem;
 };
 
 static char *debuginfo_path;
@@ -71,30 +78,63 @@ static bool same_file(const char *path, const char *want)
 	return lp == lw || path[lp - lw - 1] == '/';
 }
 
-/* Adds [lo, hi), merged with a range it touches. */
 static void add_range(struct ranges *rs, uint64_t lo, uint64_t hi)
 {
-	for (unsigned i = 0; i < rs->n; i++) {
-		struct range *r = &rs->r[i];
+	struct range *r;
 
-		if (lo <= r->hi && hi >= r->lo) {
-			r->lo = lo < r->lo ? lo : r->lo;
-			r->hi = hi > r->hi ? hi : r->hi;
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? 2 * rs->cap : 64;
+
+		r = realloc(rs->r, cap * sizeof(*r));
+		if (!r) {
+			rs->nomem = true;
 			return;
 		}
-	}
-	if (rs->n == MAX_RANGES) {
-		rs->full = true;
-		return;
+		rs->r = r;
+		rs->cap = cap;
 	}
 	rs->r[rs->n].lo = lo;
 	rs->r[rs->n].hi = hi;
 	rs->n++;
 }
 
-/* The rows of one CU's line table that are FILE:LINE. */
+static int range_compare(const void *pa, const void *pb)
+{
+	const struct range *a = pa, *b = pb;
+
+	return a->lo < b->lo ? -1 : a->lo > b->lo;
+}
+
+/* Sorted, and ranges that overlap or lie within `gap` bytes merged. */
+static void merge_ranges(struct ranges *rs, uint64_t gap)
+{
+	size_t out = 0;
+
+	qsort(rs->r, rs->n, sizeof(*rs->r), range_compare);
+	for (size_t i = 0; i < rs->n; i++) {
+		if (out && rs->r[i].lo <= rs->r[out - 1].hi + gap) {
+			if (rs->r[i].hi > rs->r[out - 1].hi)
+				rs->r[out - 1].hi = rs->r[i].hi;
+			continue;
+		}
+		rs->r[out++] = rs->r[i];
+	}
+	rs->n = out;
+}
+
+static bool system_header(const char *path)
+{
+	return path && !strncmp(path, "/usr/include/", 13);
+}
+
+/*
+ * The rows of one CU's line table that are FILE:LINE go to `at`; those of
+ * code from system headers (/usr/include/: C++ templates the program
+ * instantiated) to `skip`: the analyzer never takes them for a site, so
+ * the agent walks past them. Returns whether FILE is in the table.
+ */
 static bool scan_cu(Dwarf_Die *cu, const char *file, unsigned line,
-		    struct ranges *rs)
+		    struct ranges *at, struct ranges *skip)
 {
 	Dwarf_Lines *lines;
 	size_t n;
@@ -104,23 +144,25 @@ static bool scan_cu(Dwarf_Die *cu, const char *file, unsigned line,
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		Dwarf_Line *row = dwarf_onesrcline(lines, i), *next;
+		const char *src = dwarf_linesrc(row, NULL, NULL);
+		bool match = same_file(src, file), end;
 		Dwarf_Addr lo, hi;
-		bool end;
 		int no;
 
-		if (!same_file(dwarf_linesrc(row, NULL, NULL), file))
-			continue;
-		file_seen = true;
-		if (dwarf_lineno(row, &no) || (unsigned)no != line ||
-		    dwarf_lineendsequence(row, &end) || end ||
+		file_seen |= match;
+		if (dwarf_lineendsequence(row, &end) || end ||
 		    dwarf_lineaddr(row, &lo))
+			continue;
+		if (match)
+			match = !dwarf_lineno(row, &no) && (unsigned)no == line;
+		if (!match && !system_header(src))
 			continue;
 		/* Rows are sorted by address within a sequence: the code of
 		 * this row runs to the next row with a higher address. */
 		for (size_t j = i + 1; j < n; j++) {
 			next = dwarf_onesrcline(lines, j);
 			if (!dwarf_lineaddr(next, &hi) && hi > lo) {
-				add_range(rs, lo, hi);
+				add_range(match ? at : skip, lo, hi);
 				break;
 			}
 		}
@@ -130,7 +172,8 @@ static bool scan_cu(Dwarf_Die *cu, const char *file, unsigned line,
 
 static enum ht_result resolve_line(const char *program, const char *name,
 				   const char *file, unsigned line,
-				   struct ranges *rs, struct ht_diag *diag)
+				   struct ranges *rs, struct ranges *skip,
+				   struct ht_diag *diag)
 {
 	Dwfl *dwfl = dwfl_begin(&offline_callbacks);
 	Dwfl_Module *mod = NULL;
@@ -160,11 +203,17 @@ static enum ht_result resolve_line(const char *program, const char *name,
 		Dwarf_Die cu;
 
 		if (dwarf_offdie(dwarf, off + header, &cu) &&
-		    scan_cu(&cu, file, line, rs))
+		    scan_cu(&cu, file, line, rs, skip))
 			file_seen = true;
 		off = next;
 	}
-	if (!file_seen)
+	merge_ranges(rs, 0);
+	merge_ranges(skip, PADDING);
+	if (skip->n > MAX_SKIP_RANGES)
+		skip->n = 0; /* C++ templates then hide their callers' lines */
+	if (rs->nomem || skip->nomem)
+		result = fail(diag, HT_ERR_NOMEM, "out of memory");
+	else if (!file_seen)
 		result = fail(diag, HT_ERR_USAGE,
 			      "invalid --fail-at '%s:%u': no file '%s' in "
 			      "the debug information of '%s'",
@@ -174,7 +223,7 @@ static enum ht_result resolve_line(const char *program, const char *name,
 			      "invalid --fail-at '%s:%u': line %u of '%s' "
 			      "has no code in '%s'",
 			      file, line, line, file, name);
-	else if (rs->full)
+	else if (rs->n > MAX_RANGES)
 		result = fail(diag, HT_ERR_USAGE,
 			      "invalid --fail-at '%s:%u': its code is spread "
 			      "over more than %d places",
@@ -214,7 +263,7 @@ enum ht_result ht_fault_keys(const struct ht_faults *f, const char *program,
 			     const char *name, char **keys,
 			     struct ht_diag *diag)
 {
-	struct ranges rs = {.n = 0};
+	struct ranges rs = {0}, skip = {0};
 	char *s = NULL;
 	bool ok = true;
 	enum ht_result result;
@@ -222,9 +271,9 @@ enum ht_result ht_fault_keys(const struct ht_faults *f, const char *program,
 	*keys = NULL;
 	if (f->fail_at_file) {
 		result = resolve_line(program, name, f->fail_at_file,
-				      f->fail_at_line, &rs, diag);
+				      f->fail_at_line, &rs, &skip, diag);
 		if (result)
-			return result;
+			goto out;
 	}
 	if (f->fail_after)
 		ok = append(&s, ",fail_after=%llu",
@@ -233,12 +282,22 @@ enum ht_result ht_fault_keys(const struct ht_faults *f, const char *program,
 		ok = append(&s, ",fail_rate=%llu,seed=%llu",
 			    (unsigned long long)f->fail_rate_ppb,
 			    (unsigned long long)f->seed);
-	for (unsigned i = 0; ok && i < rs.n; i++)
+	for (size_t i = 0; ok && i < rs.n; i++)
 		ok = append(&s, ",fail_at=%llu,fail_len=%llu",
 			    (unsigned long long)rs.r[i].lo,
 			    (unsigned long long)(rs.r[i].hi - rs.r[i].lo));
-	if (!ok)
-		return fail(diag, HT_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; ok && i < skip.n; i++)
+		ok = append(&s, ",fail_skip=%llu,fail_slen=%llu",
+			    (unsigned long long)skip.r[i].lo,
+			    (unsigned long long)(skip.r[i].hi - skip.r[i].lo));
+	if (!ok) {
+		result = fail(diag, HT_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	*keys = s;
-	return HT_OK;
+	result = HT_OK;
+out:
+	free(rs.r);
+	free(skip.r);
+	return result;
 }

@@ -219,3 +219,21 @@ def fail_threads(c):
         seen.setdefault(seed, []).append(pattern)
     check(seen["5"][0] == seen["5"][1], "seed 5 failed other calls the second time")
     check(seen["6"][0] != seen["5"][0], "seeds 5 and 6 failed the same calls")
+
+
+@case("fail-at-cxx")
+def fail_at_cxx(c):
+    """C++: the vector's growth goes through std::vector's code from the
+    system headers, which is never a site: --fail-at the push_back line
+    refuses the operator new under it; the bad_alloc nobody catches aborts."""
+    src = source("cxx")
+    line = line_of(src, "SITE:vector")
+    t = trace(c, [program("cxx")], ["--fail-at", f"cxx.cc:{line}"])
+    expect_rc(t, 128 + 6)
+    proc = only_process(report_json(c, t.log))
+    check(proc["status"] == {"signal": 6} and proc["killed_after_refusal"] is True,
+          f"status {proc['status']}, killed_after_refusal {proc['killed_after_refusal']}")
+    check(proc["refused"] and by_line(proc, src) == {line: refused_total(proc, "fail-at")},
+          f"refused {by_line(proc, src)}, want all at cxx.cc:{line}")
+    # the first refusal is the vector's first block: what main made before stays
+    check(proc["summary"]["allocations"] <= 4, f"{proc['summary']['allocations']} allocations")
