@@ -109,8 +109,7 @@ static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	/* n * size overflowing fails in glibc: not an allocation call. */
-	if (total != SIZE_MAX && refused(t, HALLOC_FN_CALLOC, total))
+	if (refused(t, HALLOC_FN_CALLOC, total))
 		return NULL;
 	p = __libc_calloc(nmemb, size);
 	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, total);
