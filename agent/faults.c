@@ -15,14 +15,18 @@
  *                  same calls and comes in the same place, whatever the
  *                  other threads do meanwhile.
  *   fail_at=A,fail_len=L  (repeated, sorted) calls whose site lies in
- *                  the main program's code at link-time addresses
- *                  [A, A + L) fail: the tracer found those ranges for
- *                  FILE:LINE in the line table.
- *   fail_skip=A,fail_slen=L  (repeated, sorted) code of the main program
- *                  from system headers (C++ templates): never a site.
+ *                  the object's code at link-time addresses [A, A + L)
+ *                  fail: the tracer found those ranges for FILE:LINE in
+ *                  its line table.
+ *   fail_skip=A,fail_slen=L  (repeated, sorted) the object's code from
+ *                  system headers (C++ templates): never a site.
+ *   fail_lib=K     the ranges that follow are a library's: the one whose
+ *                  file name hashes to K (FNV-1a, 62 bits, low bit set);
+ *                  those before the first fail_lib are the program's.
  * The site is found as the analyzer finds it: the innermost frame outside
  * the agent, the C/C++ runtime (libc, libstdc++, libgcc_s, ld.so, libm)
- * and system header code; a site in another library never matches.
+ * and system header code; a site in an object with no ranges never
+ * matches.
  * A forked child goes on from its parent's counts at the fork; an image
  * started by exec starts again from 1.
  *
@@ -36,9 +40,10 @@
 
 #include "agent/faults.h"
 
-#define MAX_RANGES 64
-#define MAX_SKIP   1024
-#define PPB	   1000000000ull
+#define MAX_RANGES  64
+#define MAX_SKIP    1024
+#define MAX_OBJECTS 16
+#define PPB	    1000000000ull
 /* Agent frames at the top of a walk (as in stack.c). */
 #define SKIP_MAX 8
 
@@ -53,10 +58,20 @@ static bool rate_on;
 static uint64_t rate_threshold; /* a draw below it fails; UINT64_MAX: all */
 static bool rate_always;
 static uint64_t seed;
+/* The program (objects[0], key 0) and libraries with ranges; each has
+ * its slices of ranges[] and skips[]. */
+struct object {
+	uint64_t key;
+	unsigned at, nat;     /* ranges[at, at + nat) */
+	unsigned skip, nskip; /* skips[skip, skip + nskip) */
+};
+
 static struct range ranges[MAX_RANGES];
 static unsigned nranges;
 static struct range skips[MAX_SKIP];
 static unsigned nskips;
+static struct object objects[MAX_OBJECTS];
+static unsigned nobjects = 1;
 static struct link_map *main_map;
 
 /* Allocation calls of the process so far, alone on its cache line. */
@@ -136,6 +151,7 @@ void ha_agent_faults_init(const char *value)
 			ranges[nranges].lo = at;
 			ranges[nranges].hi = at + v;
 			nranges++;
+			objects[nobjects - 1].nat++;
 			have_at = false;
 		} else if (key_is(key, klen, "fail_skip")) {
 			skip = v;
@@ -145,7 +161,14 @@ void ha_agent_faults_init(const char *value)
 			skips[nskips].lo = skip;
 			skips[nskips].hi = skip + v;
 			nskips++;
+			objects[nobjects - 1].nskip++;
 			have_skip = false;
+		} else if (key_is(key, klen, "fail_lib") && v &&
+			   nobjects < MAX_OBJECTS) {
+			objects[nobjects].key = v;
+			objects[nobjects].at = nranges;
+			objects[nobjects].skip = nskips;
+			nobjects++;
 		}
 		if (*p == ',')
 			p++;
@@ -187,6 +210,33 @@ static bool in_ranges(const struct range *r, unsigned n, uintptr_t addr)
 	return false;
 }
 
+/* A library's key: as the tracer's library_key(). */
+static uint64_t library_key(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (base = base ? base + 1 : path; *base; base++)
+		h = (h ^ (unsigned char)*base) * 0x100000001b3ull;
+	return (h & 0x3fffffffffffffffull) | 1;
+}
+
+/* The object with ranges that map is, or NULL. */
+static const struct object *object_of(const struct link_map *map)
+{
+	uint64_t key;
+
+	if (map == main_map)
+		return &objects[0];
+	if (nobjects == 1 || !map->l_name)
+		return NULL;
+	key = library_key(map->l_name);
+	for (unsigned i = 1; i < nobjects; i++)
+		if (objects[i].key == key)
+			return &objects[i];
+	return NULL;
+}
+
 /* Whether the call's site is one of the lines asked for. */
 static bool site_matches(struct ha_agent_thread *t)
 {
@@ -204,17 +254,18 @@ static bool site_matches(struct ha_agent_thread *t)
 			continue;
 		if (_dl_find_object((void *)pc, &o) || !o.dlfo_link_map)
 			return false;
-		if (o.dlfo_link_map == main_map) {
-			uintptr_t addr = pc - main_map->l_addr;
+		if (!runtime_object(o.dlfo_link_map->l_name)) {
+			const struct object *ob = object_of(o.dlfo_link_map);
+			uintptr_t addr = pc - o.dlfo_link_map->l_addr;
 
-			if (in_ranges(ranges, nranges, addr))
+			if (!ob)
+				return false;
+			if (in_ranges(ranges + ob->at, ob->nat, addr))
 				return true;
-			if (in_ranges(skips, nskips, addr))
+			if (in_ranges(skips + ob->skip, ob->nskip, addr))
 				continue;
 			return false;
 		}
-		if (!runtime_object(o.dlfo_link_map->l_name))
-			return false;
 	}
 	return false;
 }

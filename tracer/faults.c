@@ -12,7 +12,8 @@
  * from system headers (C++ templates: std::vector's growth, ...) goes too,
  * for the agent to walk past, as the analyzer never makes it a site; such
  * code inlined into the line's own function is not told apart.
- * Shared libraries are not searched.
+ * The libraries the program links are searched the same way (needed.c);
+ * their ranges go to the agent under a key naming the library.
  */
 #include "tracer/faults.h"
 
@@ -170,10 +171,28 @@ static bool scan_cu(Dwarf_Die *cu, const char *file, unsigned line,
 	return file_seen;
 }
 
-static enum ht_result resolve_line(const char *program, const char *name,
-				   const char *file, unsigned line,
-				   struct ranges *rs, struct ranges *skip,
-				   struct ht_diag *diag)
+/* One object searched: the program, or a library it links. */
+struct object {
+	const char *path;
+	uint64_t key; /* the agent's name for a library (0: the program) */
+	struct ranges at, skip;
+	bool dwarf; /* it has debug information */
+};
+
+/* What the agent compares a library's name with: FNV-1a of its file
+ * name, in 62 bits (every HALLOC_AGENT value fits a signed long). */
+static uint64_t library_key(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (base = base ? base + 1 : path; *base; base++)
+		h = (h ^ (unsigned char)*base) * 0x100000001b3ull;
+	return (h & 0x3fffffffffffffffull) | 1;
+}
+
+/* Scans one object's line tables; whether FILE is in them. */
+static bool scan_object(struct object *o, const char *file, unsigned line)
 {
 	Dwfl *dwfl = dwfl_begin(&offline_callbacks);
 	Dwfl_Module *mod = NULL;
@@ -182,56 +201,95 @@ static enum ht_result resolve_line(const char *program, const char *name,
 	Dwarf_Off off = 0, next;
 	size_t header;
 	bool file_seen = false;
-	enum ht_result result = HT_OK;
 
 	if (dwfl) {
 		dwfl_report_begin(dwfl);
-		mod = dwfl_report_elf(dwfl, name, program, -1, 0, true);
+		mod = dwfl_report_elf(dwfl, "object", o->path, -1, 0, true);
 		dwfl_report_end(dwfl, NULL, NULL);
 	}
 	if (mod)
 		dwarf = dwfl_module_getdwarf(mod, &bias);
-	if (!dwarf) {
-		result = fail(diag, HT_ERR_USAGE,
-			      "cannot use --fail-at: '%s' has no debug "
-			      "information (build it with -g)",
-			      name);
-		goto out;
-	}
-	while (dwarf_nextcu(dwarf, off, &next, &header, NULL, NULL, NULL) ==
-	       0) {
+	o->dwarf = dwarf != NULL;
+	while (dwarf && dwarf_nextcu(dwarf, off, &next, &header, NULL, NULL,
+				     NULL) == 0) {
 		Dwarf_Die cu;
 
 		if (dwarf_offdie(dwarf, off + header, &cu) &&
-		    scan_cu(&cu, file, line, rs, skip))
+		    scan_cu(&cu, file, line, &o->at, &o->skip))
 			file_seen = true;
 		off = next;
 	}
-	merge_ranges(rs, 0);
-	merge_ranges(skip, PADDING);
-	if (skip->n > MAX_SKIP_RANGES)
-		skip->n = 0; /* C++ templates then hide their callers' lines */
-	if (rs->nomem || skip->nomem)
-		result = fail(diag, HT_ERR_NOMEM, "out of memory");
-	else if (!file_seen)
-		result = fail(diag, HT_ERR_USAGE,
-			      "invalid --fail-at '%s:%u': no file '%s' in "
-			      "the debug information of '%s'",
-			      file, line, file, name);
-	else if (rs->n == 0)
-		result = fail(diag, HT_ERR_USAGE,
-			      "invalid --fail-at '%s:%u': line %u of '%s' "
-			      "has no code in '%s'",
-			      file, line, line, file, name);
-	else if (rs->n > MAX_RANGES)
-		result = fail(diag, HT_ERR_USAGE,
-			      "invalid --fail-at '%s:%u': its code is spread "
-			      "over more than %d places",
-			      file, line, MAX_RANGES);
-out:
+	merge_ranges(&o->at, 0);
+	merge_ranges(&o->skip, PADDING);
+	if (o->skip.n > MAX_SKIP_RANGES)
+		o->skip.n =
+		    0; /* C++ templates then hide their callers' lines */
 	if (dwfl)
 		dwfl_end(dwfl);
-	return result;
+	return file_seen;
+}
+
+/*
+ * FILE:LINE in the program and the libraries it links: objs[0] is the
+ * program, then the libraries, *nobjs of them in all.
+ */
+static enum ht_result resolve_line(const char *program, const char *name,
+				   const char *file, unsigned line,
+				   struct object **objs, size_t *nobjs,
+				   struct ht_diag *diag)
+{
+	char **libs;
+	size_t nlibs, n, nat = 0;
+	bool file_seen = false, nomem = false;
+	struct object *o;
+
+	libs = ht_needed_libraries(program, &nlibs);
+	o = calloc(nlibs + 1, sizeof(*o));
+	if (!o) {
+		ht_needed_free(libs, nlibs);
+		return fail(diag, HT_ERR_NOMEM, "out of memory");
+	}
+	o[0].path = program;
+	for (size_t i = 0; i < nlibs; i++) {
+		o[i + 1].path = libs[i];
+		o[i + 1].key = library_key(libs[i]);
+	}
+	n = nlibs + 1;
+	for (size_t i = 0; i < n; i++) {
+		file_seen |= scan_object(&o[i], file, line);
+		nomem |= o[i].at.nomem || o[i].skip.nomem;
+		nat += o[i].at.n;
+		/* The libraries' paths die with them: keep only the keys. */
+		o[i].path = NULL;
+	}
+	ht_needed_free(libs, nlibs);
+	*objs = o;
+	*nobjs = n;
+	if (nomem)
+		return fail(diag, HT_ERR_NOMEM, "out of memory");
+	if (!file_seen && !o[0].dwarf && n == 1)
+		return fail(diag, HT_ERR_USAGE,
+			    "cannot use --fail-at: '%s' has no debug "
+			    "information (build it with -g)",
+			    name);
+	if (!file_seen)
+		return fail(diag, HT_ERR_USAGE,
+			    "invalid --fail-at '%s:%u': no file '%s' in the "
+			    "debug information of '%s'%s",
+			    file, line, file, name,
+			    n > 1 ? " or its libraries" : "");
+	if (nat == 0)
+		return fail(diag, HT_ERR_USAGE,
+			    "invalid --fail-at '%s:%u': line %u of '%s' has "
+			    "no code in '%s'%s",
+			    file, line, line, file, name,
+			    n > 1 ? " or its libraries" : "");
+	if (nat > MAX_RANGES)
+		return fail(diag, HT_ERR_USAGE,
+			    "invalid --fail-at '%s:%u': its code is spread "
+			    "over more than %d places",
+			    file, line, MAX_RANGES);
+	return HT_OK;
 }
 
 /* Appends to a malloc'ed string; false on no memory (*s freed). */
@@ -259,19 +317,43 @@ static bool append(char **s, const char *format, ...)
 	return *s != NULL;
 }
 
+/* An object's keys: its name (a library's), then its ranges. */
+static bool append_object(char **s, const struct object *o)
+{
+	bool ok = true;
+
+	if (!o->at.n)
+		return true; /* nothing fails there: its code need not be known
+			      */
+	if (o->key)
+		ok = append(s, ",fail_lib=%llu", (unsigned long long)o->key);
+	for (size_t i = 0; ok && i < o->at.n; i++)
+		ok =
+		    append(s, ",fail_at=%llu,fail_len=%llu",
+			   (unsigned long long)o->at.r[i].lo,
+			   (unsigned long long)(o->at.r[i].hi - o->at.r[i].lo));
+	for (size_t i = 0; ok && i < o->skip.n; i++)
+		ok = append(
+		    s, ",fail_skip=%llu,fail_slen=%llu",
+		    (unsigned long long)o->skip.r[i].lo,
+		    (unsigned long long)(o->skip.r[i].hi - o->skip.r[i].lo));
+	return ok;
+}
+
 enum ht_result ht_fault_keys(const struct ht_faults *f, const char *program,
 			     const char *name, char **keys,
 			     struct ht_diag *diag)
 {
-	struct ranges rs = {0}, skip = {0};
+	struct object *objs = NULL;
+	size_t nobjs = 0;
 	char *s = NULL;
 	bool ok = true;
-	enum ht_result result;
+	enum ht_result result = HT_OK;
 
 	*keys = NULL;
 	if (f->fail_at_file) {
 		result = resolve_line(program, name, f->fail_at_file,
-				      f->fail_at_line, &rs, &skip, diag);
+				      f->fail_at_line, &objs, &nobjs, diag);
 		if (result)
 			goto out;
 	}
@@ -282,22 +364,17 @@ enum ht_result ht_fault_keys(const struct ht_faults *f, const char *program,
 		ok = append(&s, ",fail_rate=%llu,seed=%llu",
 			    (unsigned long long)f->fail_rate_ppb,
 			    (unsigned long long)f->seed);
-	for (size_t i = 0; ok && i < rs.n; i++)
-		ok = append(&s, ",fail_at=%llu,fail_len=%llu",
-			    (unsigned long long)rs.r[i].lo,
-			    (unsigned long long)(rs.r[i].hi - rs.r[i].lo));
-	for (size_t i = 0; ok && i < skip.n; i++)
-		ok = append(&s, ",fail_skip=%llu,fail_slen=%llu",
-			    (unsigned long long)skip.r[i].lo,
-			    (unsigned long long)(skip.r[i].hi - skip.r[i].lo));
-	if (!ok) {
+	for (size_t i = 0; ok && i < nobjs; i++)
+		ok = append_object(&s, &objs[i]);
+	if (!ok)
 		result = fail(diag, HT_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	*keys = s;
-	result = HT_OK;
+	else
+		*keys = s;
 out:
-	free(rs.r);
-	free(skip.r);
+	for (size_t i = 0; i < nobjs; i++) {
+		free(objs[i].at.r);
+		free(objs[i].skip.r);
+	}
+	free(objs);
 	return result;
 }

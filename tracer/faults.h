@@ -5,6 +5,8 @@
 #ifndef HALLOC_TRACER_FAULTS_H
 #define HALLOC_TRACER_FAULTS_H
 
+#include <stddef.h>
+
 #include "tracer/tracer.h"
 
 /*
@@ -16,5 +18,12 @@
 enum ht_result ht_fault_keys(const struct ht_faults *faults,
 			     const char *program, const char *name, char **keys,
 			     struct ht_diag *diag);
+
+/*
+ * needed.c: the shared libraries `program` links, as paths, the C/C++
+ * runtime left out; malloc'ed, *n of them (NULL and 0 on no memory).
+ */
+char **ht_needed_libraries(const char *program, size_t *n);
+void ht_needed_free(char **libs, size_t n);
 
 #endif /* HALLOC_TRACER_FAULTS_H */

@@ -237,3 +237,26 @@ def fail_at_cxx(c):
           f"refused {by_line(proc, src)}, want all at cxx.cc:{line}")
     # the first refusal is the vector's first block: what main made before stays
     check(proc["summary"]["allocations"] <= 4, f"{proc['summary']['allocations']} allocations")
+
+
+@case("fail-at-library")
+def fail_at_library(c):
+    """--fail-at a line of a library the program links: the tracer finds
+    it through DT_NEEDED; the program's own line still fails alone."""
+    prog, lib = program("oom_lib"), source("oomlib")
+    line = line_of(lib, "CRASH:lib")
+    t = trace(c, [prog], ["--fail-at", f"oomlib.c:{line}"])
+    expect_rc(t, 128 + SIGSEGV)
+    proc = only_process(report_json(c, t.log))
+    check(proc["killed_after_refusal"] is True, "killed_after_refusal is not true")
+    last = proc["last_refused"]
+    check(last["site"]["line"] == line and same_file(last["site"]["file"], lib)
+          and last["size"] == 7, f"last refused {last}")
+    check(proc["summary"]["allocations"] == 3, f"{proc['summary']['allocations']} allocations")
+    main_src = source("oom_lib")
+    main_line = line_of(main_src, "SITE:main")
+    t = trace(c, [prog], ["--fail-at", f"oom_lib.c:{main_line}"])
+    expect_rc(t, 0)
+    proc = only_process(report_json(c, t.log))
+    check(by_line(proc, main_src) == {main_line: 3}, f"refused {by_line(proc, main_src)}")
+    check(proc["summary"]["allocations"] == 1, f"{proc['summary']['allocations']} allocations")

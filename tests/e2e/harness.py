@@ -130,12 +130,13 @@ _built = {}   # name -> path, or an error message (str starting with "!")
 
 
 def _cflags_of(src):
-    """Extra flags a source asks for with a line `/* e2e-cflags: ... */`."""
+    """Extra flags a source asks for with a line `/* e2e-cflags: ... */`;
+    $OUT is where the programs and libs/ are built (to link a lib)."""
     with open(src) as f:
         for line in f:
             m = re.search(r"e2e-cflags:\s*(.*?)\s*\*/", line)
             if m:
-                return m.group(1).split()
+                return m.group(1).replace("$OUT", OUT).split()
     return []
 
 
@@ -151,12 +152,21 @@ def _up_to_date(out, src):
 
 
 def build_all():
-    """Compile programs/*.c, *.cc and libs/*.c into build/tests/e2e/.
+    """Compile libs/*.c, then programs/*.c and *.cc into build/tests/e2e/.
 
     -O0 -g and nothing about frame pointers: the programs are traced the
     way users build them (deep.c asks for -fomit-frame-pointer itself).
     """
     os.makedirs(OUT, exist_ok=True)
+    # libs first: a program may link one (e2e-cflags: -L$OUT -lNAME)
+    for src in sorted(glob.glob(os.path.join(LIBS, "*.c"))):
+        name = os.path.splitext(os.path.basename(src))[0]
+        out = os.path.join(OUT, f"lib{name}.so")
+        if _up_to_date(out, src):
+            _built["lib" + name] = out
+            continue
+        _built["lib" + name] = _compile(["gcc", "-shared", "-fPIC", "-O0", "-g",
+                                         "-o", out, src], out)
     for src in sorted(glob.glob(os.path.join(PROGRAMS, "*.c")) +
                       glob.glob(os.path.join(PROGRAMS, "*.cc"))):
         name, ext = os.path.splitext(os.path.basename(src))
@@ -167,16 +177,9 @@ def build_all():
         if _up_to_date(out, src):
             _built[name] = out
             continue
-        _built[name] = _compile([cc, "-O0", "-g", *_cflags_of(src), "-o", out, src,
+        # flags after the source: a -l there must follow what uses it
+        _built[name] = _compile([cc, "-O0", "-g", "-o", out, src, *_cflags_of(src),
                                  "-pthread", "-ldl"], out)
-    for src in sorted(glob.glob(os.path.join(LIBS, "*.c"))):
-        name = os.path.splitext(os.path.basename(src))[0]
-        out = os.path.join(OUT, f"lib{name}.so")
-        if _up_to_date(out, src):
-            _built["lib" + name] = out
-            continue
-        _built["lib" + name] = _compile(["gcc", "-shared", "-fPIC", "-O0", "-g",
-                                         "-o", out, src], out)
 
 
 def program(name):
