@@ -86,7 +86,8 @@ Test(tracer_faults, line_not_found)
 		     HT_ERR_USAGE);
 	cr_expect_str_eq(d.message,
 			 "invalid --fail-at 'tracer_faults.c:1': line 1 of "
-			 "'tracer_faults.c' has no code in 'unit'");
+			 "'tracer_faults.c' has no code in 'unit' or its "
+			 "libraries");
 	f.fail_at_file = "no_such_file.c";
 	cr_assert_eq(ht_fault_keys(&f, self_path(), "unit", &keys, &d),
 		     HT_ERR_USAGE);
