@@ -126,7 +126,8 @@ static void set_rate(uint64_t ppb)
 void ha_agent_faults_init(const char *value)
 {
 	const char *p = value;
-	bool have_at = false, have_skip = false;
+	/* keep: the current object has a place (else its ranges are lost) */
+	bool have_at = false, have_skip = false, keep = true;
 	uint64_t at = 0, skip = 0;
 
 	while (*p) {
@@ -147,7 +148,7 @@ void ha_agent_faults_init(const char *value)
 			at = v;
 			have_at = true;
 		} else if (key_is(key, klen, "fail_len") && have_at && v &&
-			   nranges < MAX_RANGES) {
+			   keep && nranges < MAX_RANGES) {
 			ranges[nranges].lo = at;
 			ranges[nranges].hi = at + v;
 			nranges++;
@@ -157,18 +158,20 @@ void ha_agent_faults_init(const char *value)
 			skip = v;
 			have_skip = true;
 		} else if (key_is(key, klen, "fail_slen") && have_skip &&
-			   nskips < MAX_SKIP) {
+			   keep && nskips < MAX_SKIP) {
 			skips[nskips].lo = skip;
 			skips[nskips].hi = skip + v;
 			nskips++;
 			objects[nobjects - 1].nskip++;
 			have_skip = false;
-		} else if (key_is(key, klen, "fail_lib") && v &&
-			   nobjects < MAX_OBJECTS) {
-			objects[nobjects].key = v;
-			objects[nobjects].at = nranges;
-			objects[nobjects].skip = nskips;
-			nobjects++;
+		} else if (key_is(key, klen, "fail_lib")) {
+			keep = v && nobjects < MAX_OBJECTS;
+			if (keep) {
+				objects[nobjects].key = v;
+				objects[nobjects].at = nranges;
+				objects[nobjects].skip = nskips;
+				nobjects++;
+			}
 		}
 		if (*p == ',')
 			p++;
