@@ -16,7 +16,6 @@
  *     #0 take /src/oom.c:20 (/src/oom)
  */
 #include <inttypes.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,36 +146,6 @@ static const struct ha_refusal *last_refusal(const struct ha_stream *s)
 
 /* ---- text ------------------------------------------------------------- */
 
-static void print_end(FILE *out, const struct ha_stream *s)
-{
-	const char *name;
-
-	switch (s->end) {
-	case HA_END_EXIT:
-		fprintf(out, "exited with status %" PRIu64, s->end_value);
-		break;
-	case HA_END_SIGNAL:
-		name = s->end_value < 1000 ? sigabbrev_np((int)s->end_value)
-					   : NULL;
-		if (name)
-			fprintf(out, "was killed by SIG%s (signal %" PRIu64 ")",
-				name, s->end_value);
-		else
-			fprintf(out, "was killed by signal %" PRIu64,
-				s->end_value);
-		break;
-	case HA_END_EXEC:
-		fputs("was replaced by exec", out);
-		break;
-	case HA_END_DETACHED:
-		fputs("was still running when recording stopped", out);
-		break;
-	default:
-		fputs("ended; how was not recorded", out);
-		break;
-	}
-}
-
 static enum ha_result print_last(FILE *out, const struct ha_log *log,
 				 const struct ha_refusal *r,
 				 const struct ha_report_options *o,
@@ -244,7 +213,7 @@ enum ha_result ha_text_refused(FILE *out, const struct ha_log *log,
 	}
 	free(g);
 	fputs("  then it ", out);
-	print_end(out, s);
+	ha_text_ending(out, s);
 	if (s->end != HA_END_SIGNAL) {
 		fputs("\n", out);
 		return HA_OK;

@@ -142,6 +142,11 @@ static void print_ending(FILE *out, const struct ha_stream *s)
 	}
 }
 
+void ha_text_ending(FILE *out, const struct ha_stream *s)
+{
+	print_ending(out, s);
+}
+
 /* "  recorded by eBPF uprobes (attached), DWARF stacks": an eBPF log's
  * leaks and stacks read differently from the agent's, so say how it was
  * recorded. The agent's logs need no such line. */

@@ -20,6 +20,9 @@ const char *ha_text_plural(uint64_t n, const char *one, const char *many);
 const char *ha_text_size(char buf[64], uint64_t bytes);
 /* "850 us", "12.3 ms", "4.56 s" */
 const char *ha_text_duration(char buf[32], uint64_t us);
+/* How a process ended: "exited with status 0", "was killed by SIGSEGV
+ * (signal 11)", ... */
+void ha_text_ending(FILE *out, const struct ha_stream *s);
 /* "main (leaky.c:12)", "foo (libfoo.so)", "??? (libfoo.so+0x1a2b)" */
 void ha_text_site(FILE *out, const struct ha_log *log,
 		  const struct ha_site *site);
