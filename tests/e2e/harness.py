@@ -36,6 +36,7 @@ VALGRIND = next((v for v in ("/usr/bin/valgrind.bin", shutil.which("valgrind"))
 
 SUMMARY_KEYS = ("allocations", "frees", "bytes_allocated", "peak_bytes",
                 "peak_blocks", "leaked_bytes", "leaked_blocks")
+REFUSAL_REASONS = ("monitor", "limit", "fail-after", "fail-rate", "fail-at")
 VALGRIND_KEYS = ("allocations", "frees", "bytes_allocated", "leaked_bytes",
                  "leaked_blocks")
 
@@ -329,6 +330,18 @@ def check_shape(doc):
         check((lb, lk) == (s["leaked_bytes"], s["leaked_blocks"]),
               f"{w}: leaks[] and suppressed[] add up to {lb} bytes in {lk} blocks, summary says "
               f"{s['leaked_bytes']} in {s['leaked_blocks']}")
+        # refusals (never counted in the summary), and the last of them
+        for j, r in enumerate(_typed(p, "refused", list, w)):
+            rw = f"{w}.refused[{j}]"
+            _check_site(_typed(r, "site", dict, rw), rw + ".site")
+            check(_typed(r, "reason", str, rw) in REFUSAL_REASONS, f"{rw}.reason {r['reason']!r}")
+            check(_typed(r, "allocations", int, rw) >= 1, f"{rw}.allocations < 1")
+            _typed(r, "bytes", int, rw)
+        last = _typed(p, "last_refused", (dict, type(None)), w)
+        check((last is None) == (not p["refused"]), f"{w}: last_refused {last!r} with "
+              f"{len(p['refused'])} refused sites")
+        check(_typed(p, "killed_after_refusal", bool, w) <= (last is not None),
+              f"{w}: killed_after_refusal without a refusal")
         sa = sb = sl = slb = 0
         for j, site in enumerate(_typed(p, "sites", list, w)):
             sw = f"{w}.sites[{j}]"
