@@ -20,9 +20,12 @@
  *                  its line table.
  *   fail_skip=A,fail_slen=L  (repeated, sorted) the object's code from
  *                  system headers (C++ templates): never a site.
+ *   fail_exe=K     the ranges that follow are the program's, whose file
+ *                  name hashes to K (FNV-1a, 62 bits, low bit set): an
+ *                  image with another name (AT_EXECFN), one the program
+ *                  started with exec (-f), ignores them.
  *   fail_lib=K     the ranges that follow are a library's: the one whose
- *                  file name hashes to K (FNV-1a, 62 bits, low bit set);
- *                  those before the first fail_lib are the program's.
+ *                  file name hashes to K.
  * The site is found as the analyzer finds it: the innermost frame outside
  * the agent, the C/C++ runtime (libc, libstdc++, libgcc_s, ld.so, libm)
  * and system header code; a site in an object with no ranges never
@@ -37,6 +40,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "agent/faults.h"
 
@@ -123,12 +127,47 @@ static void set_rate(uint64_t ppb)
 		    (uint64_t)(((unsigned __int128)ppb << 64) / PPB);
 }
 
+/* A file's key: as the tracer's library_key(). */
+static uint64_t library_key(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (base = base ? base + 1 : path; *base; base++)
+		h = (h ^ (unsigned char)*base) * 0x100000001b3ull;
+	return (h & 0x3fffffffffffffffull) | 1;
+}
+
+/* Whether this image runs the program the tracer looked the line up in. */
+static bool same_program(uint64_t key)
+{
+	const char *path = (const char *)getauxval(AT_EXECFN);
+
+	return path && library_key(path) == key;
+}
+
+/* Another program's lines: keep the libraries' ranges only. */
+static void forget_program(void)
+{
+	struct object *p = &objects[0];
+
+	memmove(ranges, ranges + p->nat, (nranges - p->nat) * sizeof(*ranges));
+	memmove(skips, skips + p->nskip, (nskips - p->nskip) * sizeof(*skips));
+	for (unsigned i = 1; i < nobjects; i++) {
+		objects[i].at -= p->nat;
+		objects[i].skip -= p->nskip;
+	}
+	nranges -= p->nat;
+	nskips -= p->nskip;
+	p->nat = p->nskip = 0;
+}
+
 void ha_agent_faults_init(const char *value)
 {
 	const char *p = value;
 	/* keep: the current object has a place (else its ranges are lost) */
 	bool have_at = false, have_skip = false, keep = true;
-	uint64_t at = 0, skip = 0;
+	uint64_t at = 0, skip = 0, exe_key = 0;
 
 	while (*p) {
 		const char *key = p;
@@ -164,6 +203,8 @@ void ha_agent_faults_init(const char *value)
 			nskips++;
 			objects[nobjects - 1].nskip++;
 			have_skip = false;
+		} else if (key_is(key, klen, "fail_exe")) {
+			exe_key = v;
 		} else if (key_is(key, klen, "fail_lib")) {
 			keep = v && nobjects < MAX_OBJECTS;
 			if (keep) {
@@ -176,6 +217,8 @@ void ha_agent_faults_init(const char *value)
 		if (*p == ',')
 			p++;
 	}
+	if (exe_key && !same_program(exe_key))
+		forget_program();
 	if (nranges)
 		main_map = _r_debug.r_map; /* the program comes first */
 	ha_agent_faults_on = fail_after || rate_on || (nranges && main_map);
@@ -211,17 +254,6 @@ static bool in_ranges(const struct range *r, unsigned n, uintptr_t addr)
 			return true;
 	}
 	return false;
-}
-
-/* A library's key: as the tracer's library_key(). */
-static uint64_t library_key(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (base = base ? base + 1 : path; *base; base++)
-		h = (h ^ (unsigned char)*base) * 0x100000001b3ull;
-	return (h & 0x3fffffffffffffffull) | 1;
 }
 
 /* The object with ranges that map is, or NULL. */

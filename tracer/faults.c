@@ -174,7 +174,8 @@ static bool scan_cu(Dwarf_Die *cu, const char *file, unsigned line,
 /* One object searched: the program, or a library it links. */
 struct object {
 	const char *path;
-	uint64_t key; /* the agent's name for a library (0: the program) */
+	uint64_t key;	  /* the agent's name for a library (0: the program) */
+	uint64_t exe_key; /* the program's, from its file name */
 	struct ranges at, skip;
 	bool dwarf; /* it has debug information */
 };
@@ -250,6 +251,7 @@ static enum ht_result resolve_line(const char *program, const char *name,
 		return fail(diag, HT_ERR_NOMEM, "out of memory");
 	}
 	o[0].path = program;
+	o[0].exe_key = library_key(program);
 	for (size_t i = 0; i < nlibs; i++) {
 		o[i + 1].path = libs[i];
 		o[i + 1].key = library_key(libs[i]);
@@ -320,13 +322,15 @@ static bool append(char **s, const char *format, ...)
 /* An object's keys: its name (a library's), then its ranges. */
 static bool append_object(char **s, const struct object *o)
 {
-	bool ok = true;
+	bool ok;
 
+	/* Nothing fails there: its code need not be known. */
 	if (!o->at.n)
-		return true; /* nothing fails there: its code need not be known
-			      */
-	if (o->key)
-		ok = append(s, ",fail_lib=%llu", (unsigned long long)o->key);
+		return true;
+	/* The program's is named too: a program it execs (with -f) must not
+	 * take them for its own. */
+	ok = append(s, o->key ? ",fail_lib=%llu" : ",fail_exe=%llu",
+		    (unsigned long long)(o->key ? o->key : o->exe_key));
 	for (size_t i = 0; ok && i < o->at.n; i++)
 		ok =
 		    append(s, ",fail_at=%llu,fail_len=%llu",

@@ -62,7 +62,8 @@ Test(tracer_faults, line_found)
 	cr_expect_eq(marked(1), 4);
 	cr_assert_eq(ht_fault_keys(&f, self_path(), "unit", &keys, &d), HT_OK,
 		     "%s", d.message);
-	cr_expect(!strncmp(keys, ",fail_at=", 9), "%s", keys);
+	cr_expect(!strncmp(keys, ",fail_exe=", 10), "%s", keys);
+	cr_expect(strstr(keys, ",fail_at="), "%s", keys);
 	cr_expect(strstr(keys, ",fail_len="), "%s", keys);
 	free(keys);
 	/* a longer path that ends in it, whole components only */
