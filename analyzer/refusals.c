@@ -10,8 +10,8 @@
  * that does not check for NULL usually dies right after.
  *
  *   REFUSED ALLOCATIONS (made to fail; not counted above), by site:
- *     16 calls, 1,024 bytes, at main (oom.c:12): --fail-after
- *     then it was killed by SIGSEGV (signal 11); the last refused call,
+ *     16 calls, 1,024 B, at main (oom.c:12): --fail-after
+ *     then it was killed by SIGSEGV (signal 11); the last refused call was
  *     malloc(32) at take (oom.c:20):
  *     #0 take /src/oom.c:20 (/src/oom)
  */
@@ -157,26 +157,15 @@ static enum ha_result print_last(FILE *out, const struct ha_log *log,
 
 	if (n < 0)
 		return HA_ERR_NOMEM;
-	fprintf(out, "; the last refused call, %s(%" PRIu64 ") at %s",
+	fprintf(out, "; the last refused call was\n  %s(%" PRIu64 ") at %s",
 		fn_name(r->fn), r->size, st->head);
 	ha_text_site(out, log, &log->sites[log->stacks[r->stack].site]);
 	fprintf(out, "%s%s\n", st->reset, o->no_stacks ? "" : ":");
 	shown = o->no_stacks ? 0 : n;
 	if (o->stack_frames && (long)o->stack_frames < shown)
 		shown = (long)o->stack_frames;
-	for (long i = 0; i < shown; i++) {
-		const struct ha_frame *f = &frames[i];
-
-		fprintf(out, "  #%ld %s", i,
-			*f->function ? f->function : "???");
-		if (*f->file)
-			fprintf(out, " %s%s:%" PRIu32 "%s", st->place, f->file,
-				f->line, st->reset);
-		if (*f->module)
-			fprintf(out, " %s(%s)%s", st->dim, f->module,
-				st->reset);
-		fputc('\n', out);
-	}
+	for (long i = 0; i < shown; i++)
+		ha_text_frame(out, (unsigned)i, &frames[i], o, st);
 	if (shown < n)
 		fprintf(
 		    out, "  ... %ld more %s\n", n - shown,

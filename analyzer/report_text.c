@@ -405,6 +405,13 @@ static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
 			st->reset);
 }
 
+void ha_text_frame(FILE *out, unsigned i, const struct ha_frame *f,
+		   const struct ha_report_options *o,
+		   const struct ha_text_style *st)
+{
+	print_frame(out, i, f, o, st);
+}
+
 static enum ha_result print_leak(FILE *out, const struct ha_log *log,
 				 const struct ha_process *p, unsigned n,
 				 const struct ha_leak *leak,

@@ -76,7 +76,8 @@ def crashed(c, opts, marker):
     check("REFUSED ALLOCATIONS" in t.err, "no REFUSED ALLOCATIONS section in the text report")
     # (", core dumped" may come between, where cores are dumped)
     check(re.search(r"then it was killed by SIGSEGV \(signal 11\)[^;\n]*; the last refused "
-                    rf"call, malloc\(32\) at take \(oom_crash\.c:{line}\):\n  #0 take ", t.err),
+                    rf"call was\n  malloc\(32\) at take \(oom_crash\.c:{line}\):\n  #0 take ",
+                    t.err),
           "the text report does not name the refused call")
     return proc
 

@@ -98,11 +98,10 @@ Test(refusals, text_by_site_then_exit)
 	a = analyze(&b);
 	text = lb_report(a, HA_FORMAT_TEXT, 0);
 	cr_expect(strstr(text, "REFUSED ALLOCATIONS"), "%s", text);
-	cr_expect(strstr(text,
-			 "  3 calls, 96 bytes, at take (oom.c:20): "
-			 "--fail-after\n"
-			 "  1 call, 64 bytes, at main (oom.c:10): --limit\n"
-			 "  then it exited with status 3\n"),
+	cr_expect(strstr(text, "  3 calls, 96 B, at take (oom.c:20): "
+			       "--fail-after\n"
+			       "  1 call, 64 B, at main (oom.c:10): --limit\n"
+			       "  then it exited with status 3\n"),
 		  "%s", text);
 	cr_expect(!strstr(text, "last refused"), "%s", text);
 	free(text);
@@ -120,7 +119,7 @@ Test(refusals, killed_names_last_refusal)
 	a = analyze(&b);
 	text = lb_report(a, HA_FORMAT_TEXT, 0);
 	cr_expect(strstr(text, "then it was killed by SIGSEGV (signal 11); the "
-			       "last refused call, malloc(32) at take "
+			       "last refused call was\n  malloc(32) at take "
 			       "(oom.c:20):\n  #0 take /src/oom.c:20"),
 		  "%s", text);
 	free(text);
