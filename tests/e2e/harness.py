@@ -36,7 +36,8 @@ VALGRIND = next((v for v in ("/usr/bin/valgrind.bin", shutil.which("valgrind"))
 
 SUMMARY_KEYS = ("allocations", "frees", "bytes_allocated", "peak_bytes",
                 "peak_blocks", "leaked_bytes", "leaked_blocks")
-REFUSAL_REASONS = ("monitor", "limit", "fail-after", "fail-rate", "fail-at")
+# "unknown": a reason this build does not know (a newer log, or damage)
+REFUSAL_REASONS = ("monitor", "limit", "fail-after", "fail-rate", "fail-at", "unknown")
 VALGRIND_KEYS = ("allocations", "frees", "bytes_allocated", "leaked_bytes",
                  "leaked_blocks")
 
