@@ -21,6 +21,7 @@
 
 #include "agent/agent.h"
 #include "agent/faults.h"
+#include "agent/pages.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -40,6 +41,11 @@ extern void *__libc_pvalloc(size_t size);
  * below the program's call, instead of under all of the agent's frames.
  */
 #define SLOW __attribute__((noinline))
+/*
+ * Where the program called, for a page item's site: read in the tail-called
+ * functions, never in an entry point (it would give each a stack frame).
+ */
+#define RA __builtin_return_address(0)
 
 /*
  * Fault injection (faults.h) says no before glibc is asked: the call
@@ -67,6 +73,7 @@ static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 		return NULL;
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -76,15 +83,17 @@ EXPORT void *malloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_malloc(size);
+		return ha_agent_untraced_malloc(size);
 	return traced_malloc(t, size);
 }
 
 static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 {
 	/* Before the block goes back: no one can have it again yet. */
-	uint64_t seq = ha_agent_next_seq();
+	uint64_t seq;
 
+	ha_agent_pages_free(t, ptr); /* its page item ends first */
+	seq = ha_agent_next_seq();
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
 	ha_agent_leave(t);
@@ -98,7 +107,7 @@ EXPORT void free(void *ptr)
 		return; /* not a free: nothing to record, nothing to do */
 	t = ha_agent_enter();
 	if (!t)
-		return __libc_free(ptr);
+		return ha_agent_untraced_free(ptr);
 	traced_free(t, ptr);
 }
 
@@ -113,6 +122,7 @@ static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 		return NULL;
 	p = __libc_calloc(nmemb, size);
 	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, total);
+	ha_agent_pages_alloc(t, p, nmemb * size, caller);
 	ha_agent_leave(t);
 	return p;
 }
@@ -122,7 +132,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_calloc(nmemb, size);
+		return ha_agent_untraced_calloc(nmemb, size);
 	return traced_calloc(t, nmemb, size, __builtin_return_address(0));
 }
 
@@ -130,7 +140,9 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 				 void *old, size_t size)
 {
+	struct ha_agent_page taken;
 	uint64_t stack, seq;
+	bool had;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
@@ -140,11 +152,13 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	if (!old) {
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
+		ha_agent_pages_alloc(t, p, size, RA);
 		ha_agent_leave(t);
 		return p;
 	}
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
+		ha_agent_pages_free(t, old);
 		seq = ha_agent_next_seq();
 		p = __libc_realloc(old, 0);
 		ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
@@ -154,10 +168,15 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 		return p;
 	}
 	/* The REALLOC names its stack at seq: publish the stack first. */
+	had = ha_agent_pages_mmapped(old) &&
+	      ha_agent_pages_heap_take(t, old, &taken);
 	stack = ha_agent_stack_id(t);
 	seq = ha_agent_next_seq();
 	p = __libc_realloc(old, size);
 	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
+	if (!p && had)
+		ha_agent_pages_heap_restore(t, &taken); /* old is intact */
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -167,7 +186,7 @@ EXPORT void *realloc(void *ptr, size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_realloc(ptr, size);
+		return ha_agent_untraced_realloc(ptr, size);
 	return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
 }
 
@@ -186,7 +205,7 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 		return NULL;
 	}
 	if (!t)
-		return __libc_realloc(ptr, total);
+		return ha_agent_untraced_realloc(ptr, total);
 	return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
 }
 
@@ -201,6 +220,7 @@ static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 		return NULL;
 	p = __libc_memalign(alignment, size);
 	ha_agent_record_alloc(t, fn, p, size);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -210,7 +230,7 @@ static void *aligned(unsigned fn, size_t alignment, size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_memalign(alignment, size);
+		return ha_agent_untraced_memalign(alignment, size);
 	return traced_memalign(t, fn, alignment, size);
 }
 
@@ -261,6 +281,7 @@ static SLOW void *traced_valloc(struct ha_agent_thread *t, unsigned fn,
 		return NULL;
 	p = fn == HALLOC_FN_VALLOC ? __libc_valloc(size) : __libc_pvalloc(size);
 	ha_agent_record_alloc(t, fn, p, size);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -270,7 +291,7 @@ EXPORT void *valloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_valloc(size);
+		return ha_agent_untraced_valloc(false, size);
 	return traced_valloc(t, HALLOC_FN_VALLOC, size);
 }
 
@@ -279,7 +300,7 @@ EXPORT void *pvalloc(size_t size)
 	struct ha_agent_thread *t = ha_agent_enter();
 
 	if (!t)
-		return __libc_pvalloc(size);
+		return ha_agent_untraced_valloc(true, size);
 	return traced_valloc(t, HALLOC_FN_PVALLOC, size);
 }
 

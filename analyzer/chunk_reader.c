@@ -22,6 +22,7 @@
 
 #include "analyzer/decode.h"
 #include "analyzer/model.h"
+#include "analyzer/pages.h"
 #include "halloc/log.h"
 
 #define STACK_MEMO 32
@@ -406,6 +407,18 @@ static bool read_record(struct chunk *k)
 		return read_alloc_failed(k, seq, HALLOC_RECORD_FN(tag));
 	case HALLOC_REC_REFUSED:
 		return read_refused(k, seq, HALLOC_RECORD_FN(tag));
+	case HALLOC_REC_PAGES: /* pages.c; the replay's reading steps over */
+		switch (ha_page_read_record(k->out ? NULL : k->log, k->stream,
+					    &k->c,
+					    HALLOC_RECORD_FN(tag), seq,
+					    &k->time, &k->addr, &k->why)) {
+		case HA_OK:
+			return true;
+		case HA_ERR_NOMEM:
+			return nomem(k);
+		default:
+			return false;
+		}
 	default:
 		return fail(k, "unknown record kind");
 	}

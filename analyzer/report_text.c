@@ -18,6 +18,7 @@
 
 #include "analyzer/analysis.h"
 #include "analyzer/refusals.h"
+#include "analyzer/report_pages.h"
 #include "analyzer/report_text.h"
 #include "halloc/log.h"
 
@@ -512,10 +513,13 @@ enum ha_result ha_report_text(const struct ha_analysis *a,
 			fputc('\n', out);
 		print_header(out, a, p, st);
 		print_summary(out, a, p);
+		ha_text_peak_rss(out, p);
 		ha_text_sparkline(out, a->log, p, o);
+		ha_text_rss_sparkline(out, p, o);
 		if ((res = ha_text_refused(out, a->log, p, o, st)) != HA_OK)
 			return res;
 		ha_text_peak_sites(out, a->log, p, o, st);
+		ha_text_page_items(out, a->log, p, o, st);
 		if ((res = ha_text_temporary(out, a->log, p, o, st)) != HA_OK)
 			return res;
 		if ((o->sort != HA_SORT_DEFAULT || o->top) &&
