@@ -184,12 +184,6 @@ static void write_suppressed(struct ha_json *j, const struct ha_analysis *a,
 	ha_json_end(j);
 }
 
-void ha_json_site(struct ha_json *j, const struct ha_log *log,
-		  const struct ha_site *site)
-{
-	write_site(j, log, site);
-}
-
 enum ha_result ha_json_stack(struct ha_json *j, const struct ha_log *log,
 			     uint32_t stack)
 {
