@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/faults.h"
 
 int ha_agent_status;
 struct ha_agent_stream ha_agent;
@@ -260,6 +261,7 @@ static bool init(struct ha_agent_thread *t)
 		remove_env();
 		return false;
 	}
+	ha_agent_faults_init(value);
 	if (!ha_agent.cfg.follow) {
 		/* Whatever happens next, nothing we start sees it. */
 		remove_env();

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 
 #include "agent/agent.h"
+#include "agent/faults.h"
 #include "agent/pages.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -46,11 +47,30 @@ extern void *__libc_pvalloc(size_t size);
  */
 #define RA __builtin_return_address(0)
 
+/*
+ * Fault injection (faults.h) says no before glibc is asked: the call
+ * fails as an allocator out of memory would, recorded as REFUSED, and the
+ * agent is left. True when the caller must return NULL.
+ */
+static bool refused(struct ha_agent_thread *t, unsigned fn, size_t size)
+{
+	unsigned why = ha_agent_fault_check(t, fn, size);
+
+	if (__builtin_expect(!why, 1))
+		return false;
+	ha_agent_record_refused(t, fn, size, why);
+	ha_agent_leave(t);
+	errno = ENOMEM;
+	return true;
+}
+
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 {
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (refused(t, HALLOC_FN_MALLOC, size))
+		return NULL;
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
 	ha_agent_pages_alloc(t, p, size, RA);
@@ -94,13 +114,14 @@ EXPORT void free(void *ptr)
 static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 				size_t size, const void *caller)
 {
+	size_t total = ha_agent_calloc_size(nmemb, size, caller);
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (refused(t, HALLOC_FN_CALLOC, total))
+		return NULL;
 	p = __libc_calloc(nmemb, size);
-
-	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p,
-			      ha_agent_calloc_size(nmemb, size, caller));
+	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, total);
 	ha_agent_pages_alloc(t, p, nmemb * size, caller);
 	ha_agent_leave(t);
 	return p;
@@ -125,6 +146,9 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	/* realloc(p, 0) frees: only a call for new memory can be refused. */
+	if ((!old || size) && refused(t, fn, size))
+		return NULL; /* as glibc's failure: the old block stays */
 	if (!old) {
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
@@ -192,8 +216,9 @@ static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (refused(t, fn, size))
+		return NULL;
 	p = __libc_memalign(alignment, size);
-
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
@@ -252,6 +277,8 @@ static SLOW void *traced_valloc(struct ha_agent_thread *t, unsigned fn,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (refused(t, fn, size))
+		return NULL;
 	p = fn == HALLOC_FN_VALLOC ? __libc_valloc(size) : __libc_pvalloc(size);
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_pages_alloc(t, p, size, RA);

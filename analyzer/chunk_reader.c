@@ -344,6 +344,34 @@ static bool read_alloc_failed(struct chunk *k, uint64_t seq, unsigned fn)
 	       push_event(k, seq, HA_EV_FAILED, fn, 0, size, stack);
 }
 
+/* Kept apart from the events: a refusal changes no count. */
+static bool read_refused(struct chunk *k, uint64_t seq, unsigned fn)
+{
+	struct ha_stream *s = k->stream;
+	uint64_t dt, size, stack_id, reason;
+	struct ha_refusal *r;
+	uint32_t stack;
+
+	if (!ha_get_uv(&k->c, &dt) || !ha_get_uv(&k->c, &size) ||
+	    !ha_get_uv(&k->c, &stack_id) || !ha_get_uv(&k->c, &reason) ||
+	    reason > UINT8_MAX)
+		return fail(k, "bad refused-allocation record");
+	k->time += dt;
+	if (k->out)
+		return true; /* the replay's reading: not an event */
+	if (k->time > s->last_time)
+		s->last_time = k->time;
+	if (!stack_ref(k, stack_id, &stack))
+		return false;
+	if (!HA_RESERVE(s->refusals, s->refusals_cap, s->nrefusals + 1))
+		return nomem(k);
+	r = &s->refusals[s->nrefusals++];
+	*r = (struct ha_refusal){.seq = seq, .time = k->time, .size = size,
+				 .stack = stack, .fn = (uint8_t)fn,
+				 .reason = (uint8_t)reason};
+	return true;
+}
+
 static bool read_record(struct chunk *k)
 {
 	unsigned tag = *k->c.p++;
@@ -377,6 +405,8 @@ static bool read_record(struct chunk *k)
 		return read_realloc(k, seq, HALLOC_RECORD_FN(tag));
 	case HALLOC_REC_ALLOC_FAILED:
 		return read_alloc_failed(k, seq, HALLOC_RECORD_FN(tag));
+	case HALLOC_REC_REFUSED:
+		return read_refused(k, seq, HALLOC_RECORD_FN(tag));
 	case HALLOC_REC_PAGES: /* pages.c; the replay's reading steps over */
 		switch (ha_page_read_record(k->out ? NULL : k->log, k->stream,
 					    &k->c,
