@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/accounting.h"
 #include "agent/agent.h"
 
 int ha_agent_status;
@@ -153,13 +154,14 @@ static bool parse_number(const char **s, long *out)
 }
 
 /*
- * "fd=N,shm=N,pid=N,depth=N,follow=0|1" (agent/transport.h); unknown keys
- * are skipped. *follow_at points at follow's digit, for the exec marker.
+ * "fd=N,shm=N,pid=N,depth=N,follow=0|1[,limit=N]" (agent/transport.h);
+ * unknown keys are skipped. *follow_at points at follow's digit, for the exec marker.
  */
 static bool parse_config(char *value, long *pid, char **follow_at)
 {
 	struct ha_agent_config *c = &ha_agent.cfg;
 	long fd = -1, shm = -1, depth = HALLOC_DEPTH_DEFAULT, follow = 0;
+	long limit = 0;
 	const char *p = value;
 
 	*pid = 0;
@@ -187,6 +189,8 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 			depth = v;
 		else if (klen == 6 && !strncmp(key, "follow", 6))
 			follow = v;
+		else if (klen == 5 && !strncmp(key, "limit", 5))
+			limit = v;
 		if (*p == ',')
 			p++;
 		else if (*p)
@@ -202,6 +206,7 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 		depth = HALLOC_DEPTH_MAX;
 	c->depth = (unsigned)depth;
 	c->follow = follow != 0;
+	ha_agent_set_limit((uint64_t)limit);
 	return true;
 }
 
@@ -299,6 +304,7 @@ static void start(struct ha_agent_thread *t)
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
 	t->guard++;
+	ha_agent_acct_start();
 	result = init(t) ? HA_AGENT_ON : HA_AGENT_OFF;
 	t->guard--;
 	/* An early failure (the tracer gone) may already have said OFF. */

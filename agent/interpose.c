@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "agent/accounting.h"
 #include "agent/agent.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -32,42 +33,103 @@ extern void *__libc_valloc(size_t size);
 extern void *__libc_pvalloc(size_t size);
 
 /*
- * Each entry point tests ha_agent_enter() and otherwise tail-calls glibc:
- * the recording work sits in a separate function, so that the untraced
- * path has no stack frame to build. That function, tail-called too, notes
- * where it runs (HA_AGENT_HERE): the stack walk starts there, one frame
- * below the program's call, instead of under all of the agent's frames.
+ * Each entry point takes one of three paths:
+ *   traced   the agent records the call (ha_agent_enter() gave a thread)
+ *   counted  not recorded, but accounting is on (accounting.h): the
+ *            program links libhalloc, or has a limit
+ *   plain    neither: a tail call to glibc
+ * The traced and counted work sits in separate functions, so that the
+ * plain path has no stack frame to build. A traced function, tail-called
+ * too, notes where it runs (HA_AGENT_HERE): the stack walk starts there,
+ * one frame below the program's call, instead of under all of the
+ * agent's frames.
+ *
+ * On the traced and counted paths the order is: ha_agent_admit() (may
+ * refuse: NULL, ENOMEM, a REFUSED record when traced), the block leaves
+ * the accounting table, glibc, the record, the agent is left, the
+ * accounting's totals and hooks (outside the guard: the callback's own
+ * allocations are the program's).
  */
 #define SLOW __attribute__((noinline))
 
+static inline bool counting(void)
+{
+	return __atomic_load_n(&ha_agent_acct_on, __ATOMIC_RELAXED);
+}
+
+/* A refused allocation: recorded when traced, never counted. */
+static void *refused(struct ha_agent_thread *t, unsigned fn, size_t size,
+		     unsigned why)
+{
+	if (t) {
+		ha_agent_record_refused(t, fn, size, why);
+		ha_agent_leave(t);
+	}
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* After a successful allocation, out of the agent. */
+static void *counted(void *p, size_t size)
+{
+	if (p && counting())
+		ha_agent_acct_alloc(p, size, 0, NULL);
+	return p;
+}
+
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 {
+	unsigned why;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	why = ha_agent_admit(t, HALLOC_FN_MALLOC, size, 0);
+	if (why)
+		return refused(t, HALLOC_FN_MALLOC, size, why);
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
 	ha_agent_leave(t);
-	return p;
+	return counted(p, size);
+}
+
+static SLOW void *counted_malloc(size_t size)
+{
+	unsigned why = ha_agent_admit(NULL, HALLOC_FN_MALLOC, size, 0);
+
+	if (why)
+		return refused(NULL, HALLOC_FN_MALLOC, size, why);
+	return counted(__libc_malloc(size), size);
 }
 
 EXPORT void *malloc(size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
-	if (!t)
+	if (t)
+		return traced_malloc(t, size);
+	if (!ha_agent_counting())
 		return __libc_malloc(size);
-	return traced_malloc(t, size);
+	return counted_malloc(size);
 }
 
 static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 {
 	/* Before the block goes back: no one can have it again yet. */
 	uint64_t seq = ha_agent_next_seq();
+	uint64_t value = counting() ? ha_agent_acct_take(ptr) : HA_ACCT_UNKNOWN;
 
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
 	ha_agent_leave(t);
+	ha_agent_acct_freed(value);
+}
+
+static SLOW void counted_free(void *ptr)
+{
+	uint64_t value = ha_agent_acct_take(ptr);
+
+	__libc_free(ptr);
+	ha_agent_acct_freed(value);
 }
 
 EXPORT void free(void *ptr)
@@ -77,48 +139,93 @@ EXPORT void free(void *ptr)
 	if (!ptr)
 		return; /* not a free: nothing to record, nothing to do */
 	t = ha_agent_enter();
-	if (!t)
+	if (t)
+		return traced_free(t, ptr);
+	if (!ha_agent_counting())
 		return __libc_free(ptr);
-	traced_free(t, ptr);
+	counted_free(ptr);
 }
 
 static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 				size_t size, const void *caller)
 {
+	size_t total = ha_agent_calloc_size(nmemb, size, caller);
+	unsigned why;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	why = ha_agent_admit(t, HALLOC_FN_CALLOC, total, 0);
+	if (why)
+		return refused(t, HALLOC_FN_CALLOC, total, why);
 	p = __libc_calloc(nmemb, size);
 
-	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p,
-			      ha_agent_calloc_size(nmemb, size, caller));
+	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, total);
 	ha_agent_leave(t);
-	return p;
+	return counted(p, total);
+}
+
+static SLOW void *counted_calloc(size_t nmemb, size_t size)
+{
+	size_t total;
+	unsigned why;
+
+	if (__builtin_mul_overflow(nmemb, size, &total))
+		return __libc_calloc(nmemb, size); /* fails: not counted */
+	why = ha_agent_admit(NULL, HALLOC_FN_CALLOC, total, 0);
+	if (why)
+		return refused(NULL, HALLOC_FN_CALLOC, total, why);
+	return counted(__libc_calloc(nmemb, size), total);
 }
 
 EXPORT void *calloc(size_t nmemb, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
-	if (!t)
+	if (t)
+		return traced_calloc(t, nmemb, size,
+				     __builtin_return_address(0));
+	if (!ha_agent_counting())
 		return __libc_calloc(nmemb, size);
-	return traced_calloc(t, nmemb, size, __builtin_return_address(0));
+	return counted_calloc(nmemb, size);
 }
 
-/* realloc and reallocarray, once the size is known to be sane. */
+/*
+ * realloc and reallocarray, once the size is known to be sane; t is NULL
+ * on the counted path. The old block leaves the accounting table before
+ * glibc may reuse it, and comes back if the call fails.
+ */
+static void *realloc_refused(struct ha_agent_thread *t, unsigned fn,
+			     void *old, uint64_t value, size_t size,
+			     unsigned why)
+{
+	ha_agent_acct_restore(old, value);
+	return refused(t, fn, size, why);
+}
+
+static uint64_t old_size(uint64_t value)
+{
+	return value == HA_ACCT_UNKNOWN ? 0 : HA_ACCT_SIZE(value);
+}
+
 static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 				 void *old, size_t size)
 {
-	uint64_t stack, seq;
+	uint64_t stack, seq, value = HA_ACCT_UNKNOWN;
+	unsigned why;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
 	if (!old) {
+		why = ha_agent_admit(t, fn, size, 0);
+		if (why)
+			return refused(t, fn, size, why);
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
 		ha_agent_leave(t);
-		return p;
+		return counted(p, size);
 	}
+	if (counting())
+		value = ha_agent_acct_take(old);
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
 		seq = ha_agent_next_seq();
@@ -127,14 +234,51 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 		if (p)
 			ha_agent_record_alloc(t, fn, p, 0);
 		ha_agent_leave(t);
-		return p;
+		ha_agent_acct_freed(value);
+		return counted(p, 0);
 	}
+	why = ha_agent_admit(t, fn, size, old_size(value));
+	if (why)
+		return realloc_refused(t, fn, old, value, size, why);
 	/* The REALLOC names its stack at seq: publish the stack first. */
 	stack = ha_agent_stack_id(t);
 	seq = ha_agent_next_seq();
 	p = __libc_realloc(old, size);
 	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
 	ha_agent_leave(t);
+	if (!p)
+		ha_agent_acct_restore(old, value);
+	else if (counting())
+		ha_agent_acct_realloc(value, p, size);
+	return p;
+}
+
+static SLOW void *counted_realloc(unsigned fn, void *old, size_t size)
+{
+	uint64_t value;
+	unsigned why;
+	void *p;
+
+	if (!old) {
+		why = ha_agent_admit(NULL, fn, size, 0);
+		if (why)
+			return refused(NULL, fn, size, why);
+		return counted(__libc_realloc(NULL, size), size);
+	}
+	value = ha_agent_acct_take(old);
+	if (!size) {
+		p = __libc_realloc(old, 0);
+		ha_agent_acct_freed(value);
+		return counted(p, 0);
+	}
+	why = ha_agent_admit(NULL, fn, size, old_size(value));
+	if (why)
+		return realloc_refused(NULL, fn, old, value, size, why);
+	p = __libc_realloc(old, size);
+	if (!p)
+		ha_agent_acct_restore(old, value);
+	else
+		ha_agent_acct_realloc(value, p, size);
 	return p;
 }
 
@@ -142,9 +286,11 @@ EXPORT void *realloc(void *ptr, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
-	if (!t)
+	if (t)
+		return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
+	if (!ha_agent_counting())
 		return __libc_realloc(ptr, size);
-	return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
+	return counted_realloc(HALLOC_FN_REALLOC, ptr, size);
 }
 
 EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
@@ -161,32 +307,58 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (!t)
+	if (t)
+		return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
+	if (!ha_agent_counting())
 		return __libc_realloc(ptr, total);
-	return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
+	return counted_realloc(HALLOC_FN_REALLOCARRAY, ptr, total);
 }
 
-/* Aligned allocations: all on glibc's memalign. */
+/* Aligned allocations, valloc and pvalloc: one glibc call each. */
+static void *glibc_aligned(unsigned fn, size_t alignment, size_t size)
+{
+	if (fn == HALLOC_FN_VALLOC)
+		return __libc_valloc(size);
+	if (fn == HALLOC_FN_PVALLOC)
+		return __libc_pvalloc(size);
+	return __libc_memalign(alignment, size);
+}
+
 static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 				  size_t alignment, size_t size)
 {
+	unsigned why;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	p = __libc_memalign(alignment, size);
+	why = ha_agent_admit(t, fn, size, 0);
+	if (why)
+		return refused(t, fn, size, why);
+	p = glibc_aligned(fn, alignment, size);
 
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_leave(t);
-	return p;
+	return counted(p, size);
+}
+
+static SLOW void *counted_memalign(unsigned fn, size_t alignment, size_t size)
+{
+	unsigned why = ha_agent_admit(NULL, fn, size, 0);
+
+	if (why)
+		return refused(NULL, fn, size, why);
+	return counted(glibc_aligned(fn, alignment, size), size);
 }
 
 static void *aligned(unsigned fn, size_t alignment, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
-	if (!t)
-		return __libc_memalign(alignment, size);
-	return traced_memalign(t, fn, alignment, size);
+	if (t)
+		return traced_memalign(t, fn, alignment, size);
+	if (!ha_agent_counting())
+		return glibc_aligned(fn, alignment, size);
+	return counted_memalign(fn, alignment, size);
 }
 
 EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size)
@@ -226,34 +398,14 @@ EXPORT void *memalign(size_t alignment, size_t size)
 	return aligned(HALLOC_FN_MEMALIGN, alignment, size);
 }
 
-static SLOW void *traced_valloc(struct ha_agent_thread *t, unsigned fn,
-				size_t size)
-{
-	void *p;
-
-	HA_AGENT_HERE(&t->here);
-	p = fn == HALLOC_FN_VALLOC ? __libc_valloc(size) : __libc_pvalloc(size);
-	ha_agent_record_alloc(t, fn, p, size);
-	ha_agent_leave(t);
-	return p;
-}
-
 EXPORT void *valloc(size_t size)
 {
-	struct ha_agent_thread *t = ha_agent_enter();
-
-	if (!t)
-		return __libc_valloc(size);
-	return traced_valloc(t, HALLOC_FN_VALLOC, size);
+	return aligned(HALLOC_FN_VALLOC, 0, size);
 }
 
 EXPORT void *pvalloc(size_t size)
 {
-	struct ha_agent_thread *t = ha_agent_enter();
-
-	if (!t)
-		return __libc_pvalloc(size);
-	return traced_valloc(t, HALLOC_FN_PVALLOC, size);
+	return aligned(HALLOC_FN_PVALLOC, 0, size);
 }
 
 EXPORT int dlclose(void *handle)

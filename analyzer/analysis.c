@@ -46,6 +46,7 @@ void ha_analysis_free(struct ha_analysis *analysis)
 		free(analysis->procs[i].peak_sites);
 		ha_timeline_free(&analysis->procs[i].timeline);
 		free(analysis->procs[i].suppressed);
+		ha_types_result_free(&analysis->procs[i].types);
 	}
 	free(analysis->procs);
 	ha_log_free(analysis->log);

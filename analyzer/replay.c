@@ -140,6 +140,7 @@ struct state {
 	uint64_t last_alloc;
 	bool last_alloc_open;
 	uint64_t sizes[HA_SIZE_BUCKETS], temporary_sizes[HA_SIZE_BUCKETS];
+	struct ha_type_state types; /* memory by type (types.c) */
 };
 
 static struct site_acc *touch(struct level *lv, uint32_t site)
@@ -196,10 +197,13 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 			site_live_change(lv, st,
 					 stacks[st->live.slots[i].stack].site,
 					 st->live.slots[i].size, false);
+			ha_types_on_free(&st->types, e->addr,
+					 st->live.slots[i].size);
 			ha_live_remove(&st->live, i);
 		}
 		if (!ha_live_insert(&st->live, e->addr, e->size, e->stack,
-				 e->time))
+				 e->time) ||
+		    !ha_types_on_alloc(&st->types, e))
 			return false;
 		st->sum.allocations++;
 		st->sum.bytes_allocated += e->size;
@@ -236,6 +240,7 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		st->last_alloc_open = false;
 		site_live_change(lv, st, stacks[st->live.slots[i].stack].site,
 				 st->live.slots[i].size, false);
+		ha_types_on_free(&st->types, e->addr, st->live.slots[i].size);
 		ha_live_remove(&st->live, i);
 		break;
 	case HA_EV_FAILED:
@@ -357,6 +362,8 @@ static bool finish(struct replayer *r, struct level *lv, struct state *st,
 		if (!group_leaks(r, lv, &st->live, p))
 			return false;
 	}
+	if (!ha_types_finish(&st->types, exec, &p->types))
+		return false;
 	p->summary = st->sum;
 	memcpy(p->sizes, st->sizes, sizeof(p->sizes));
 	memcpy(p->temporary_sizes, st->temporary_sizes,
@@ -431,13 +438,19 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 	bool ok = true;
 
 	r->done[stream] = true;
-	if (!level_ready(r, depth) || !sort_events(s->events, s->nevents))
+	if (!level_ready(r, depth) || !sort_events(s->events, s->nevents) ||
+	    !ha_types_begin(&st.types, r->log, stream,
+			    parent ? &parent->types : NULL)) {
+		ha_types_end(&st.types);
 		return false;
+	}
 	if (parent) {
 		const struct ha_live *t = &parent->live;
 
-		if (!ha_live_copy(&st.live, t))
+		if (!ha_live_copy(&st.live, t)) {
+			ha_types_end(&st.types);
 			return false;
+		}
 		st.sum = parent->sum;
 		r->procs[stream].inherited = parent->sum;
 		st.sum.peak_bytes = t->bytes;
@@ -473,6 +486,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 		ok = fork_child(r, r->kids[kid++].stream, &st, depth);
 	ok = ok && finish(r, lv, &st, stream);
 	free(st.live.slots);
+	ha_types_end(&st.types);
 	/* Reports need the numbers, not the events. */
 	free(s->events);
 	s->events = NULL;

@@ -12,7 +12,8 @@
  *      "peak_contributors": [{"site", "bytes", "blocks"}],
  *      "suppressed": [{"suppression", "line", "stacks", "bytes", "blocks"}],
  *      "sites": [{"site", "allocations", "bytes_allocated", "peak_bytes",
- *                 "leaked_bytes", "leaked_blocks"}]}]}
+ *                 "leaked_bytes", "leaked_blocks"}],
+ *      "types": [...], "size_classes": [...]}]}    (report_types.c)
  *
  * "status" is {"exit": n}, {"signal": n}, or null when the image did not
  * end that way (replaced by exec, still running when recording stopped) or
@@ -292,6 +293,7 @@ static enum ha_result write_process(struct ha_json *j,
 	ha_json_end(j);
 	free(idx);
 	write_histogram(j, p);
+	ha_json_types(j, p);
 	/* the heap over time: the most it held in each interval */
 	ha_json_key(j, "timeline");
 	ha_json_array(j, false);
