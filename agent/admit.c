@@ -83,7 +83,7 @@ static halloc_memory_monitor_fn get_monitor(void **user)
 	}
 }
 
-/* Calls the monitor unless this thread is already in a hook. */
+/* Calls the monitor, marking the thread as in a hook. */
 static bool ask_monitor(ssize_t bytes, bool post)
 {
 	halloc_memory_monitor_fn fn;
@@ -91,8 +91,6 @@ static bool ask_monitor(ssize_t bytes, bool post)
 	bool yes;
 	int saved;
 
-	if (ha_agent_acct_in_hook())
-		return true;
 	fn = get_monitor(&user);
 	if (!fn)
 		return true;
@@ -104,6 +102,7 @@ static bool ask_monitor(ssize_t bytes, bool post)
 	return yes;
 }
 
+/* From the accounting's hooks, which checked the thread is in none. */
 void ha_agent_monitor_freed(int64_t bytes)
 {
 	ask_monitor((ssize_t)bytes, true);
@@ -126,7 +125,7 @@ unsigned ha_agent_admit_slow(struct ha_agent_thread *t, unsigned fn,
 	if ((gates & HA_GATE_LIMIT) && over_limit(size, freed))
 		return HALLOC_REFUSED_LIMIT;
 	/* Last: see the top of the file. */
-	if ((gates & HA_GATE_MONITOR) &&
+	if ((gates & HA_GATE_MONITOR) && !ha_agent_acct_in_hook() &&
 	    !ask_monitor(size > SSIZE_MAX ? SSIZE_MAX : (ssize_t)size, false))
 		return HALLOC_REFUSED_MONITOR;
 	return 0;

@@ -34,12 +34,15 @@
 
 /*
  * Environment variable the tracer sets for the agent. Value, with no
- * spaces: "fd=N,shm=N,pid=N,depth=N,follow=0|1"
+ * spaces: "fd=N,shm=N,pid=N,depth=N,follow=0|1[,limit=N]"
  *   fd     the pipe's write end
  *   shm    the shared memory file (struct halloc_shm)
  *   pid    the only process to record (0 with follow=1: every process)
  *   depth  call stack frames to capture (1..HALLOC_DEPTH_MAX)
  *   follow 1: record forked and exec'd processes too
+ *   limit  optional: the live heap's budget in bytes (halloc-trace
+ *          --limit): an allocation that would take it over fails with
+ *          ENOMEM (a REFUSED record, reason HALLOC_REFUSED_LIMIT)
  * Without follow, the agent removes the variable from its environment so
  * that programs it starts do not see it. With follow, the first traced
  * image rewrites "follow=1" to "follow=2" in place: an image that reads 2

@@ -294,6 +294,20 @@ static bool read_alloc_failed(struct chunk *k, uint64_t seq, unsigned fn)
 	       push_event(k, seq, HA_EV_FAILED, fn, 0, size, stack);
 }
 
+/* Refused before the allocator (--limit, the monitor, fault injection):
+ * never an allocation. Read for its time; the report of refusals by site
+ * is the fault injection's. */
+static bool read_refused(struct chunk *k)
+{
+	uint64_t dt, size, stack_id, reason;
+
+	if (!ha_get_uv(&k->c, &dt) || !ha_get_uv(&k->c, &size) ||
+	    !ha_get_uv(&k->c, &stack_id) || !ha_get_uv(&k->c, &reason))
+		return fail(k, "bad refused-allocation record");
+	k->time += dt;
+	return true;
+}
+
 static bool read_record(struct chunk *k)
 {
 	unsigned tag = *k->c.p++;
@@ -327,6 +341,8 @@ static bool read_record(struct chunk *k)
 		return read_realloc(k, seq, HALLOC_RECORD_FN(tag));
 	case HALLOC_REC_ALLOC_FAILED:
 		return read_alloc_failed(k, seq, HALLOC_RECORD_FN(tag));
+	case HALLOC_REC_REFUSED:
+		return read_refused(k);
 	case HALLOC_REC_TYPE:
 		return typed(k, ha_types_read_type(k->log, k->stream, &k->c));
 	default:

@@ -49,6 +49,9 @@ static const char usage_text[] =
     "  -d, --depth N           record up to N stack frames per call\n"
     "                          (1-256, default 64)\n"
     "  -f, --follow-children   also record the processes PROG starts\n"
+    "      --limit SIZE        fail (ENOMEM) every allocation that would\n"
+    "                          take the live heap over SIZE bytes (K, M, G:\n"
+    "                          KiB, MiB, GiB; e.g. 64M)\n"
     CLI_SUPPRESSIONS_USAGE
     CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
@@ -80,6 +83,7 @@ enum {
 	OPT_STACK_BYTES,
 	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
 	OPT_SUPPRESSIONS,
+	OPT_LIMIT,
 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
@@ -98,6 +102,7 @@ static const struct option long_options[] = {
     {"stack", required_argument, NULL, OPT_STACK},
     {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
     {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
+    {"limit", required_argument, NULL, OPT_LIMIT},
     {"error-exitcode", required_argument, NULL, OPT_GATE},
     {"max-leaked", required_argument, NULL, OPT_GATE},
     {"max-peak", required_argument, NULL, OPT_GATE},
@@ -109,6 +114,7 @@ static struct env {
 	bool quiet;
 	unsigned depth;
 	bool follow_children;
+	uint64_t limit; /* --limit; 0: none */
 	struct cli_gates gates;
 	const char *suppressions_path;
 	struct ha_suppressions *suppressions; /* loaded before PROG starts */
@@ -164,6 +170,10 @@ static int check_combination(int argc, char **argv)
 		    "option '--stack-bytes' is for dwarf stacks, "
 		    "not with %s",
 		    env.aggregate ? "--aggregate" : "--stack fp");
+	if ((env.pid || env.bpf) && env.limit)
+		return cli_usage_error("option '--limit' cannot be used with %s: "
+				   "the agent enforces it",
+				   env.pid ? "-p" : "--bpf");
 	if (env.pid && optind < argc)
 		return cli_usage_error("unexpected argument '%s': -p records a "
 				   "running process and takes no program",
@@ -190,6 +200,14 @@ static int parse_options(int argc, char **argv)
 			break;
 		case OPT_SUPPRESSIONS:
 			env.suppressions_path = optarg;
+			break;
+		case OPT_LIMIT:
+			if (!cli_parse_bytes(optarg, &env.limit) || !env.limit ||
+			    env.limit > INT64_MAX)
+				return cli_usage_error(
+				    "invalid limit '%s': expected a size in "
+				    "bytes, such as 65536, 512K, 64M or 1G",
+				    optarg);
 			break;
 		case 'o':
 			env.output = optarg;
@@ -340,6 +358,7 @@ static int trace_preload(char **prog_argv)
 	    .output = env.output,
 	    .depth = env.depth,
 	    .follow_children = env.follow_children,
+	    .limit = env.limit,
 	};
 	result = ht_start(&config, &session, &diag);
 	if (result) {

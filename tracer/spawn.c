@@ -39,6 +39,7 @@ struct child_args {
 	int pipe_fd, shm_fd;
 	unsigned depth;
 	bool follow;
+	uint64_t limit;
 	int go_fd, error_fd;
 	int parent_fds[2]; /* the parent's ends of those two pipes */
 	const sigset_t *mask;
@@ -285,7 +286,7 @@ static void exec_as_script(const char *program, char *const *argv)
 /* In the child, after fork: never returns. */
 static void __attribute__((noreturn)) run_child(const struct child_args *a)
 {
-	char agent_env[96], *preload = NULL;
+	char agent_env[160], *preload = NULL;
 	const char *old_preload = getenv("LD_PRELOAD");
 	char go;
 	ssize_t n;
@@ -306,6 +307,10 @@ static void __attribute__((noreturn)) run_child(const struct child_args *a)
 		 "fd=%d,shm=%d,pid=%d,depth=%u,follow=%d", a->pipe_fd,
 		 a->shm_fd, a->follow ? 0 : (int)getpid(), a->depth,
 		 a->follow ? 1 : 0);
+	if (a->limit)
+		snprintf(agent_env + strlen(agent_env),
+			 sizeof(agent_env) - strlen(agent_env), ",limit=%llu",
+			 (unsigned long long)a->limit);
 	if (old_preload && *old_preload) {
 		if (asprintf(&preload, "%s:%s", a->agent, old_preload) < 0)
 			preload = NULL;
@@ -410,6 +415,7 @@ static enum ht_result start_child(struct ht_session *s,
 	    .shm_fd = s->shm_fd,
 	    .depth = config->depth,
 	    .follow = s->follow,
+	    .limit = config->limit,
 	    .go_fd = go[0],
 	    .error_fd = error_pipe[1],
 	    .parent_fds = {go[1], error_pipe[0]},

@@ -29,6 +29,7 @@
 #define HALLOC_TRACER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum ht_result {
 	HT_OK = 0,
@@ -53,6 +54,7 @@ struct ht_config {
 	const char *output;   /* the log; NULL: halloc.PROG.PID.hlog */
 	unsigned depth;	      /* call stack frames, 1..HALLOC_DEPTH_MAX */
 	bool follow_children; /* record forked and exec'd processes too */
+	uint64_t limit;	      /* live heap budget in bytes (--limit); 0: none */
 };
 
 struct ht_session;
