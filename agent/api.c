@@ -270,6 +270,11 @@ EXPORT int halloc_type_memory_usage_by_name(const char *type_name,
 	return 0;
 }
 
+static const char *plural(int64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
 /* One line to stderr; formatted on the stack, nothing allocated. */
 static void print_usage(const char *what, const struct halloc_usage *u)
 {
@@ -277,13 +282,19 @@ static void print_usage(const char *what, const struct halloc_usage *u)
 	int n;
 
 	n = snprintf(line, sizeof(line),
-		     "halloc: %s: %lld bytes in %lld blocks in use (peak %lld "
-		     "bytes); %lld allocations, %lld bytes allocated, %lld "
-		     "frees\n",
+		     "halloc: %s: %lld %s in %lld %s in use, peak %lld %s; "
+		     "%lld %s (%lld %s), %lld %s\n",
 		     what, (long long)u->current_bytes,
-		     (long long)u->current_blocks, (long long)u->peak_bytes,
-		     (long long)u->total_blocks, (long long)u->total_bytes,
-		     (long long)u->frees);
+		     plural(u->current_bytes, "byte", "bytes"),
+		     (long long)u->current_blocks,
+		     plural(u->current_blocks, "block", "blocks"),
+		     (long long)u->peak_bytes,
+		     plural(u->peak_bytes, "byte", "bytes"),
+		     (long long)u->total_blocks,
+		     plural(u->total_blocks, "allocation", "allocations"),
+		     (long long)u->total_bytes,
+		     plural(u->total_bytes, "byte", "bytes"),
+		     (long long)u->frees, plural(u->frees, "free", "frees"));
 	if (n > (int)sizeof(line) - 1)
 		n = (int)sizeof(line) - 1;
 	if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0)
