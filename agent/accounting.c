@@ -28,7 +28,7 @@
 #include "agent/accounting.h"
 #include "halloc/halloc.h"
 
-int ha_agent_acct_on;
+unsigned ha_agent_api;
 
 /* ---- is accounting wanted -------------------------------------------------- */
 
@@ -231,12 +231,12 @@ static void fork_release(void)
 
 void ha_agent_acct_enable(void)
 {
-	if (__atomic_load_n(&ha_agent_acct_on, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&ha_agent_api, __ATOMIC_ACQUIRE) & HA_API_ACCT)
 		return;
 	/* Under the agent's guard: glibc 2.36 registers the first handlers
 	 * without allocating, and would not record it anyway. */
 	pthread_atfork(fork_prepare, fork_release, fork_release);
-	__atomic_store_n(&ha_agent_acct_on, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_or(&ha_agent_api, HA_API_ACCT, __ATOMIC_RELEASE);
 }
 
 void ha_agent_acct_start(void)
@@ -273,6 +273,12 @@ void ha_agent_acct_hook_leave(void)
 void ha_agent_acct_set_callback(halloc_alloc_callback_fn fn)
 {
 	__atomic_store_n(&callback, fn, __ATOMIC_RELEASE);
+	if (fn)
+		__atomic_fetch_or(&ha_agent_api, HA_API_CALLBACK,
+				  __ATOMIC_RELEASE);
+	else
+		__atomic_fetch_and(&ha_agent_api, ~HA_API_CALLBACK,
+				   __ATOMIC_RELEASE);
 }
 
 static void raise_peak(int64_t bytes)
@@ -286,8 +292,9 @@ static void raise_peak(int64_t bytes)
 }
 
 /* The callback, then (freed > 0) the monitor's after-the-fact call. */
-static void notify(const struct ha_agent_caller *c, const char *action,
-		   int64_t change, int64_t blocks, int64_t bytes, int64_t freed)
+static void __attribute__((noinline))
+call_hooks(const struct ha_agent_caller *c, const char *action,
+	   int64_t change, int64_t blocks, int64_t bytes, int64_t freed)
 {
 	halloc_alloc_callback_fn fn;
 	int saved;
@@ -295,10 +302,6 @@ static void notify(const struct ha_agent_caller *c, const char *action,
 	if (in_hook)
 		return;
 	fn = __atomic_load_n(&callback, __ATOMIC_ACQUIRE);
-	if (!fn && !(freed &&
-		     (__atomic_load_n(&ha_agent_gates, __ATOMIC_RELAXED) &
-		      HA_GATE_MONITOR)))
-		return;
 	saved = errno;
 	in_hook++;
 	if (fn)
@@ -308,6 +311,17 @@ static void notify(const struct ha_agent_caller *c, const char *action,
 		ha_agent_monitor_freed(-freed);
 	in_hook--;
 	errno = saved;
+}
+
+/* Most events have no hook to call: one load says so. */
+static inline void notify(const struct ha_agent_caller *c, const char *action,
+			  int64_t change, int64_t blocks, int64_t bytes,
+			  int64_t freed)
+{
+	unsigned f = ha_agent_api_flags();
+
+	if ((f & HA_API_CALLBACK) || (freed && (f & HA_GATE_MONITOR)))
+		call_hooks(c, action, change, blocks, bytes, freed);
 }
 
 static uint64_t pack(size_t size, unsigned site)

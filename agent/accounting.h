@@ -42,19 +42,39 @@
 
 /* ---- accounting.c ------------------------------------------------------- */
 
-/* Nonzero once accounting is on; never turned off. */
-extern int ha_agent_acct_on;
+/*
+ * What the API asks of the allocation path, in one word so that a call
+ * that needs none of it pays one load and one branch: HA_API_ACCT,
+ * accounting is on (never turned off); the gates (admit.c), some reason
+ * to refuse an allocation may apply, one bit per source.
+ */
+extern unsigned ha_agent_api;
+#define HA_API_ACCT (1u << 0)
+#define HA_API_CALLBACK (1u << 1) /* a callback is set */
+#define HA_GATE_MONITOR (1u << 2)
+#define HA_GATE_LIMIT (1u << 3)
+#define HA_GATES (~(HA_API_ACCT | HA_API_CALLBACK))
+
+static inline unsigned ha_agent_api_flags(void)
+{
+	return __atomic_load_n(&ha_agent_api, __ATOMIC_RELAXED);
+}
+
+static inline bool ha_agent_acct_on(void)
+{
+	return ha_agent_api_flags() & HA_API_ACCT;
+}
 
 /* At the agent's start, under the guard: switch on if the program links
  * libhalloc. ha_agent_acct_enable() switches on unconditionally. */
 void ha_agent_acct_start(void);
 void ha_agent_acct_enable(void);
 
-/* Whether this call is counted: accounting on, thread not in the agent. */
-static inline bool ha_agent_counting(void)
+/* A call the agent does not record takes the API's path: the API is in
+ * use and the thread is not inside the agent. */
+static inline bool ha_agent_api_wanted(void)
 {
-	return __atomic_load_n(&ha_agent_acct_on, __ATOMIC_RELAXED) &&
-	       !ha_agent_self.guard;
+	return ha_agent_api_flags() && !ha_agent_self.guard;
 }
 
 /*
@@ -101,15 +121,6 @@ void ha_agent_acct_hook_leave(void);
 
 /* ---- admit.c -------------------------------------------------------------- */
 
-/*
- * Nonzero when some reason to refuse an allocation may apply (a monitor
- * is set, a limit, fault injection): one bit per source, so that the
- * allocation path tests one word.
- */
-extern unsigned ha_agent_gates;
-#define HA_GATE_MONITOR (1u << 0)
-#define HA_GATE_LIMIT (1u << 1)
-
 /* Set from HALLOC_AGENT's limit= (agent.c); 0: no limit. */
 void ha_agent_set_limit(uint64_t bytes);
 
@@ -126,8 +137,7 @@ unsigned ha_agent_admit_slow(struct ha_agent_thread *t, unsigned fn,
 static inline unsigned ha_agent_admit(struct ha_agent_thread *t, unsigned fn,
 				      size_t size, uint64_t freed)
 {
-	if (__builtin_expect(
-		!__atomic_load_n(&ha_agent_gates, __ATOMIC_RELAXED), 1))
+	if (__builtin_expect(!(ha_agent_api_flags() & HA_GATES), 1))
 		return 0;
 	return ha_agent_admit_slow(t, fn, size, freed);
 }

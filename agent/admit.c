@@ -8,7 +8,7 @@
  *   the monitor  halloc_set_memory_monitor(): asked last, because it may
  *                keep its own budget: once it said yes, nothing else may
  *                refuse the allocation
- * Each source sets a bit in ha_agent_gates while it can refuse, so that an
+ * Each source sets a bit of ha_agent_api while it can refuse, so that an
  * allocation with no source pays one load and one branch
  * (ha_agent_admit in accounting.h).
  *
@@ -21,8 +21,6 @@
 #include <limits.h>
 
 #include "agent/accounting.h"
-
-unsigned ha_agent_gates;
 
 static uint64_t limit;
 
@@ -38,7 +36,7 @@ void ha_agent_set_limit(uint64_t bytes)
 	limit = bytes;
 	if (bytes) {
 		ha_agent_acct_enable();
-		__atomic_fetch_or(&ha_agent_gates, HA_GATE_LIMIT,
+		__atomic_fetch_or(&ha_agent_api, HA_GATE_LIMIT,
 				  __ATOMIC_RELEASE);
 	}
 }
@@ -56,10 +54,10 @@ void ha_agent_set_monitor(halloc_memory_monitor_fn fn, void *user_ptr)
 	__atomic_store_n(&monitor.user, user_ptr, __ATOMIC_RELAXED);
 	__atomic_store_n(&monitor.seq, s + 2, __ATOMIC_RELEASE);
 	if (fn)
-		__atomic_fetch_or(&ha_agent_gates, HA_GATE_MONITOR,
+		__atomic_fetch_or(&ha_agent_api, HA_GATE_MONITOR,
 				  __ATOMIC_RELEASE);
 	else
-		__atomic_fetch_and(&ha_agent_gates, ~HA_GATE_MONITOR,
+		__atomic_fetch_and(&ha_agent_api, ~HA_GATE_MONITOR,
 				   __ATOMIC_RELEASE);
 	__atomic_store_n(&monitor.setter, 0, __ATOMIC_RELEASE);
 }
@@ -120,7 +118,7 @@ static bool over_limit(size_t size, uint64_t freed)
 unsigned ha_agent_admit_slow(struct ha_agent_thread *t, unsigned fn,
 			     size_t size, uint64_t freed)
 {
-	unsigned gates = __atomic_load_n(&ha_agent_gates, __ATOMIC_ACQUIRE);
+	unsigned gates = __atomic_load_n(&ha_agent_api, __ATOMIC_ACQUIRE);
 
 	if ((gates & HA_GATE_LIMIT) && over_limit(size, freed))
 		return HALLOC_REFUSED_LIMIT;

@@ -212,7 +212,7 @@ EXPORT void *halloc_typed(const char *type_name, size_t object_size, size_t n,
 		}
 		p = __libc_calloc(1, size);
 	}
-	if (p && ha_agent_counting())
+	if (p && ha_agent_acct_on() && !ha_agent_self.guard)
 		ha_agent_acct_alloc(p, size, id, &caller);
 	return p;
 }
@@ -226,7 +226,7 @@ EXPORT void hfree(void *ptr)
 
 static bool stats_on(void)
 {
-	if (__atomic_load_n(&ha_agent_acct_on, __ATOMIC_ACQUIRE))
+	if (ha_agent_acct_on())
 		return true;
 	errno = ENOSYS;
 	return false;

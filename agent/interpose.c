@@ -34,27 +34,28 @@ extern void *__libc_pvalloc(size_t size);
 
 /*
  * Each entry point takes one of three paths:
- *   traced   the agent records the call (ha_agent_enter() gave a thread)
- *   counted  not recorded, but accounting is on (accounting.h): the
- *            program links libhalloc, or has a limit
- *   plain    neither: a tail call to glibc
- * The traced and counted work sits in separate functions, so that the
- * plain path has no stack frame to build. A traced function, tail-called
- * too, notes where it runs (HA_AGENT_HERE): the stack walk starts there,
- * one frame below the program's call, instead of under all of the
- * agent's frames.
+ *   plain   neither recorded nor seen by the API: a tail call to glibc
+ *   traced  the agent records the call (ha_agent_enter() gave a thread)
+ *           and the API is not in use: glibc, the record
+ *   api     the API is in use (accounting.h: the program links libhalloc,
+ *           has a limit, a monitor...), recorded or not (t NULL)
+ * The traced and api work sits in separate functions, so that the plain
+ * path has no stack frame to build, and the traced path pays one load and
+ * one branch for the API. A traced function, tail-called too, notes where
+ * it runs (HA_AGENT_HERE): the stack walk starts there, one frame below
+ * the program's call, instead of under all of the agent's frames.
  *
- * On the traced and counted paths the order is: ha_agent_admit() (may
- * refuse: NULL, ENOMEM, a REFUSED record when traced), the block leaves
- * the accounting table, glibc, the record, the agent is left, the
- * accounting's totals and hooks (outside the guard: the callback's own
- * allocations are the program's).
+ * On the api path the order is: ha_agent_admit(), which may refuse
+ * (NULL, ENOMEM, a REFUSED record when traced); the block leaves the
+ * accounting table; glibc; the record; the agent is left; the
+ * accounting's totals and hooks, outside the guard, since what the
+ * callback allocates is the program's.
  */
 #define SLOW __attribute__((noinline))
 
-static inline bool counting(void)
+static inline bool api_in_use(void)
 {
-	return __atomic_load_n(&ha_agent_acct_on, __ATOMIC_RELAXED);
+	return __builtin_expect(ha_agent_api_flags() != 0, 0);
 }
 
 /* A refused allocation: recorded when traced, never counted. */
@@ -69,36 +70,39 @@ static void *refused(struct ha_agent_thread *t, unsigned fn, size_t size,
 	return NULL;
 }
 
-/* After a successful allocation, out of the agent. */
-static void *counted(void *p, size_t size)
+/* The end of an allocation on the api path: record, leave, count. */
+static void *allocated(struct ha_agent_thread *t, unsigned fn, void *p,
+		       size_t size)
 {
-	if (p && counting())
+	if (t) {
+		ha_agent_record_alloc(t, fn, p, size);
+		ha_agent_leave(t);
+	}
+	if (p && ha_agent_acct_on())
 		ha_agent_acct_alloc(p, size, 0, NULL);
 	return p;
 }
 
+static SLOW void *api_malloc(struct ha_agent_thread *t, size_t size)
+{
+	unsigned why = ha_agent_admit(t, HALLOC_FN_MALLOC, size, 0);
+
+	if (why)
+		return refused(t, HALLOC_FN_MALLOC, size, why);
+	return allocated(t, HALLOC_FN_MALLOC, __libc_malloc(size), size);
+}
+
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 {
-	unsigned why;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	why = ha_agent_admit(t, HALLOC_FN_MALLOC, size, 0);
-	if (why)
-		return refused(t, HALLOC_FN_MALLOC, size, why);
+	if (api_in_use())
+		return api_malloc(t, size);
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
 	ha_agent_leave(t);
-	return counted(p, size);
-}
-
-static SLOW void *counted_malloc(size_t size)
-{
-	unsigned why = ha_agent_admit(NULL, HALLOC_FN_MALLOC, size, 0);
-
-	if (why)
-		return refused(NULL, HALLOC_FN_MALLOC, size, why);
-	return counted(__libc_malloc(size), size);
+	return p;
 }
 
 EXPORT void *malloc(size_t size)
@@ -107,29 +111,36 @@ EXPORT void *malloc(size_t size)
 
 	if (t)
 		return traced_malloc(t, size);
-	if (!ha_agent_counting())
+	if (!ha_agent_api_wanted())
 		return __libc_malloc(size);
-	return counted_malloc(size);
+	return api_malloc(NULL, size);
+}
+
+static SLOW void api_free(struct ha_agent_thread *t, void *ptr)
+{
+	/* Before the block goes back: no one can have it again yet. */
+	uint64_t seq = t ? ha_agent_next_seq() : 0;
+	uint64_t value =
+	    ha_agent_acct_on() ? ha_agent_acct_take(ptr) : HA_ACCT_UNKNOWN;
+
+	__libc_free(ptr);
+	if (t) {
+		ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
+		ha_agent_leave(t);
+	}
+	ha_agent_acct_freed(value);
 }
 
 static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 {
-	/* Before the block goes back: no one can have it again yet. */
-	uint64_t seq = ha_agent_next_seq();
-	uint64_t value = counting() ? ha_agent_acct_take(ptr) : HA_ACCT_UNKNOWN;
+	uint64_t seq;
 
+	if (api_in_use())
+		return api_free(t, ptr);
+	seq = ha_agent_next_seq(); /* see api_free */
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
 	ha_agent_leave(t);
-	ha_agent_acct_freed(value);
-}
-
-static SLOW void counted_free(void *ptr)
-{
-	uint64_t value = ha_agent_acct_take(ptr);
-
-	__libc_free(ptr);
-	ha_agent_acct_freed(value);
 }
 
 EXPORT void free(void *ptr)
@@ -141,91 +152,122 @@ EXPORT void free(void *ptr)
 	t = ha_agent_enter();
 	if (t)
 		return traced_free(t, ptr);
-	if (!ha_agent_counting())
+	if (!ha_agent_api_wanted())
 		return __libc_free(ptr);
-	counted_free(ptr);
+	api_free(NULL, ptr);
+}
+
+/* size: what the program asked for (SIZE_MAX on overflow). */
+static SLOW void *api_calloc(struct ha_agent_thread *t, size_t nmemb,
+			     size_t n, size_t size)
+{
+	unsigned why = ha_agent_admit(t, HALLOC_FN_CALLOC, size, 0);
+
+	if (why)
+		return refused(t, HALLOC_FN_CALLOC, size, why);
+	return allocated(t, HALLOC_FN_CALLOC, __libc_calloc(nmemb, n), size);
 }
 
 static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
-				size_t size, const void *caller)
+				size_t n, const void *caller)
 {
-	size_t total = ha_agent_calloc_size(nmemb, size, caller);
-	unsigned why;
+	size_t size = ha_agent_calloc_size(nmemb, n, caller);
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	why = ha_agent_admit(t, HALLOC_FN_CALLOC, total, 0);
-	if (why)
-		return refused(t, HALLOC_FN_CALLOC, total, why);
-	p = __libc_calloc(nmemb, size);
-
-	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, total);
+	if (api_in_use())
+		return api_calloc(t, nmemb, n, size);
+	p = __libc_calloc(nmemb, n);
+	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, size);
 	ha_agent_leave(t);
-	return counted(p, total);
-}
-
-static SLOW void *counted_calloc(size_t nmemb, size_t size)
-{
-	size_t total;
-	unsigned why;
-
-	if (__builtin_mul_overflow(nmemb, size, &total))
-		return __libc_calloc(nmemb, size); /* fails: not counted */
-	why = ha_agent_admit(NULL, HALLOC_FN_CALLOC, total, 0);
-	if (why)
-		return refused(NULL, HALLOC_FN_CALLOC, total, why);
-	return counted(__libc_calloc(nmemb, size), total);
+	return p;
 }
 
 EXPORT void *calloc(size_t nmemb, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
+	size_t total;
 
 	if (t)
 		return traced_calloc(t, nmemb, size,
 				     __builtin_return_address(0));
-	if (!ha_agent_counting())
+	if (!ha_agent_api_wanted())
 		return __libc_calloc(nmemb, size);
-	return counted_calloc(nmemb, size);
+	if (__builtin_mul_overflow(nmemb, size, &total))
+		total = SIZE_MAX; /* glibc fails it: not counted */
+	return api_calloc(NULL, nmemb, size, total);
 }
 
 /*
- * realloc and reallocarray, once the size is known to be sane; t is NULL
- * on the counted path. The old block leaves the accounting table before
- * glibc may reuse it, and comes back if the call fails.
+ * realloc and reallocarray, once the size is known to be sane. On the api
+ * path the old block leaves the accounting table before glibc may reuse
+ * it, and comes back if the call fails or is refused.
  */
-static void *realloc_refused(struct ha_agent_thread *t, unsigned fn,
-			     void *old, uint64_t value, size_t size,
-			     unsigned why)
+static SLOW void *api_realloc(struct ha_agent_thread *t, unsigned fn,
+			      void *old, size_t size)
 {
-	ha_agent_acct_restore(old, value);
-	return refused(t, fn, size, why);
-}
+	uint64_t stack = 0, seq = 0, value;
+	unsigned why;
+	void *p;
 
-static uint64_t old_size(uint64_t value)
-{
-	return value == HA_ACCT_UNKNOWN ? 0 : HA_ACCT_SIZE(value);
+	if (!old) {
+		why = ha_agent_admit(t, fn, size, 0);
+		if (why)
+			return refused(t, fn, size, why);
+		return allocated(t, fn, __libc_realloc(NULL, size), size);
+	}
+	value = ha_agent_acct_on() ? ha_agent_acct_take(old) : HA_ACCT_UNKNOWN;
+	if (!size) {
+		/* glibc frees and returns NULL: a FREE, by realloc. */
+		seq = t ? ha_agent_next_seq() : 0;
+		p = __libc_realloc(old, 0);
+		if (t) {
+			ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
+			if (p)
+				ha_agent_record_alloc(t, fn, p, 0);
+			ha_agent_leave(t);
+		}
+		ha_agent_acct_freed(value);
+		return allocated(NULL, fn, p, 0);
+	}
+	why = ha_agent_admit(t, fn, size,
+			     value == HA_ACCT_UNKNOWN ? 0 : HA_ACCT_SIZE(value));
+	if (why) {
+		ha_agent_acct_restore(old, value);
+		return refused(t, fn, size, why);
+	}
+	if (t) {
+		/* The REALLOC names its stack at seq: publish it first. */
+		stack = ha_agent_stack_id(t);
+		seq = ha_agent_next_seq();
+	}
+	p = __libc_realloc(old, size);
+	if (t) {
+		ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
+		ha_agent_leave(t);
+	}
+	if (!p)
+		ha_agent_acct_restore(old, value);
+	else if (ha_agent_acct_on())
+		ha_agent_acct_realloc(value, p, size);
+	return p;
 }
 
 static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 				 void *old, size_t size)
 {
-	uint64_t stack, seq, value = HA_ACCT_UNKNOWN;
-	unsigned why;
+	uint64_t stack, seq;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
+	if (api_in_use())
+		return api_realloc(t, fn, old, size);
 	if (!old) {
-		why = ha_agent_admit(t, fn, size, 0);
-		if (why)
-			return refused(t, fn, size, why);
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
 		ha_agent_leave(t);
-		return counted(p, size);
+		return p;
 	}
-	if (counting())
-		value = ha_agent_acct_take(old);
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
 		seq = ha_agent_next_seq();
@@ -234,51 +276,14 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 		if (p)
 			ha_agent_record_alloc(t, fn, p, 0);
 		ha_agent_leave(t);
-		ha_agent_acct_freed(value);
-		return counted(p, 0);
+		return p;
 	}
-	why = ha_agent_admit(t, fn, size, old_size(value));
-	if (why)
-		return realloc_refused(t, fn, old, value, size, why);
 	/* The REALLOC names its stack at seq: publish the stack first. */
 	stack = ha_agent_stack_id(t);
 	seq = ha_agent_next_seq();
 	p = __libc_realloc(old, size);
 	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
 	ha_agent_leave(t);
-	if (!p)
-		ha_agent_acct_restore(old, value);
-	else if (counting())
-		ha_agent_acct_realloc(value, p, size);
-	return p;
-}
-
-static SLOW void *counted_realloc(unsigned fn, void *old, size_t size)
-{
-	uint64_t value;
-	unsigned why;
-	void *p;
-
-	if (!old) {
-		why = ha_agent_admit(NULL, fn, size, 0);
-		if (why)
-			return refused(NULL, fn, size, why);
-		return counted(__libc_realloc(NULL, size), size);
-	}
-	value = ha_agent_acct_take(old);
-	if (!size) {
-		p = __libc_realloc(old, 0);
-		ha_agent_acct_freed(value);
-		return counted(p, 0);
-	}
-	why = ha_agent_admit(NULL, fn, size, old_size(value));
-	if (why)
-		return realloc_refused(NULL, fn, old, value, size, why);
-	p = __libc_realloc(old, size);
-	if (!p)
-		ha_agent_acct_restore(old, value);
-	else
-		ha_agent_acct_realloc(value, p, size);
 	return p;
 }
 
@@ -288,9 +293,9 @@ EXPORT void *realloc(void *ptr, size_t size)
 
 	if (t)
 		return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
-	if (!ha_agent_counting())
+	if (!ha_agent_api_wanted())
 		return __libc_realloc(ptr, size);
-	return counted_realloc(HALLOC_FN_REALLOC, ptr, size);
+	return api_realloc(NULL, HALLOC_FN_REALLOC, ptr, size);
 }
 
 EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
@@ -309,9 +314,9 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 	}
 	if (t)
 		return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
-	if (!ha_agent_counting())
+	if (!ha_agent_api_wanted())
 		return __libc_realloc(ptr, total);
-	return counted_realloc(HALLOC_FN_REALLOCARRAY, ptr, total);
+	return api_realloc(NULL, HALLOC_FN_REALLOCARRAY, ptr, total);
 }
 
 /* Aligned allocations, valloc and pvalloc: one glibc call each. */
@@ -324,30 +329,28 @@ static void *glibc_aligned(unsigned fn, size_t alignment, size_t size)
 	return __libc_memalign(alignment, size);
 }
 
+static SLOW void *api_memalign(struct ha_agent_thread *t, unsigned fn,
+			       size_t alignment, size_t size)
+{
+	unsigned why = ha_agent_admit(t, fn, size, 0);
+
+	if (why)
+		return refused(t, fn, size, why);
+	return allocated(t, fn, glibc_aligned(fn, alignment, size), size);
+}
+
 static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 				  size_t alignment, size_t size)
 {
-	unsigned why;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	why = ha_agent_admit(t, fn, size, 0);
-	if (why)
-		return refused(t, fn, size, why);
+	if (api_in_use())
+		return api_memalign(t, fn, alignment, size);
 	p = glibc_aligned(fn, alignment, size);
-
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_leave(t);
-	return counted(p, size);
-}
-
-static SLOW void *counted_memalign(unsigned fn, size_t alignment, size_t size)
-{
-	unsigned why = ha_agent_admit(NULL, fn, size, 0);
-
-	if (why)
-		return refused(NULL, fn, size, why);
-	return counted(glibc_aligned(fn, alignment, size), size);
+	return p;
 }
 
 static void *aligned(unsigned fn, size_t alignment, size_t size)
@@ -356,9 +359,9 @@ static void *aligned(unsigned fn, size_t alignment, size_t size)
 
 	if (t)
 		return traced_memalign(t, fn, alignment, size);
-	if (!ha_agent_counting())
+	if (!ha_agent_api_wanted())
 		return glibc_aligned(fn, alignment, size);
-	return counted_memalign(fn, alignment, size);
+	return api_memalign(NULL, fn, alignment, size);
 }
 
 EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size)
