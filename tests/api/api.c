@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 struct point {
 	double x, y;
@@ -415,4 +417,54 @@ Test(api, monitor_from_four_threads)
 		for (int k = 0; k < ROUNDS; k++)
 			free(keep[i][k]);
 	cr_assert_eq(total().current_bytes, before.current_bytes);
+}
+
+/* ---- fork -------------------------------------------------------------------- */
+
+static bool stop;
+
+static void *busy(void *arg)
+{
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
+		void *volatile p = malloc(48);
+
+		free(p);
+	}
+	return arg;
+}
+
+/* The table survives fork while other threads use it: the child allocates,
+ * frees and counts (an inherited locked shard would hang it). */
+Test(api, fork_while_threads_allocate)
+{
+	pthread_t th[2];
+	int status;
+
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, busy, NULL);
+	for (int round = 0; round < 50; round++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			struct halloc_usage a, b;
+			void *volatile p;
+
+			alarm(10);
+			halloc_total_memory_usage(&a);
+			p = halloc(struct point, 4);
+			halloc_total_memory_usage(&b);
+			if (!p || b.current_bytes - a.current_bytes != 64)
+				_exit(1);
+			hfree(p);
+			halloc_total_memory_usage(&b);
+			_exit(b.current_bytes == a.current_bytes ? 0 : 2);
+		}
+		cr_assert_gt(pid, 0);
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			  "child %d: status %#x", round, status);
+	}
+	__atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
 }
