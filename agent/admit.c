@@ -122,7 +122,8 @@ unsigned ha_agent_admit_slow(struct ha_agent_thread *t, unsigned fn,
 
 	if ((gates & HA_GATE_LIMIT) && over_limit(size, freed))
 		return HALLOC_REFUSED_LIMIT;
-	/* Last: see the top of the file. */
+	/* A new source: its bit in accounting.h, its test here. The
+	 * monitor stays last: see the top of the file. */
 	if ((gates & HA_GATE_MONITOR) && !ha_agent_acct_in_hook() &&
 	    !ask_monitor(size > SSIZE_MAX ? SSIZE_MAX : (ssize_t)size, false))
 		return HALLOC_REFUSED_MONITOR;
