@@ -8,12 +8,13 @@
  *                 --limit (and, beside them, fault injection)
  *   api.c         the public functions and the registry of typed sites
  *
- * When accounting is on. It costs a table operation per call, so it is
- * switched on once, at the agent's start, only for a process that asks
- * for it: the program links libhalloc itself (libhalloc is in the main
+ * When accounting is on: it costs a table operation per call, so it is
+ * switched on at the agent's start only for a process that asks for it:
+ * the program links libhalloc itself (libhalloc is in the main
  * executable's DT_NEEDED), or halloc-trace gave it a limit ("limit=" in
- * HALLOC_AGENT). Otherwise every call pays one load and one branch, and
- * the statistics functions fail with ENOSYS.
+ * HALLOC_AGENT); later, only by setting a callback or a monitor.
+ * Otherwise every call pays one load and one branch for the API, and the
+ * statistics functions fail with ENOSYS.
  *
  * Invariants:
  *  - A block enters the table after the allocator returned it and leaves
