@@ -240,8 +240,8 @@ static bool read_alloc(struct chunk *k, uint64_t seq, unsigned fn)
 		return fail(k, "bad alloc record");
 	k->time += dt;
 	k->addr += (uint64_t)da;
-	if (fn == HALLOC_FN_HALLOC && !typed(k, ha_types_read_alloc(
-						 k->log, k->stream, seq, &k->c)))
+	if (fn == HALLOC_FN_HALLOC &&
+	    !typed(k, ha_types_read_alloc(k->log, k->stream, seq, &k->c, true)))
 		return false;
 	return stack_ref(k, stack_id, &stack) &&
 	       push_event(k, seq, HA_EV_ALLOC, fn, k->addr, size, stack);
@@ -344,7 +344,8 @@ static bool read_record(struct chunk *k)
 	case HALLOC_REC_REFUSED:
 		return read_refused(k);
 	case HALLOC_REC_TYPE:
-		return typed(k, ha_types_read_type(k->log, k->stream, &k->c));
+		return typed(k,
+			     ha_types_read_type(k->log, k->stream, &k->c, true));
 	default:
 		return fail(k, "unknown record kind");
 	}

@@ -103,7 +103,7 @@ static uint32_t name_ref(struct ha_types *ty, const char *name)
 }
 
 enum ha_result ha_types_read_type(struct ha_log *log, struct ha_stream *s,
-				  struct ha_cursor *c)
+				  struct ha_cursor *c, bool keep)
 {
 	uint64_t id, object_size, line;
 	const char *name, *file;
@@ -117,6 +117,8 @@ enum ha_result ha_types_read_type(struct ha_log *log, struct ha_stream *s,
 	    !ha_get_str(c, &file, &file_len) || !ha_get_uv(c, &line) ||
 	    line > UINT32_MAX)
 		return HA_ERR_CORRUPT;
+	if (!keep)
+		return HA_OK;
 	st = stream_of(log, s);
 	if (!st || (i = site_ref(log->types, st, id)) == HA_NONE)
 		return HA_ERR_NOMEM;
@@ -134,7 +136,8 @@ enum ha_result ha_types_read_type(struct ha_log *log, struct ha_stream *s,
 }
 
 enum ha_result ha_types_read_alloc(struct ha_log *log, struct ha_stream *s,
-				   uint64_t seq, struct ha_cursor *c)
+				   uint64_t seq, struct ha_cursor *c,
+				   bool keep)
 {
 	struct stream_types *st;
 	uint64_t id, count;
@@ -142,6 +145,8 @@ enum ha_result ha_types_read_alloc(struct ha_log *log, struct ha_stream *s,
 
 	if (!ha_get_uv(c, &id) || !ha_get_uv(c, &count))
 		return HA_ERR_CORRUPT;
+	if (!keep)
+		return HA_OK;
 	st = stream_of(log, s);
 	if (!st || (i = site_ref(log->types, st, id)) == HA_NONE ||
 	    !HA_RESERVE(st->allocs, st->cap, st->n + 1))

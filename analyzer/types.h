@@ -66,12 +66,17 @@ void ha_json_types(struct ha_json *j, const struct ha_process *p);
 
 /* ---- reading (chunk_reader.c) ---------------------------------------------- */
 
-/* The fields of a TYPE record after its seq. */
+/*
+ * The fields of a TYPE record after its seq, and those an ALLOC of fn
+ * HALLOC_FN_HALLOC adds at its end. keep: the model takes them in; false
+ * for a reading that only steps over them (a chunk read again for its
+ * events, after the model has it).
+ */
 enum ha_result ha_types_read_type(struct ha_log *log, struct ha_stream *s,
-				  struct ha_cursor *c);
-/* The fields an ALLOC of fn HALLOC_FN_HALLOC adds at its end. */
+				  struct ha_cursor *c, bool keep);
 enum ha_result ha_types_read_alloc(struct ha_log *log, struct ha_stream *s,
-				   uint64_t seq, struct ha_cursor *c);
+				   uint64_t seq, struct ha_cursor *c,
+				   bool keep);
 void ha_types_free(struct ha_log *log);
 
 /* ---- replay (replay.c) ----------------------------------------------------------- */
