@@ -30,7 +30,8 @@
 
 unsigned ha_agent_api;
 
-/* ---- is accounting wanted -------------------------------------------------- */
+/* ---- is accounting wanted --------------------------------------------------
+ */
 
 #define SONAME "libhalloc.so"
 
@@ -73,10 +74,11 @@ static bool exe_links_libhalloc(void)
 	return false;
 }
 
-/* ---- the table --------------------------------------------------------------- */
+/* ---- the table
+ * --------------------------------------------------------------- */
 
-#define SHARD_BITS 6
-#define NSHARDS (1u << SHARD_BITS)
+#define SHARD_BITS  6
+#define NSHARDS	    (1u << SHARD_BITS)
 #define SHARD_FIRST 1024u /* entries in a shard's first table */
 
 struct entry {
@@ -215,7 +217,8 @@ out:
 	return value;
 }
 
-/* ---- fork -------------------------------------------------------------------- */
+/* ---- fork
+ * -------------------------------------------------------------------- */
 
 static void fork_prepare(void)
 {
@@ -245,7 +248,8 @@ void ha_agent_acct_start(void)
 		ha_agent_acct_enable();
 }
 
-/* ---- totals and hooks ----------------------------------------------------------- */
+/* ---- totals and hooks
+ * ----------------------------------------------------------- */
 
 static struct {
 	int64_t live_bytes, live_blocks, peak_bytes;
@@ -293,8 +297,8 @@ static void raise_peak(int64_t bytes)
 
 /* The callback, then (freed > 0) the monitor's after-the-fact call. */
 static void __attribute__((noinline))
-call_hooks(const struct ha_agent_caller *c, const char *action,
-	   int64_t change, int64_t blocks, int64_t bytes, int64_t freed)
+call_hooks(const struct ha_agent_caller *c, const char *action, int64_t change,
+	   int64_t blocks, int64_t bytes, int64_t freed)
 {
 	halloc_alloc_callback_fn fn;
 	int saved;
@@ -382,8 +386,8 @@ void ha_agent_acct_realloc(uint64_t old_value, void *p, size_t size)
 		old = 0;
 		if (!insert((uintptr_t)p, pack(size, 0)))
 			return;
-		blocks = __atomic_add_fetch(&tot.live_blocks, 1,
-					    __ATOMIC_RELAXED);
+		blocks =
+		    __atomic_add_fetch(&tot.live_blocks, 1, __ATOMIC_RELAXED);
 	} else {
 		if (!insert((uintptr_t)p, pack(size, 0))) {
 			ha_agent_acct_freed(old_value);

@@ -50,11 +50,11 @@
  * to refuse an allocation may apply, one bit per source.
  */
 extern unsigned ha_agent_api;
-#define HA_API_ACCT (1u << 0)
+#define HA_API_ACCT	(1u << 0)
 #define HA_API_CALLBACK (1u << 1) /* a callback is set */
 #define HA_GATE_MONITOR (1u << 2)
-#define HA_GATE_LIMIT (1u << 3)
-#define HA_GATES (~(HA_API_ACCT | HA_API_CALLBACK))
+#define HA_GATE_LIMIT	(1u << 3)
+#define HA_GATES	(~(HA_API_ACCT | HA_API_CALLBACK))
 
 static inline unsigned ha_agent_api_flags(void)
 {
@@ -84,9 +84,9 @@ static inline bool ha_agent_api_wanted(void)
  * was not in the table (allocated before accounting or inside the agent).
  */
 #define HA_ACCT_SIZE_BITS 48
-#define HA_ACCT_SIZE(v) ((v) & (((uint64_t)1 << HA_ACCT_SIZE_BITS) - 1))
-#define HA_ACCT_SITE(v) ((unsigned)((v) >> HA_ACCT_SIZE_BITS))
-#define HA_ACCT_UNKNOWN UINT64_MAX
+#define HA_ACCT_SIZE(v)	  ((v) & (((uint64_t)1 << HA_ACCT_SIZE_BITS) - 1))
+#define HA_ACCT_SITE(v)	  ((unsigned)((v) >> HA_ACCT_SIZE_BITS))
+#define HA_ACCT_UNKNOWN	  UINT64_MAX
 
 /* Where a call came from, for the callback: known for halloc() only. */
 struct ha_agent_caller {
@@ -120,7 +120,8 @@ bool ha_agent_acct_in_hook(void);
 void ha_agent_acct_hook_enter(void);
 void ha_agent_acct_hook_leave(void);
 
-/* ---- admit.c -------------------------------------------------------------- */
+/* ---- admit.c --------------------------------------------------------------
+ */
 
 /* Set from HALLOC_AGENT's limit= (agent.c); 0: no limit. */
 void ha_agent_set_limit(uint64_t bytes);
@@ -147,7 +148,8 @@ void ha_agent_set_monitor(halloc_memory_monitor_fn fn, void *user_ptr);
 /* The monitor's after-the-fact call (bytes < 0: a block was freed). */
 void ha_agent_monitor_freed(int64_t bytes);
 
-/* ---- events.c: the API's records ------------------------------------------ */
+/* ---- events.c: the API's records ------------------------------------------
+ */
 
 /* A typed site, once per stream before its first typed ALLOC. */
 void ha_agent_put_type(struct ha_agent_thread *t, unsigned id,
@@ -157,7 +159,8 @@ void ha_agent_put_type(struct ha_agent_thread *t, unsigned id,
 void ha_agent_record_typed_alloc(struct ha_agent_thread *t, void *p,
 				 size_t size, unsigned id, size_t n);
 
-/* ---- api.c ---------------------------------------------------------------- */
+/* ---- api.c ----------------------------------------------------------------
+ */
 
 /* A typed block of `size` bytes of site appears (+1) or goes (-1). */
 void ha_agent_type_change(unsigned site, uint64_t size, int dir);

@@ -26,8 +26,8 @@
 extern void *__libc_calloc(size_t nmemb, size_t size);
 
 /* Site ids fit the 16 bits above a table value's size. */
-#define MAX_SITES 4096u
-#define MAX_TYPES 1024u
+#define MAX_SITES  4096u
+#define MAX_TYPES  1024u
 #define INDEX_SIZE (2 * MAX_SITES) /* open addressing, at most half full */
 
 struct type {
@@ -59,8 +59,8 @@ static uint64_t site_hash(const char *name, const char *file, unsigned line)
 	return h ^ (h >> 29);
 }
 
-static bool same_site(const struct site *s, const char *name,
-		      const char *file, unsigned line, size_t object_size)
+static bool same_site(const struct site *s, const char *name, const char *file,
+		      unsigned line, size_t object_size)
 {
 	return s->name == name && s->file == file && s->line == line &&
 	       s->object_size == object_size;
@@ -147,10 +147,9 @@ static void announce(struct ha_agent_thread *t, unsigned id)
 	struct site *s = &sites[id];
 	uint64_t seen = __atomic_load_n(&s->announced, __ATOMIC_ACQUIRE);
 
-	if (seen == ha_agent.id ||
-	    !__atomic_compare_exchange_n(&s->announced, &seen, ha_agent.id,
-					 false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
+	if (seen == ha_agent.id || !__atomic_compare_exchange_n(
+				       &s->announced, &seen, ha_agent.id, false,
+				       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
 	ha_agent_put_type(t, id, s->object_size, s->name, s->file, s->line);
 }
@@ -200,8 +199,8 @@ EXPORT void *halloc_typed(const char *type_name, size_t object_size, size_t n,
 		errno = ENOMEM;
 		return NULL;
 	}
-	id = type_name && file ? site_id(type_name, file, line, object_size)
-			       : 0;
+	id =
+	    type_name && file ? site_id(type_name, file, line, object_size) : 0;
 	t = ha_agent_enter();
 	if (t) {
 		p = traced_typed(t, id, n, size, type_name, file, line);
@@ -281,20 +280,19 @@ static void print_usage(const char *what, const struct halloc_usage *u)
 	char line[512];
 	int n;
 
-	n = snprintf(line, sizeof(line),
-		     "halloc: %s: %lld %s in %lld %s in use, peak %lld %s; "
-		     "%lld %s (%lld %s), %lld %s\n",
-		     what, (long long)u->current_bytes,
-		     plural(u->current_bytes, "byte", "bytes"),
-		     (long long)u->current_blocks,
-		     plural(u->current_blocks, "block", "blocks"),
-		     (long long)u->peak_bytes,
-		     plural(u->peak_bytes, "byte", "bytes"),
-		     (long long)u->total_blocks,
-		     plural(u->total_blocks, "allocation", "allocations"),
-		     (long long)u->total_bytes,
-		     plural(u->total_bytes, "byte", "bytes"),
-		     (long long)u->frees, plural(u->frees, "free", "frees"));
+	n = snprintf(
+	    line, sizeof(line),
+	    "halloc: %s: %lld %s in %lld %s in use, peak %lld %s; "
+	    "%lld %s (%lld %s), %lld %s\n",
+	    what, (long long)u->current_bytes,
+	    plural(u->current_bytes, "byte", "bytes"),
+	    (long long)u->current_blocks,
+	    plural(u->current_blocks, "block", "blocks"),
+	    (long long)u->peak_bytes, plural(u->peak_bytes, "byte", "bytes"),
+	    (long long)u->total_blocks,
+	    plural(u->total_blocks, "allocation", "allocations"),
+	    (long long)u->total_bytes, plural(u->total_bytes, "byte", "bytes"),
+	    (long long)u->frees, plural(u->frees, "free", "frees"));
 	if (n > (int)sizeof(line) - 1)
 		n = (int)sizeof(line) - 1;
 	if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0)
@@ -334,7 +332,8 @@ EXPORT void halloc_print_type_memory_usage_by_name(const char *type_name)
 	print_usage(what, &u);
 }
 
-/* ---- hooks ------------------------------------------------------------------ */
+/* ---- hooks ------------------------------------------------------------------
+ */
 
 /* The hooks need sizes at free: they switch accounting on if it is not. */
 EXPORT void halloc_set_alloc_callback_func(halloc_alloc_callback_fn fn)

@@ -38,8 +38,9 @@ static void print_class(FILE *out, unsigned k)
 		snprintf(range, sizeof(range), "%" PRIu64 " bytes",
 			 class_min(k));
 	else
-		snprintf(range, sizeof(range), "%" PRIu64 " - %" PRIu64 " bytes",
-			 class_min(k), class_max(k));
+		snprintf(range, sizeof(range),
+			 "%" PRIu64 " - %" PRIu64 " bytes", class_min(k),
+			 class_max(k));
 	fprintf(out, "  %-28s", range);
 }
 
@@ -56,16 +57,15 @@ void ha_text_types(FILE *out, const struct ha_process *p,
 	for (size_t i = 0; i < r->ntypes; i++) {
 		const struct ha_type_usage *u = &r->types[i];
 
-		fprintf(out, "  %s%s%s: %s %s in %s %s, %s, peak %s, leaked %s\n",
-			st->place, u->name, st->reset,
-			ha_text_count(n1, u->objects),
-			ha_text_plural(u->objects, "object", "objects"),
-			ha_text_count(n2, u->allocations),
-			ha_text_plural(u->allocations, "allocation",
-				       "allocations"),
-			ha_text_size(s1, u->bytes),
-			ha_text_size(s2, u->peak_bytes),
-			ha_text_size(s3, u->leaked_bytes));
+		fprintf(
+		    out, "  %s%s%s: %s %s in %s %s, %s, peak %s, leaked %s\n",
+		    st->place, u->name, st->reset,
+		    ha_text_count(n1, u->objects),
+		    ha_text_plural(u->objects, "object", "objects"),
+		    ha_text_count(n2, u->allocations),
+		    ha_text_plural(u->allocations, "allocation", "allocations"),
+		    ha_text_size(s1, u->bytes), ha_text_size(s2, u->peak_bytes),
+		    ha_text_size(s3, u->leaked_bytes));
 		for (size_t k = 0; k < u->nsites; k++) {
 			const struct ha_type_site_usage *s = &u->sites[k];
 
@@ -81,8 +81,9 @@ void ha_text_types(FILE *out, const struct ha_process *p,
 	}
 	if (!r->nclasses)
 		return;
-	fprintf(out, "  %sWithout a type%s, by size class (allocations, "
-		     "bytes, peak, leaked):\n",
+	fprintf(out,
+		"  %sWithout a type%s, by size class (allocations, "
+		"bytes, peak, leaked):\n",
 		st->head, st->reset);
 	for (size_t i = 0; i < r->nclasses; i++) {
 		const struct ha_size_class *c = &r->classes[i];

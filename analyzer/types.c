@@ -127,17 +127,15 @@ enum ha_result ha_types_read_type(struct ha_log *log, struct ha_stream *s,
 		return HA_OK; /* sent twice by racing threads: the same */
 	name = ha_intern(&log->strings, name, name_len);
 	file = ha_intern(&log->strings, file, file_len);
-	if (!name || !file ||
-	    (type = name_ref(log->types, name)) == HA_NONE)
+	if (!name || !file || (type = name_ref(log->types, name)) == HA_NONE)
 		return HA_ERR_NOMEM;
-	*site = (struct tsite){name, file, object_size, (uint32_t)line, type,
-			       true};
+	*site =
+	    (struct tsite){name, file, object_size, (uint32_t)line, type, true};
 	return HA_OK;
 }
 
 enum ha_result ha_types_read_alloc(struct ha_log *log, struct ha_stream *s,
-				   uint64_t seq, struct ha_cursor *c,
-				   bool keep)
+				   uint64_t seq, struct ha_cursor *c, bool keep)
 {
 	struct stream_types *st;
 	uint64_t id, count;
@@ -173,7 +171,8 @@ void ha_types_free(struct ha_log *log)
 	log->types = NULL;
 }
 
-/* ---- replay ------------------------------------------------------------------ */
+/* ---- replay
+ * ------------------------------------------------------------------ */
 
 static int cmp_typed(const void *a, const void *b)
 {
@@ -372,12 +371,8 @@ bool ha_types_finish(struct ha_type_state *ts, bool exec,
 		if (!c->allocations && !c->live_blocks)
 			continue;
 		out->classes[out->nclasses++] = (struct ha_size_class){
-		    k,
-		    c->allocations,
-		    c->bytes,
-		    c->peak,
-		    exec ? 0 : c->live,
-		    exec ? 0 : c->live_blocks};
+		    k,	     c->allocations,	 c->bytes,
+		    c->peak, exec ? 0 : c->live, exec ? 0 : c->live_blocks};
 	}
 	return true;
 }

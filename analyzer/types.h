@@ -64,7 +64,8 @@ struct ha_json;
 struct ha_process;
 void ha_json_types(struct ha_json *j, const struct ha_process *p);
 
-/* ---- reading (chunk_reader.c) ---------------------------------------------- */
+/* ---- reading (chunk_reader.c) ----------------------------------------------
+ */
 
 /*
  * The fields of a TYPE record after its seq, and those an ALLOC of fn
@@ -79,7 +80,8 @@ enum ha_result ha_types_read_alloc(struct ha_log *log, struct ha_stream *s,
 				   bool keep);
 void ha_types_free(struct ha_log *log);
 
-/* ---- replay (replay.c) ----------------------------------------------------------- */
+/* ---- replay (replay.c)
+ * ----------------------------------------------------------- */
 
 struct ha_type_acc;
 struct ha_class_acc {
@@ -89,9 +91,9 @@ struct ha_class_acc {
 struct ha_type_state {
 	const struct ha_log *log;
 	uint32_t stream;
-	size_t cursor;		  /* next typed ALLOC of the stream */
-	struct ha_type_acc *acc;  /* per type name, then per site */
-	struct ha_live typed;	  /* live typed blocks; .stack = site */
+	size_t cursor;		 /* next typed ALLOC of the stream */
+	struct ha_type_acc *acc; /* per type name, then per site */
+	struct ha_live typed;	 /* live typed blocks; .stack = site */
 	struct ha_class_acc classes[65];
 };
 

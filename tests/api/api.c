@@ -42,7 +42,8 @@ static struct halloc_usage of_type(const char *name)
 	return u;
 }
 
-/* ---- typed allocations and totals ----------------------------------------- */
+/* ---- typed allocations and totals -----------------------------------------
+ */
 
 Test(api, typed_totals)
 {
@@ -135,7 +136,8 @@ Test(api, realloc_moves_the_block_and_counts_twice)
 	cr_assert_eq(after.frees - before.frees, 2);
 }
 
-/* ---- the callback ------------------------------------------------------------- */
+/* ---- the callback
+ * ------------------------------------------------------------- */
 
 struct event {
 	const char *file;
@@ -253,7 +255,7 @@ Test(api, callback_may_allocate)
 }
 
 #define THREADS 4
-#define ROUNDS 2000
+#define ROUNDS	2000
 
 static int64_t seen_events, seen_change, bad_totals;
 
@@ -309,7 +311,8 @@ Test(api, callback_from_threads)
 	cr_assert_eq(after.frees - before.frees, THREADS * ROUNDS);
 }
 
-/* ---- the monitor ------------------------------------------------------------------ */
+/* ---- the monitor
+ * ------------------------------------------------------------------ */
 
 struct budget {
 	int64_t limit, used; /* used: atomic */
@@ -419,7 +422,8 @@ Test(api, monitor_from_four_threads)
 	cr_assert_eq(total().current_bytes, before.current_bytes);
 }
 
-/* ---- fork -------------------------------------------------------------------- */
+/* ---- fork
+ * -------------------------------------------------------------------- */
 
 static bool stop;
 

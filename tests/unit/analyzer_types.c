@@ -45,8 +45,8 @@ static void lb_type(struct lb *b, uint64_t seq, uint64_t id,
 	lb_raw(b, rec, (size_t)(p - rec));
 }
 
-static void lb_typed(struct lb *b, uint64_t seq, uint64_t addr,
-		     uint64_t size, uint64_t stack, uint64_t id, uint64_t n)
+static void lb_typed(struct lb *b, uint64_t seq, uint64_t addr, uint64_t size,
+		     uint64_t stack, uint64_t id, uint64_t n)
 {
 	unsigned char rec[128], *p = rec;
 
