@@ -234,10 +234,20 @@ static void fork_release(void)
 
 void ha_agent_acct_enable(void)
 {
+	static int enabling;
+
 	if (__atomic_load_n(&ha_agent_api, __ATOMIC_ACQUIRE) & HA_API_ACCT)
 		return;
-	/* Under the agent's guard: glibc 2.36 registers the first handlers
-	 * without allocating, and would not record it anyway. */
+	/* Handlers registered twice would take every lock twice at fork. */
+	if (__atomic_exchange_n(&enabling, 1, __ATOMIC_ACQ_REL)) {
+		while (!(__atomic_load_n(&ha_agent_api, __ATOMIC_ACQUIRE) &
+			 HA_API_ACCT))
+			sched_yield();
+		return;
+	}
+	/* At the agent's start this runs under its guard: glibc 2.36
+	 * registers the first handlers without allocating, and what it
+	 * would allocate is not recorded. */
 	pthread_atfork(fork_prepare, fork_release, fork_release);
 	__atomic_fetch_or(&ha_agent_api, HA_API_ACCT, __ATOMIC_RELEASE);
 }
