@@ -103,3 +103,17 @@ def example_typed(c):
     check(at is not None, "the trace's report has no MEMORY USAGE BY TYPE")
     shown = "".join("    " + line + "\n" for line in lines[at:at + 3])
     check(shown in readme, f"README.md does not show the report's section:\n{shown}")
+
+
+@case("stats-off")
+def stats_off(c):
+    """A program that does not link libhalloc pays no accounting: the
+    statistics say ENOSYS, traced (agent preloaded) or with libhalloc
+    loaded by dlopen."""
+    from harness import AGENT
+    t = trace(c, [program("stats_off")])
+    expect_rc(t, 0)
+    check(t.out == "off\n", f"traced: {t.out!r}")
+    p = c.run([program("stats_off"), AGENT])
+    check(p.returncode == 0 and p.stdout == b"off\n",
+          f"dlopen: exit {p.returncode}, {p.stdout!r}")
