@@ -161,6 +161,10 @@ struct ha_report_options {
 	bool pid_set;          /* only the processes (images) of pid */
 	uint32_t pid;
 	bool utf8;             /* text may use Unicode (the sparkline) */
+	/* Columns text may use (the terminal's); 0: unknown, a fixed layout
+	 * with full paths. With a width, the sparkline fills it and stack
+	 * lines that would not fit show module and file basenames. */
+	unsigned width;
 };
 
 /* Whether the analysis holds a process (image) with this pid. */

@@ -15,6 +15,7 @@
 
 #include "analyzer/analysis.h"
 #include "analyzer/json.h"
+#include "analyzer/report_text.h"
 
 enum { D_LEAKED, D_PEAK, D_ALLOCATED, D_CALLS, D_N };
 
@@ -222,39 +223,65 @@ static void write_json(FILE *out, const char *old_name, const char *new_name,
 	ha_json_end(&j);
 }
 
-/* "+1,234" / "-56" / "0" */
-static const char *signed_count(char buf[40], uint64_t o, uint64_t n)
+/* The change from o to n, signed: "+1,234" / "-56" / "0" for counts,
+ * "+4.88 KiB" / "-300 B" / "0 B" for bytes. */
+static const char *signed_change(char buf[40], uint64_t o, uint64_t n,
+				 bool bytes)
 {
 	uint64_t v = n >= o ? n - o : o - n;
-	char digits[24];
-	int len = snprintf(digits, sizeof(digits), "%" PRIu64, v), k = 0;
+	char num[32];
 
-	if (v)
-		buf[k++] = n >= o ? '+' : '-';
-	for (int i = 0; i < len; i++) {
-		if (i > 0 && (len - i) % 3 == 0)
-			buf[k++] = ',';
-		buf[k++] = digits[i];
-	}
-	buf[k] = '\0';
+	if (bytes)
+		ha_text_bytes(num, v);
+	else
+		ha_text_count(num, v);
+	snprintf(buf, 40, "%s%s", !v ? "" : n >= o ? "+" : "-", num);
 	return buf;
 }
+
+/* With colour, more memory is red and less green: a reader looks for red. */
+static const char *paint(const struct ha_report_options *o, uint64_t old_v,
+			 uint64_t new_v)
+{
+	if (!o->color || old_v == new_v)
+		return "";
+	return new_v > old_v ? "\033[1;31m" : "\033[32m";
+}
+
+static const char *unpaint(const struct ha_report_options *o, uint64_t old_v,
+			   uint64_t new_v)
+{
+	return o->color && old_v != new_v ? "\033[0m" : "";
+}
+
+/* Old and new as people read them: bytes in human units, counts with
+ * thousands separators. */
+static const char *value(char buf[32], uint64_t v, int d)
+{
+	return d == D_CALLS ? ha_text_count(buf, v) : ha_text_bytes(buf, v);
+}
+
+/* A site's changes, in D_ order: "leaked -4.88 KiB, peak 0 B, ..." */
+static const char *const diff_names[D_N] = {" leaked", ", peak", ", allocated",
+					    ", calls"};
 
 static void write_text(FILE *out, const char *old_name, const char *new_name,
 		       const uint64_t t[2][D_N], const struct row *rows,
 		       size_t n, const struct ha_report_options *o)
 {
 	static const char *const labels[D_N] = {
-	    "leaked bytes:   ", "peak bytes:     ", "bytes allocated:",
+	    "leaked:         ", "peak heap:      ", "bytes allocated:",
 	    "allocations:    "};
 	size_t shown = o->top && o->top < n ? o->top : n;
-	char b[4][40];
+	char b[4][40], v[2][32];
 
 	fprintf(out, "halloc: from %s to %s\n", old_name, new_name);
 	for (int d = 0; d < D_N; d++)
-		fprintf(out, "  %s %" PRIu64 " -> %" PRIu64 " (%s)\n",
-			labels[d], t[0][d], t[1][d],
-			signed_count(b[0], t[0][d], t[1][d]));
+		fprintf(out, "  %s %s -> %s (%s%s%s)\n", labels[d],
+			value(v[0], t[0][d], d), value(v[1], t[1][d], d),
+			paint(o, t[0][d], t[1][d]),
+			signed_change(b[0], t[0][d], t[1][d], d != D_CALLS),
+			unpaint(o, t[0][d], t[1][d]));
 	if (!n) {
 		fputs("\nNo site changed.\n", out);
 		return;
@@ -265,21 +292,17 @@ static void write_text(FILE *out, const char *old_name, const char *new_name,
 	fputs(":\n", out);
 	for (size_t i = 0; i < shown; i++) {
 		const struct row *r = &rows[i];
-		const struct ha_site *s = r->site;
 
-		fprintf(out, "  %s", *s->function ? s->function : "???");
-		if (*s->file)
-			fprintf(out, " (%s:%" PRIu32 ")", ha_basename(s->file),
-				s->line);
-		fprintf(
-		    out,
-		    "\n     leaked %s B, peak %s B, allocated %s B, "
-		    "calls %s\n",
-		    signed_count(b[0], r->v[0][D_LEAKED], r->v[1][D_LEAKED]),
-		    signed_count(b[1], r->v[0][D_PEAK], r->v[1][D_PEAK]),
-		    signed_count(b[2], r->v[0][D_ALLOCATED],
-				 r->v[1][D_ALLOCATED]),
-		    signed_count(b[3], r->v[0][D_CALLS], r->v[1][D_CALLS]));
+		fputs("  ", out);
+		ha_text_site(out, r->log, r->site);
+		fputs("\n    ", out);
+		for (int d = 0; d < D_N; d++)
+			fprintf(out, "%s %s%s%s", diff_names[d],
+				paint(o, r->v[0][d], r->v[1][d]),
+				signed_change(b[d], r->v[0][d], r->v[1][d],
+					      d != D_CALLS),
+				unpaint(o, r->v[0][d], r->v[1][d]));
+		fputc('\n', out);
 	}
 }
 

@@ -6,6 +6,7 @@
  */
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "analyzer/analysis.h"
 #include "analyzer/report_text.h"
@@ -37,7 +38,7 @@ enum ha_result ha_text_sites(FILE *out, const struct ha_log *log,
 {
 	uint32_t *idx;
 	size_t n;
-	char s1[64], s2[64], s3[64], n1[32];
+	char s1[32], s2[32], s3[32], n1[32];
 
 	if (ha_select_sites(p, o, o->top, &idx, &n) != HA_OK)
 		return HA_ERR_NOMEM;
@@ -53,18 +54,22 @@ enum ha_result ha_text_sites(FILE *out, const struct ha_log *log,
 		ha_text_site(out, log, &log->sites[ss->site]);
 		fprintf(out,
 			"\n     peak %s, allocated %s in %s %s, leaked %s\n",
-			ha_text_size(s1, ss->peak_bytes),
-			ha_text_size(s2, ss->bytes_allocated),
+			ha_text_bytes(s1, ss->peak_bytes),
+			ha_text_bytes(s2, ss->bytes_allocated),
 			ha_text_count(n1, ss->allocations),
 			ha_text_plural(ss->allocations, "call", "calls"),
-			ha_text_size(s3, ss->leaked_bytes));
+			ha_text_bytes(s3, ss->leaked_bytes));
 	}
 	free(idx);
 	return HA_OK;
 }
 
-/* Columns of the heap's sparkline. */
+/* Columns of the heap's sparkline without a width; with one, it fills the
+ * line, within these bounds. */
 #define SPARK_WIDTH 50
+#define SPARK_MIN   10
+#define SPARK_MAX   200
+#define SPARK_LABEL "  heap over time:  "
 
 /* The heap over time on one line: each column the most the heap held in
  * its share of the run, in eight levels of the peak. */
@@ -76,9 +81,10 @@ void ha_text_sparkline(FILE *out, const struct ha_log *log,
 					     "▅", "▆", "▇", "█"};
 	static const char ascii[] = "_.-:=+*#";
 	const struct ha_timeline *tl = &p->timeline;
-	size_t cols = tl->n < SPARK_WIDTH ? tl->n : SPARK_WIDTH;
+	size_t cols = SPARK_WIDTH;
 	uint64_t top = 0;
-	char s1[64], t1[32];
+	char s1[32], t1[32], after[96];
+	int len;
 
 	if (tl->n < 2 || (log->trace_flags & HALLOC_TRACE_AGGREGATE))
 		return;
@@ -87,7 +93,19 @@ void ha_text_sparkline(FILE *out, const struct ha_log *log,
 			top = tl->bytes[i];
 	if (!top)
 		return;
-	fputs("  heap over time:  ", out);
+	len = snprintf(after, sizeof(after), "  (max %s over %s)",
+		       ha_text_bytes(s1, top),
+		       ha_text_duration(t1, tl->end_us));
+	if (o->width) {
+		int room = (int)o->width - (int)strlen(SPARK_LABEL) - len;
+
+		cols = room < SPARK_MIN	  ? SPARK_MIN
+		       : room > SPARK_MAX ? SPARK_MAX
+					  : (size_t)room;
+	}
+	if (cols > tl->n)
+		cols = tl->n;
+	fputs(SPARK_LABEL, out);
 	for (size_t c = 0; c < cols; c++) {
 		uint64_t v = 0;
 		unsigned level;
@@ -102,8 +120,7 @@ void ha_text_sparkline(FILE *out, const struct ha_log *log,
 		else
 			fputc(ascii[level], out);
 	}
-	fprintf(out, "  (max %s over %s)\n", ha_text_size(s1, top),
-		ha_text_duration(t1, tl->end_us));
+	fprintf(out, "%s\n", after);
 }
 
 /* Peak contributors shown in text unless --top says how many. */
@@ -130,7 +147,7 @@ void ha_text_peak_sites(FILE *out, const struct ha_log *log,
 	for (size_t i = 0; i < n; i++) {
 		const struct ha_peak_site *ps = &p->peak_sites[i];
 
-		fprintf(out, "  %s in %s %s at ", ha_text_size(s1, ps->bytes),
+		fprintf(out, "  %s in %s %s at ", ha_text_bytes(s1, ps->bytes),
 			ha_text_count(n1, ps->blocks),
 			ha_text_plural(ps->blocks, "block", "blocks"));
 		ha_text_site(out, log, &log->sites[ps->site]);

@@ -45,18 +45,17 @@ const char *ha_text_plural(uint64_t n, const char *one, const char *many)
 	return n == 1 ? one : many;
 }
 
-/* "512 bytes", or "4.0 KiB (4,096 bytes)" from 1 KiB up. */
-const char *ha_text_size(char buf[64], uint64_t bytes)
+/* Bytes in the largest binary unit that keeps the number under 1024, to
+ * three significant digits: "413 B", "4.88 KiB", "97.7 KiB", "512 MiB". */
+const char *ha_text_bytes(char buf[32], uint64_t bytes)
 {
 	static const char *const units[] = {"KiB", "MiB", "GiB",
 					    "TiB", "PiB", "EiB"};
-	char exact[32];
 	double v = (double)bytes;
 	unsigned u = 0;
 
 	if (bytes < 1024) {
-		snprintf(buf, 64, "%" PRIu64 " %s", bytes,
-			 ha_text_plural(bytes, "byte", "bytes"));
+		snprintf(buf, 32, "%" PRIu64 " B", bytes);
 		return buf;
 	}
 	v /= 1024;
@@ -64,7 +63,25 @@ const char *ha_text_size(char buf[64], uint64_t bytes)
 		v /= 1024;
 		u++;
 	}
-	snprintf(buf, 64, "%.1f %s (%s bytes)", v, units[u],
+	/* 9.996 would print as "10.00": pick the precision after rounding */
+	if (v < 9.995)
+		snprintf(buf, 32, "%.2f %s", v, units[u]);
+	else if (v < 99.95)
+		snprintf(buf, 32, "%.1f %s", v, units[u]);
+	else
+		snprintf(buf, 32, "%.0f %s", v, units[u]);
+	return buf;
+}
+
+/* ha_text_bytes, and the exact count from 1 KiB up, for totals a reader
+ * compares with other tools: "413 B", "4.88 KiB (5,000 bytes)". */
+const char *ha_text_size(char buf[64], uint64_t bytes)
+{
+	char human[32], exact[32];
+
+	if (bytes < 1024)
+		return ha_text_bytes(buf, bytes);
+	snprintf(buf, 64, "%s (%s bytes)", ha_text_bytes(human, bytes),
 		 ha_text_count(exact, bytes));
 	return buf;
 }
@@ -302,21 +319,81 @@ void ha_text_site(FILE *out, const struct ha_log *log,
 		fputs(" (no stack recorded)", out);
 }
 
+/* A frame's line without colour, to measure it: "  #0 main x.c:12 (m)". */
+static int frame_length(unsigned i, const struct ha_frame *f,
+			const char *file, const char *module)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "  #%u ", i);
+
+	n += (int)strlen(*f->function ? f->function : "???");
+	if (*file)
+		n += 1 + (int)strlen(file) +
+		     (f->line ? snprintf(buf, sizeof(buf), ":%" PRIu32, f->line)
+			      : 0);
+	if (*module && !*file && !*f->function)
+		n += snprintf(buf, sizeof(buf), " (+0x%" PRIx64 ")", f->offset);
+	return n + (*module ? 3 + (int)strlen(module) : 20);
+}
+
+/* Shortest a function name is cut to, and what stands for the cut. */
+#define FUNCTION_KEPT 24
+#define FUNCTION_CUT  "..."
+
+/* A function name `over` characters shorter when it is long enough (C++
+ * templates): its start and its end, which name the class and the
+ * function, around "...". */
+static void print_function(FILE *out, const char *function, int over)
+{
+	int len = (int)strlen(function), keep, head;
+
+	if (!*function) {
+		fputs("???", out);
+		return;
+	}
+	keep = len - over - (int)strlen(FUNCTION_CUT);
+	if (over <= 0 || keep < FUNCTION_KEPT) {
+		if (over > 0 && len > FUNCTION_KEPT + (int)strlen(FUNCTION_CUT))
+			keep = FUNCTION_KEPT;
+		else {
+			fputs(function, out);
+			return;
+		}
+	}
+	head = keep / 2;
+	fprintf(out, "%.*s%s%s", head, function, FUNCTION_CUT,
+		function + len - (keep - head));
+}
+
+/* With a width, a line that would not fit names the module, then the
+ * file, by basename, then cuts the middle of a long function name: the
+ * function and line are what a reader needs. */
 static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
+			const struct ha_report_options *o,
 			const struct ha_text_style *st)
 {
-	fprintf(out, "  #%u %s", i, *f->function ? f->function : "???");
-	if (*f->file) {
-		fprintf(out, " %s%s", st->place, f->file);
+	const char *file = f->file, *module = f->module;
+
+	if (o->width && frame_length(i, f, file, module) > (int)o->width)
+		module = ha_basename(module);
+	if (o->width && frame_length(i, f, file, module) > (int)o->width)
+		file = ha_basename(file);
+	fprintf(out, "  #%u ", i);
+	print_function(out, f->function,
+		       o->width ? frame_length(i, f, file, module) -
+				      (int)o->width
+				: 0);
+	if (*file) {
+		fprintf(out, " %s%s", st->place, file);
 		if (f->line)
 			fprintf(out, ":%" PRIu32, f->line);
 		fputs(st->reset, out);
 	}
-	if (*f->module && !*f->file && !*f->function)
-		fprintf(out, " %s(%s+0x%" PRIx64 ")%s\n", st->dim, f->module,
+	if (*module && !*file && !*f->function)
+		fprintf(out, " %s(%s+0x%" PRIx64 ")%s\n", st->dim, module,
 			f->offset, st->reset);
-	else if (*f->module)
-		fprintf(out, " %s(%s)%s\n", st->dim, f->module, st->reset);
+	else if (*module)
+		fprintf(out, " %s(%s)%s\n", st->dim, module, st->reset);
 	else
 		fprintf(out, " %s(0x%" PRIx64 ")%s\n", st->dim, f->address,
 			st->reset);
@@ -331,13 +408,13 @@ static enum ha_result print_leak(FILE *out, const struct ha_log *log,
 	struct ha_frame *frames;
 	long nframes = ha_stack_frames(log, leak->stack, &frames);
 	unsigned shown;
-	char b[32], c[32], t1[32], t2[32];
+	char b[64], c[32], t1[32], t2[32];
 
 	if (nframes < 0)
 		return HA_ERR_NOMEM;
-	fprintf(out, "\n%sLEAK %u:%s %s %s in %s %s at %s", st->leak, n,
-		st->reset, ha_text_count(b, leak->bytes),
-		ha_text_plural(leak->bytes, "byte", "bytes"), ha_text_count(c, leak->blocks),
+	fprintf(out, "\n%sLEAK %u:%s %s in %s %s at %s", st->leak, n,
+		st->reset, ha_text_size(b, leak->bytes),
+		ha_text_count(c, leak->blocks),
 		ha_text_plural(leak->blocks, "block", "blocks"), st->head);
 	ha_text_site(out, log, &log->sites[leak->site]);
 	fprintf(out, "%s\n", st->reset);
@@ -347,7 +424,7 @@ static enum ha_result print_leak(FILE *out, const struct ha_log *log,
 	if (o->no_stacks)
 		nframes = shown = 0;
 	for (unsigned i = 0; i < shown; i++)
-		print_frame(out, i, &frames[i], st);
+		print_frame(out, i, &frames[i], o, st);
 	if (shown < (unsigned)nframes)
 		fprintf(out, "  ... %u more %s\n", (unsigned)nframes - shown,
 			ha_text_plural((unsigned)nframes - shown, "frame", "frames"));
@@ -393,7 +470,7 @@ static enum ha_result print_leaks(FILE *out, const struct ha_analysis *a,
 			"and --min-bytes\n",
 			ha_text_count(n1, omitted.leaks),
 			ha_text_plural(omitted.leaks, "leak", "leaks"),
-			ha_text_size(s1, omitted.bytes), ha_text_count(n2, omitted.blocks),
+			ha_text_bytes(s1, omitted.bytes), ha_text_count(n2, omitted.blocks),
 			ha_text_plural(omitted.blocks, "block", "blocks"));
 	return HA_OK;
 }

@@ -16,7 +16,9 @@ struct ha_text_style {
 /* 1234567 -> "1,234,567" */
 const char *ha_text_count(char buf[32], uint64_t v);
 const char *ha_text_plural(uint64_t n, const char *one, const char *many);
-/* "512 bytes", or "4.0 KiB (4,096 bytes)" from 1 KiB up. */
+/* "413 B", "4.88 KiB", "97.7 KiB": three significant digits */
+const char *ha_text_bytes(char buf[32], uint64_t bytes);
+/* "413 B", or "4.88 KiB (5,000 bytes)" from 1 KiB up: for totals */
 const char *ha_text_size(char buf[64], uint64_t bytes);
 /* "850 us", "12.3 ms", "4.56 s" */
 const char *ha_text_duration(char buf[32], uint64_t us);

@@ -1,6 +1,7 @@
 /*
  * cli/common.h - what halloc-trace and halloc-report share: the version,
- * the report defaults, and helpers for option errors, values and colour.
+ * option errors, number and size values, the gates and the locale
+ * (cli/display.h builds the report options on these).
  * Header-only: each command is one .c file.
  */
 #ifndef HALLOC_CLI_COMMON_H
@@ -21,10 +22,6 @@
 #include "analyzer/analyzer.h"
 
 #define HALLOC_VERSION "0.1.0"
-
-/* Frames shown per stack in a text report unless --stacks says otherwise;
- * JSON shows every frame, for tools. */
-#define CLI_TEXT_STACK_FRAMES 12u
 
 /* Parses a decimal number in [min, max]: digits only, no sign, no blanks. */
 static inline bool cli_parse_unsigned(const char *text, unsigned min,
@@ -117,14 +114,6 @@ static inline bool cli_utf8(void)
 			   strcmp(codeset, "utf8") == 0);
 }
 
-/* Colour only on a terminal, and never when NO_COLOR is set (no-color.org). */
-static inline bool cli_use_color(int fd)
-{
-	const char *no_color = getenv("NO_COLOR");
-
-	return isatty(fd) && !(no_color && *no_color);
-}
-
 /* The command's name for messages ("halloc-trace"); main sets it first. */
 static const char *cli_name = "halloc";
 
@@ -167,35 +156,6 @@ static inline int cli_bad_option(char **argv, int missing_value)
 	if (missing_value)
 		return cli_usage_error("option '%s' needs a value", shortopt);
 	return cli_usage_error("unknown option '%s'", shortopt);
-}
-
-/* What the report shows (halloc-report). */
-#define CLI_CONTROLS_USAGE                                                  \
-	"      --top N             show the N largest leaks (and sites)\n"      \
-	"      --sort KEY          order leaks and sites by their site's peak,\n" \
-	"                          leaked, allocated (bytes), calls or\n"      \
-	"                          temporary (allocations)\n"                 \
-	"      --min-bytes BYTES   hide leaks of fewer bytes\n"                \
-	"      --no-stacks         show no call stacks\n"                       \
-	"      --process PID       report only the process PID\n"
-
-static inline bool cli_parse_sort(const char *text, enum ha_sort *out)
-{
-	static const struct {
-		const char *name;
-		enum ha_sort sort;
-	} keys[] = {{"peak", HA_SORT_PEAK},
-		    {"leaked", HA_SORT_LEAKED},
-		    {"allocated", HA_SORT_ALLOCATED},
-		    {"calls", HA_SORT_CALLS},
-		    {"temporary", HA_SORT_TEMPORARY}};
-
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strcmp(text, keys[i].name) == 0) {
-			*out = keys[i].sort;
-			return true;
-		}
-	return false;
 }
 
 #define CLI_SUPPRESSIONS_USAGE                                              \

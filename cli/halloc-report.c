@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "analyzer/analyzer.h"
-#include "cli/common.h"
+#include "cli/display.h"
 
 #define EXIT_BAD_LOG 1
 #define EXIT_USAGE   2
@@ -29,80 +29,48 @@ static const char usage_text[] =
     "\n"
     "Prints the report of a log that halloc-trace wrote.\n"
     "\n"
-    "      --format FORMAT     text (default) or json\n"
     "      --diff OLD          compare the log OLD with LOG: the sites\n"
     "                          whose leaked, peak or allocated bytes\n"
     "                          changed, largest change first\n"
-    "      --stacks N          show at most N frames of each stack\n"
-    "                          (0: all; default 12 for text, all for json)\n"
-    "      --no-color          no colour, even on a terminal\n"
-    CLI_CONTROLS_USAGE
+    CLI_DISPLAY_USAGE
     CLI_SUPPRESSIONS_USAGE
     CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n";
 
 enum {
-	OPT_FORMAT = 256,
-	OPT_STACKS,
-	OPT_NO_COLOR,
-	OPT_VERSION,
+	OPT_VERSION = 256,
+	OPT_DIFF,
 	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
 	OPT_SUPPRESSIONS,
-	OPT_TOP,
-	OPT_SORT,
-	OPT_PROCESS,
-	OPT_NO_STACKS,
-	OPT_MIN_BYTES,
-	OPT_DIFF,
 };
 
 /* ":": report a missing value. */
 static const char short_options[] = ":h";
 static const struct option long_options[] = {
-    {"format", required_argument, NULL, OPT_FORMAT},
-    {"stacks", required_argument, NULL, OPT_STACKS},
-    {"no-color", no_argument, NULL, OPT_NO_COLOR},
-    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
-    {"top", required_argument, NULL, OPT_TOP},
-    {"sort", required_argument, NULL, OPT_SORT},
-    {"process", required_argument, NULL, OPT_PROCESS},
-    {"no-stacks", no_argument, NULL, OPT_NO_STACKS},
-    {"min-bytes", required_argument, NULL, OPT_MIN_BYTES},
     {"diff", required_argument, NULL, OPT_DIFF},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    CLI_DISPLAY_LONG_OPTIONS, /* --format, --top, --sort, ... */
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
     {"error-exitcode", required_argument, NULL, OPT_GATE},
     {"max-leaked", required_argument, NULL, OPT_GATE},
     {"max-peak", required_argument, NULL, OPT_GATE},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
 };
 
-/* Above any depth the agent records. */
-#define STACKS_MAX 1000000u
-
 static struct env {
-	enum ha_format format;
-	bool stacks_given;
-	unsigned stacks;
-	bool no_color;
+	struct cli_display display;
 	struct cli_gates gates;
 	const char *suppressions;
-	unsigned top;
-	enum ha_sort sort;
-	bool pid_set, no_stacks;
-	unsigned pid;
-	uint64_t min_bytes;
 	const char *diff_old; /* --diff OLD: LOG is the new one */
 	const char *log;
-} env = {
-    .format = HA_FORMAT_TEXT,
-};
+} env;
 
 /* Returns 1 to go on, 0 to exit successfully, -1 on a usage error. */
 static int parse_options(int argc, char **argv)
 {
-	int c, index;
+	int c, index, done;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_options, long_options,
@@ -113,62 +81,11 @@ static int parse_options(int argc, char **argv)
 					    &env.gates) < 0)
 				return -1;
 			break;
-		case OPT_FORMAT:
-			if (strcmp(optarg, "text") == 0)
-				env.format = HA_FORMAT_TEXT;
-			else if (strcmp(optarg, "json") == 0)
-				env.format = HA_FORMAT_JSON;
-			else
-				return cli_usage_error("invalid format '%s': "
-						   "expected text or json",
-						   optarg);
-			break;
-		case OPT_STACKS:
-			if (!cli_parse_unsigned(optarg, 0, STACKS_MAX,
-						&env.stacks))
-				return cli_usage_error("invalid number of frames "
-						   "'%s': expected 0 (all) or "
-						   "more",
-						   optarg);
-			env.stacks_given = true;
-			break;
-		case OPT_TOP:
-			if (!cli_parse_unsigned(optarg, 1, UINT_MAX, &env.top))
-				return cli_usage_error("invalid number '%s' for "
-						   "--top: expected 1 or more",
-						   optarg);
-			break;
-		case OPT_SORT:
-			if (!cli_parse_sort(optarg, &env.sort))
-				return cli_usage_error(
-				    "invalid sort key '%s': expected peak, "
-				    "leaked, allocated, calls or temporary",
-				    optarg);
-			break;
-		case OPT_PROCESS:
-			if (!cli_parse_unsigned(optarg, 1, INT_MAX, &env.pid))
-				return cli_usage_error("invalid pid '%s'",
-						   optarg);
-			env.pid_set = true;
-			break;
-		case OPT_NO_STACKS:
-			env.no_stacks = true;
-			break;
-		case OPT_MIN_BYTES:
-			if (!cli_parse_bytes(optarg, &env.min_bytes))
-				return cli_usage_error(
-				    "invalid size '%s' for --min-bytes: "
-				    "expected bytes (e.g. 4096, 64K, 1M)",
-				    optarg);
-			break;
-		case OPT_DIFF:
-			env.diff_old = optarg;
-			break;
 		case OPT_SUPPRESSIONS:
 			env.suppressions = optarg;
 			break;
-		case OPT_NO_COLOR:
-			env.no_color = true;
+		case OPT_DIFF:
+			env.diff_old = optarg;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -179,7 +96,12 @@ static int parse_options(int argc, char **argv)
 		case ':':
 			return cli_bad_option(argv, 1);
 		default:
-			return cli_bad_option(argv, 0);
+			done = cli_display_option(c, optarg, &env.display);
+			if (done == 0)
+				return cli_bad_option(argv, 0);
+			if (done < 0)
+				return -1;
+			break;
 		}
 	}
 	if (optind >= argc)
@@ -211,8 +133,8 @@ static struct ha_analysis *read_for_diff(const char *path)
 /* --diff OLD NEW: exit 0 when printed, 1 when a log cannot be read. */
 static int diff(void)
 {
-	struct ha_report_options report = {.format = env.format,
-					   .top = env.top};
+	struct ha_report_options report =
+	    cli_display_report(&env.display, STDOUT_FILENO);
 	struct ha_analysis *old_a = read_for_diff(env.diff_old), *new_a;
 	struct ha_diag diag = {{0}};
 	int status = 0;
@@ -279,25 +201,10 @@ int main(int argc, char **argv)
 		return EXIT_BAD_LOG;
 	}
 
-	report = (struct ha_report_options){
-	    .format = env.format,
-	    .stack_frames = env.stacks_given ? env.stacks
-			    : env.format == HA_FORMAT_TEXT
-				? CLI_TEXT_STACK_FRAMES
-				: 0,
-	    .color = env.format == HA_FORMAT_TEXT && !env.no_color &&
-		     cli_use_color(STDOUT_FILENO),
-	    .top = env.top,
-	    .sort = env.sort,
-	    .min_bytes = env.min_bytes,
-	    .no_stacks = env.no_stacks,
-	    .pid_set = env.pid_set,
-	    .pid = env.pid,
-	    .utf8 = cli_utf8(),
-	};
-	if (env.pid_set && !ha_analysis_has_pid(analysis, env.pid)) {
+	report = cli_display_report(&env.display, STDOUT_FILENO);
+	if (env.display.pid_set && !ha_analysis_has_pid(analysis, env.display.pid)) {
 		fprintf(stderr, "halloc-report: no process '%u' in '%s'\n",
-			env.pid, env.log);
+			env.display.pid, env.log);
 		ha_analysis_free(analysis);
 		ha_suppressions_free(suppressions);
 		return EXIT_USAGE;

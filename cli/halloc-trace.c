@@ -24,7 +24,7 @@
 
 #include "agent/bpf/attach.h"
 #include "analyzer/analyzer.h"
-#include "cli/common.h"
+#include "cli/display.h"
 #include "halloc/log.h"
 #include "tracer/tracer.h"
 
@@ -56,6 +56,9 @@ static const char usage_text[] =
     CLI_GATES_USAGE
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n"
+    "\n"
+    "The report on standard error (as halloc-report shows it):\n"
+    CLI_DISPLAY_USAGE
     "\n"
     "eBPF (needs root, or CAP_BPF and CAP_PERFMON, and a kernel with BTF):\n"
     "  -p, --pid PID           record the running process PID until Ctrl-C,\n"
@@ -95,6 +98,7 @@ static const struct option long_options[] = {
     {"follow-children", no_argument, NULL, 'f'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    CLI_DISPLAY_LONG_OPTIONS, /* --format, --top, --sort, ... */
     {"pid", required_argument, NULL, 'p'},
     {"bpf", no_argument, NULL, OPT_BPF},
     {"duration", required_argument, NULL, OPT_DURATION},
@@ -111,6 +115,7 @@ static const struct option long_options[] = {
 
 static struct env {
 	const char *output;
+	struct cli_display display; /* what the report shows */
 	bool quiet;
 	unsigned depth;
 	bool follow_children;
@@ -187,7 +192,7 @@ static int check_combination(int argc, char **argv)
  * usage error. */
 static int parse_options(int argc, char **argv)
 {
-	int c, index;
+	int c, index, done;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, short_options, long_options,
@@ -276,7 +281,12 @@ static int parse_options(int argc, char **argv)
 		case ':':
 			return cli_bad_option(argv, 1);
 		default:
-			return cli_bad_option(argv, 0);
+			done = cli_display_option(c, optarg, &env.display);
+			if (done == 0)
+				return cli_bad_option(argv, 0);
+			if (done < 0)
+				return -1;
+			break;
 		}
 	}
 	return check_combination(argc, argv);
@@ -291,12 +301,8 @@ static int parse_options(int argc, char **argv)
 static int report_and_gate(const char *path)
 {
 	struct ha_analyze_options analyze = {.symbolize_from_files = true};
-	struct ha_report_options report = {
-	    .format = HA_FORMAT_TEXT,
-	    .stack_frames = CLI_TEXT_STACK_FRAMES,
-	    .color = cli_use_color(STDERR_FILENO),
-	    .utf8 = cli_utf8(),
-	};
+	struct ha_report_options report =
+	    cli_display_report(&env.display, STDERR_FILENO);
 	struct ha_analysis *analysis = NULL;
 	struct ha_diag diag = {{0}}, write_diag = {{0}};
 	enum ha_result result;
@@ -317,6 +323,12 @@ static int report_and_gate(const char *path)
 		gate = cli_gates_status("halloc-trace", analysis, &env.gates);
 		ha_analysis_free(analysis);
 	} else if (analysis) {
+		if (env.display.pid_set &&
+		    !ha_analysis_has_pid(analysis, env.display.pid))
+			fprintf(stderr,
+				"halloc-trace: warning: no process '%u' in "
+				"'%s'\n",
+				env.display.pid, path);
 		if (ha_report_write(analysis, &report, stderr, &write_diag) !=
 		    HA_OK)
 			fprintf(stderr, "halloc-trace: %s\n",
@@ -339,7 +351,8 @@ static int report_and_gate(const char *path)
 		fprintf(stderr,
 			"halloc-trace: warning: cannot report '%s': %s\n", path,
 			ha_result_name(result));
-	if (!env.quiet)
+	/* JSON on stderr stays one document a tool can parse. */
+	if (!env.quiet && env.display.format == HA_FORMAT_TEXT)
 		fprintf(stderr, "halloc-trace: log written to %s\n", path);
 	return gate;
 }

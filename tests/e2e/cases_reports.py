@@ -3,6 +3,7 @@ truth): CI gates, suppressions, what the report shows (--top, --sort, ...),
 memory usage and peak time, peak contributors, leak ages, temporary
 allocations and sizes, the heap over time, --diff.
 """
+import os
 import re
 
 from harness import (REPORT, TRACE, Fail, case, check, compare, expect_rc, one_line,
@@ -98,8 +99,8 @@ def suppressions(c):
     p = c.run([REPORT, "--suppressions", supp, "--error-exitcode", "9", t.log])
     out = p.stdout.decode()
     check(p.returncode == 9, f"exit {p.returncode}, want 9")
-    check("suppressed:      4.9 KiB (5,000 bytes) in 1 block of those" in out, out)
-    check("SUPPRESSED: 4.9 KiB (5,000 bytes) in 1 block by leak:leak_big (line 4)" in out, out)
+    check("suppressed:      4.88 KiB (5,000 bytes) in 1 block of those" in out, out)
+    check("SUPPRESSED: 4.88 KiB (5,000 bytes) in 1 block by leak:leak_big (line 4)" in out, out)
     check("300 bytes leaked in 1 block" in p.stderr.decode(), p.stderr.decode())
     # anchors and wildcards: both leaks, then nothing, then everything
     for text, rc in (("leak:^leak_*$\n", 0), ("leak:^eak_big\n", 9), ("leak:leak_smal$\n", 9),
@@ -162,7 +163,7 @@ def report_controls(c):
     check(all(l["stack"] == [] for l in doc("--no-stacks")["leaks"]), "--no-stacks json")
     out = text("--sort", "peak", "--top", "1", "--no-stacks")
     check(f"SITES by peak bytes (top 1 of 4):\n  1. build_peak (peak.c:{peak})" in out, out)
-    check("#0" not in out and "1 more leak not shown (300 bytes in 1 block)" in out, out)
+    check("#0" not in out and "1 more leak not shown (300 B in 1 block)" in out, out)
     check(f"#0 leak_big" in text(), "stacks shown by default")
     pid = doc()["pid"]
     check(doc("--process", str(pid))["pid"] == pid, "--process")
@@ -209,7 +210,7 @@ def peak_contributors(c):
     churn = [s for s in proc["sites"] if s["site"]["line"] == line_of(src, "CHURN:")]
     check(churn and churn[0]["peak_bytes"] == 1000, f"churn site {churn}")
     want_text = (f"PEAK CONTRIBUTORS (what the heap held at its peak):\n"
-                 f"  97.7 KiB (100,000 bytes) in 10 blocks at build_peak (peak.c:{want[0][0]})\n")
+                 f"  97.7 KiB in 10 blocks at build_peak (peak.c:{want[0][0]})\n")
     check(want_text in t.err, t.err)
 
 
@@ -312,12 +313,111 @@ def diff(c):
     check(got == want, f"sites {got}, want {want}")
     p = c.run([REPORT, "--diff", old.log, new.log])
     out = p.stdout.decode()
-    check(p.returncode == 0 and "  leaked bytes:    5300 -> 0 (-5,300)\n" in out, out)
-    check(f"  leak_big (peak.c:{want[0][0]})\n     leaked -5,000 B, peak 0 B, allocated 0 B, "
+    check(p.returncode == 0 and "  leaked:          5.18 KiB -> 0 B (-5.18 KiB)\n" in out, out)
+    check(f"  leak_big (peak.c:{want[0][0]})\n     leaked -4.88 KiB, peak 0 B, allocated 0 B, "
           "calls 0\n" in out, out)
+    # with colour, less is green and more is red
+    out = c.run([REPORT, "--diff", old.log, new.log, "--color", "always"]).stdout.decode()
+    check("leaked \033[32m-4.88 KiB\033[0m, peak 0 B," in out, out)
+    out = c.run([REPORT, "--diff", new.log, old.log, "--color", "always"]).stdout.decode()
+    check("(\033[1;31m+5.18 KiB\033[0m)" in out, out)
     # the same log twice: nothing changed
     p = c.run([REPORT, "--diff", old.log, old.log])
     check("No site changed." in p.stdout.decode(), p.stdout.decode())
     p = c.run([REPORT, "--diff", c.path("missing.hlog"), new.log])
     check(p.returncode == 1, f"--diff of a missing log: exit {p.returncode}, want 1")
     one_line(p, "--diff of a missing log")
+
+
+# ---- halloc-trace takes halloc-report's display options ----------------------
+
+@case("trace-display")
+def trace_display(c):
+    from harness import parse_report, source, line_of
+    src = source("peak")
+    big, peak = line_of(src, "LEAK:big"), line_of(src, "PEAK:")
+    # JSON on stderr: one document, nothing after it
+    t = traced_peak(c, opts=("--format", "json", "--top", "1", "--no-stacks"))
+    expect_rc(t, 0)
+    proc = only_process(parse_report(t.err))
+    check([x["site"]["line"] for x in proc["leaks"]] == [big], f"leaks {proc['leaks']}")
+    check(proc["leaks"][0]["stack"] == [] and proc["leaks_omitted"]["leaks"] == 1, f"{proc}")
+    t = traced_peak(c, opts=("--sort", "peak", "--top", "1", "--stacks", "1",
+                             "--min-bytes", "1K"))
+    expect_rc(t, 0)
+    check(f"SITES by peak bytes (top 1 of 4):\n  1. build_peak (peak.c:{peak})" in t.err, t.err)
+    check(re.search(r"\n  #0 leak_big [^\n]*\n  \.\.\. \d+ more frames\n", t.err), t.err)
+    check("#1 " not in t.err and "log written to" in t.err, t.err)
+    t = traced_peak(c, opts=("--process", "1"))
+    check("warning: no process '1' in " in t.err and "LEAK" not in t.err, t.err)
+    # a bad value is a usage error before the program runs
+    for bad in (("--top", "0"), ("--format", "xml"), ("--stacks", "-1"), ("--color", "blue"),
+                ("--sort", "size")):
+        p = c.run([TRACE, "-o", c.path("bad.hlog"), *bad, "--", program("peak")])
+        check(p.returncode == 2, f"{' '.join(bad)}: exit {p.returncode}, want 2")
+        check(not os.path.exists(c.path("bad.hlog")), f"{' '.join(bad)}: the program ran")
+
+
+# ---- colour on a terminal, and a width that fits it --------------------------
+
+def on_terminal(c, argv, columns=None, env=None):
+    """Runs argv with stdout and stderr on a pseudo-terminal of `columns`
+    columns; returns (exit status, what it printed)."""
+    import fcntl, pty, struct, subprocess, termios
+    master, slave = pty.openpty()
+    if columns:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    c.note("$ (on a terminal) " + " ".join(argv))
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                         env=env if env is not None else c.env())
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=60), out.decode(errors="replace").replace("\r\n", "\n")
+
+
+@case("color-width")
+def color_width(c):
+    t = traced_peak(c)
+    expect_rc(t, 0)
+    check("\033[" not in t.err, "colour on a pipe")
+    rc, out = on_terminal(c, [REPORT, t.log])
+    check(rc == 0 and "\033[1;31mLEAK 1:\033[0m" in out, out)
+    for env in (c.env(NO_COLOR="1"),):
+        rc, out = on_terminal(c, [REPORT, t.log], env=env)
+        check(rc == 0 and "\033[" not in out, f"NO_COLOR: {out}")
+    rc, out = on_terminal(c, [REPORT, "--color", "never", t.log])
+    check("\033[" not in out, f"--color never: {out}")
+    check("\033[" not in c.run([REPORT, "--no-color", t.log]).stdout.decode(), "--no-color")
+    p = c.run([REPORT, "--color=always", t.log])
+    check("\033[1;31mLEAK 1:\033[0m" in p.stdout.decode(), "--color=always on a pipe")
+    check("\033[" not in c.run([REPORT, "--color=always", "--format", "json", t.log])
+          .stdout.decode(), "colour in JSON")
+    # halloc-trace colours its stderr when that is a terminal
+    rc, out = on_terminal(c, [TRACE, "-o", c.path("tty.hlog"), "--", program("peak")])
+    check(rc == 0 and "\033[1;31mLEAK 1:\033[0m" in out, out)
+
+    # the sparkline fills the terminal's width; stack lines fit it
+    spark = re.compile(r"\n(  heap over time:  )(\S+)(  \(max [^\n]*\))\n")
+    for columns in (70, 120):
+        rc, out = on_terminal(c, [REPORT, "--no-color", t.log], columns=columns)
+        m = spark.search(out)
+        check(m and sum(len(g) for g in m.groups()) == columns,
+              f"{columns} columns: sparkline {m and m.group(0)!r}")
+        frames = [l for l in out.splitlines() if l.startswith("  #")]
+        check(frames and all(len(l) <= columns or "/" not in l for l in frames),
+              f"{columns} columns: frames {frames}")
+    # COLUMNS wins, also on a pipe; without either the layout is fixed
+    out = c.run([REPORT, t.log], env=c.env(COLUMNS="60")).stdout.decode()
+    m = spark.search(out)
+    check(m and sum(len(g) for g in m.groups()) == 60, f"COLUMNS=60: {m and m.group(0)!r}")
+    m = spark.search(c.run([REPORT, t.log]).stdout.decode())
+    check(m and len(m.group(2)) == 50, "50 columns without a width")

@@ -65,7 +65,7 @@ Test(report_text, leak_lines)
 	    "%s", text);
 	cr_assert(
 	    strstr(text,
-		   "\nLEAK 1: 4,096 bytes in 2 blocks at main (leaky.c:12)\n"
+		   "\nLEAK 1: 4.00 KiB (4,096 bytes) in 2 blocks at main (leaky.c:12)\n"
 		   "  #0 main /src/leaky.c:12 (/src/leaky)\n"
 		   "  #1 __libc_start_call_main "
 		   "../sysdeps/nptl/libc_start_call_main.h:58 "
@@ -73,15 +73,15 @@ Test(report_text, leak_lines)
 	    "%s", text);
 	cr_assert(strstr(text, "  allocations:     3\n"), "%s", text);
 	cr_assert(strstr(text, "  frees:           1\n"), "%s", text);
-	cr_assert(strstr(text, "  bytes allocated: 4.1 KiB (4,196 bytes)\n"),
+	cr_assert(strstr(text, "  bytes allocated: 4.10 KiB (4,196 bytes)\n"),
 		  "%s", text);
 	cr_assert(
 	    strstr(text,
-		   "  peak heap:       4.1 KiB (4,196 bytes) in 3 blocks\n"),
+		   "  peak heap:       4.10 KiB (4,196 bytes) in 3 blocks\n"),
 	    "%s", text);
 	cr_assert(
 	    strstr(text,
-		   "  leaked:          4.0 KiB (4,096 bytes) in 2 blocks\n"),
+		   "  leaked:          4.00 KiB (4,096 bytes) in 2 blocks\n"),
 	    "%s", text);
 	cr_assert_null(strstr(text, "No leaks."));
 	cr_assert_null(strstr(text, "\033["), "no colour unless asked");
