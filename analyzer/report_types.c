@@ -29,19 +29,27 @@ static uint64_t class_max(unsigned k)
 	return k == 0 ? 0 : k == 64 ? UINT64_MAX : (1ull << k) - 1;
 }
 
-/* "16 - 31 bytes", "0 bytes" */
+/* 2^k bytes, short: "512 B", "4 KiB" (as ALLOCATION SIZES shows them). */
+static const char *pow2(char buf[32], unsigned k)
+{
+	static const char *const units[] = {"B",   "KiB", "MiB", "GiB",
+					    "TiB", "PiB", "EiB"};
+
+	snprintf(buf, 32, "%llu %s", 1ull << (k % 10), units[k / 10]);
+	return buf;
+}
+
+/* "16 B - <32 B", "0 B" */
 static void print_class(FILE *out, unsigned k)
 {
-	char range[64];
+	char range[80], b1[32], b2[32];
 
-	if (k <= 1)
-		snprintf(range, sizeof(range), "%" PRIu64 " bytes",
-			 class_min(k));
+	if (k == 0)
+		snprintf(range, sizeof(range), "0 B");
 	else
-		snprintf(range, sizeof(range),
-			 "%" PRIu64 " - %" PRIu64 " bytes", class_min(k),
-			 class_max(k));
-	fprintf(out, "  %-28s", range);
+		snprintf(range, sizeof(range), "%s - <%s", pow2(b1, k - 1),
+			 k < 64 ? pow2(b2, k) : "16 EiB");
+	fprintf(out, "    %-20s", range);
 }
 
 void ha_text_types(FILE *out, const struct ha_process *p,
@@ -81,19 +89,18 @@ void ha_text_types(FILE *out, const struct ha_process *p,
 	}
 	if (!r->nclasses)
 		return;
-	fprintf(out,
-		"  %sWithout a type%s, by size class (allocations, "
-		"bytes, peak, leaked):\n",
-		st->head, st->reset);
+	fprintf(out, "  %sWithout a type%s, by size class:\n", st->head,
+		st->reset);
 	for (size_t i = 0; i < r->nclasses; i++) {
 		const struct ha_size_class *c = &r->classes[i];
 
 		print_class(out, c->bucket);
-		fprintf(out, " %10s  %s, peak %s, leaked %s\n",
-			ha_text_count(n1, c->allocations),
-			ha_text_size(s1, c->bytes),
-			ha_text_size(s2, c->peak_bytes),
-			ha_text_size(s3, c->leaked_bytes));
+		fprintf(
+		    out, " %s %s, %s, peak %s, leaked %s\n",
+		    ha_text_count(n1, c->allocations),
+		    ha_text_plural(c->allocations, "allocation", "allocations"),
+		    ha_text_size(s1, c->bytes), ha_text_size(s2, c->peak_bytes),
+		    ha_text_size(s3, c->leaked_bytes));
 	}
 }
 

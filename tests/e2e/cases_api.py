@@ -76,9 +76,8 @@ def types(c):
         {"min": 64, "max": 127, "allocations": 1, "bytes": 100, "peak_bytes": 100,
          "leaked_bytes": 0, "leaked_blocks": 0}]})
     want = (f"MEMORY USAGE BY TYPE (halloc() allocations):\n"
-            f"  struct point: 13 objects in 2 allocations, 208 bytes, peak 208 bytes, "
-            f"leaked 48 bytes\n"
-            f"    {src}:{line_of(src, 'TYPED:points')}: 1 allocation, 10 objects, 160 bytes\n")
+            f"  struct point: 13 objects in 2 allocations, 208 B, peak 208 B, leaked 48 B\n"
+            f"    {src}:{line_of(src, 'TYPED:points')}: 1 allocation, 10 objects, 160 B\n")
     check(want in t.err, f"text report lacks {want!r}")
 
 
