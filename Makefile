@@ -113,7 +113,7 @@ $(BPF_SKEL): $(BPF_DIR)/halloc.bpf.o
 	@$(if $(Q),echo "  GEN     $@")
 	$(Q)bpftool gen skeleton $< name halloc_bpf > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/obj/agent/bpf/%.o: agent/bpf/%.c $(wildcard agent/bpf/*.h include/halloc/*.h agent/*.h) $(BPF_SKEL)
+$(BUILD)/obj/agent/bpf/%.o: agent/bpf/%.c $(wildcard agent/bpf/*.h include/halloc/*.h agent/*.h) tracer/frames.h $(BPF_SKEL)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) -I$(BPF_DIR) $(CFLAGS) -c $< -o $@
@@ -123,10 +123,10 @@ $(BPF_LIB): $(BPF_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BPF_DRIVER): tests/bpf/driver.c agent/bpf/attach.h $(BPF_LIB) $(ANALYZER_LIB)
+$(BPF_DRIVER): tests/bpf/driver.c agent/bpf/attach.h $(BPF_LIB) $(TRACER_LIB) $(ANALYZER_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BPF_LIB) $(ANALYZER_LIB) $(BPF_LIBS) $(ANALYZER_LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BPF_LIB) $(TRACER_LIB) $(ANALYZER_LIB) $(BPF_LIBS) $(ANALYZER_LIBS)
 # ---- end of the eBPF attach --------------------------------------------------
 
 $(BUILD)/bin/halloc-trace: $(BUILD)/obj/cli/halloc-trace.o $(BPF_LIB) $(TRACER_LIB) $(ANALYZER_LIB)

@@ -87,7 +87,10 @@ static void append_end(struct ht_session *s)
 	if (chunks_lost || s->seen_incomplete || s->gave_up ||
 	    (slots_full && killed_by_signal(s)))
 		flags |= HT_END_EVENTS_LOST;
-	ht_log_write(s, frame, ht_frame_end(frame, flags, chunks_lost));
+	ht_log_write(
+	    s, frame,
+	    ht_frame_end(frame, &(struct ht_end){.flags = flags,
+						 .chunks_lost = chunks_lost}));
 }
 
 enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)

@@ -159,7 +159,8 @@ static unsigned char *put_str(unsigned char *p, const char *s)
 unsigned char *ht_frame_trace_info(const struct ht_trace_info *info,
 				   size_t *size)
 {
-	size_t room = HALLOC_FRAME_HEADER_SIZE + 6 * HALLOC_VARINT_MAX;
+	size_t room =
+	    HALLOC_FRAME_HEADER_SIZE + HT_TRACE_INFO_FIELDS * HALLOC_VARINT_MAX;
 	unsigned char *frame, *p;
 	uint64_t argc = 0;
 
@@ -185,20 +186,12 @@ unsigned char *ht_frame_trace_info(const struct ht_trace_info *info,
 	return frame;
 }
 
-size_t ht_frame_process_exit(unsigned char out[HT_SMALL_FRAME_MAX], pid_t pid,
-			     int wait_status)
+size_t ht_frame_process_exit_how(unsigned char out[HT_SMALL_FRAME_MAX],
+				 pid_t pid, uint64_t how, uint64_t value,
+				 uint64_t flags)
 {
-	uint64_t how = HALLOC_EXIT_UNKNOWN, value = 0, flags = 0;
 	unsigned char *p = out + HALLOC_FRAME_HEADER_SIZE;
 
-	if (WIFEXITED(wait_status)) {
-		how = HALLOC_EXIT_CODE;
-		value = (uint64_t)WEXITSTATUS(wait_status);
-	} else if (WIFSIGNALED(wait_status)) {
-		how = HALLOC_EXIT_SIGNAL;
-		value = (uint64_t)WTERMSIG(wait_status);
-		flags = WCOREDUMP(wait_status) ? 1 : 0;
-	}
 	p = halloc_put_uv(p, (uint64_t)pid);
 	p = halloc_put_uv(p, how);
 	p = halloc_put_uv(p, value);
@@ -208,13 +201,32 @@ size_t ht_frame_process_exit(unsigned char out[HT_SMALL_FRAME_MAX], pid_t pid,
 	return (size_t)(p - out);
 }
 
-size_t ht_frame_end(unsigned char out[HT_SMALL_FRAME_MAX], uint64_t flags,
-		    uint64_t chunks_lost)
+size_t ht_frame_process_exit(unsigned char out[HT_SMALL_FRAME_MAX], pid_t pid,
+			     int wait_status)
+{
+	if (WIFEXITED(wait_status))
+		return ht_frame_process_exit_how(
+		    out, pid, HALLOC_EXIT_CODE,
+		    (uint64_t)WEXITSTATUS(wait_status), 0);
+	if (WIFSIGNALED(wait_status))
+		return ht_frame_process_exit_how(
+		    out, pid, HALLOC_EXIT_SIGNAL,
+		    (uint64_t)WTERMSIG(wait_status),
+		    WCOREDUMP(wait_status) ? 1 : 0);
+	return ht_frame_process_exit_how(out, pid, HALLOC_EXIT_UNKNOWN, 0, 0);
+}
+
+size_t ht_frame_end(unsigned char out[HT_SMALL_FRAME_MAX],
+		    const struct ht_end *end)
 {
 	unsigned char *p = out + HALLOC_FRAME_HEADER_SIZE;
 
-	p = halloc_put_uv(p, flags);
-	p = halloc_put_uv(p, chunks_lost);
+	p = halloc_put_uv(p, end->flags);
+	p = halloc_put_uv(p, end->chunks_lost);
+	if (end->bpf_counts) {
+		p = halloc_put_uv(p, end->events_lost);
+		p = halloc_put_uv(p, end->stacks_truncated);
+	}
 	ht_put_frame_header(out, (uint32_t)(p - out - HALLOC_FRAME_HEADER_SIZE),
 			    HALLOC_FRAME_END);
 	return (size_t)(p - out);

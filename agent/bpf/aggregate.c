@@ -1,6 +1,7 @@
 /*
  * agent/bpf/aggregate.c - --aggregate: the kernel kept, per call stack,
- * allocations, bytes, frees and failures, and every live block; when
+ * allocations, bytes and failures, and every live block (a site's frees
+ * are its allocations less its live blocks); when
  * recording ends they become records of the stream (TRACE_INFO says
  * HALLOC_TRACE_AGGREGATE):
  *
@@ -38,6 +39,8 @@ struct dump {
 	uint32_t tid;
 	uint64_t seq;	     /* next sequence number */
 	struct hb_table ids; /* site key -> stack id << 8 | function */
+	/* site key -> its blocks still live, and their bytes */
+	struct hb_table live_blocks, live_bytes;
 };
 
 static int by_time(const void *a, const void *b)
@@ -83,8 +86,16 @@ static void dump_site(struct dump *d, uint64_t key, const struct hb_site *site)
 	struct hb_session *s = d->s;
 	unsigned fn = HALLOC_FN_MALLOC, n = 0;
 	struct hb_stack st;
-	uint64_t stack;
+	uint64_t stack, frees = site->allocs, freed_bytes = site->bytes;
+	const uint64_t *nlive = hb_table_find(&d->live_blocks, key),
+		       *live_bytes = hb_table_find(&d->live_bytes, key);
 	bool wrote;
+
+	if (nlive && *nlive <= frees && live_bytes &&
+	    *live_bytes <= freed_bytes) {
+		frees -= *nlive;
+		freed_bytes -= *live_bytes;
+	}
 
 	if (!bpf_map_lookup_elem(bpf_map__fd(s->skel->maps.stacks), &key,
 				 &st)) {
@@ -102,9 +113,8 @@ static void dump_site(struct dump *d, uint64_t key, const struct hb_site *site)
 	stack = hb_stack_id(s->stream, d->tid, d->seq++, s->frames, n, &wrote);
 	hb_table_put(&d->ids, key, stack << 8 | fn);
 
-	for (uint64_t i = 0; i < site->frees; i++) {
-		uint64_t size = site->freed_bytes / site->frees +
-				(i < site->freed_bytes % site->frees);
+	for (uint64_t i = 0; i < frees; i++) {
+		uint64_t size = freed_bytes / frees + (i < freed_bytes % frees);
 
 		hb_rec_alloc(s->stream, d->tid, d->seq++, fn, 0, FREED_ADDR,
 			     size, stack);
@@ -130,6 +140,20 @@ enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag)
 	live = read_live(bpf_map__fd(s->skel->maps.live), &nlive);
 	if (!live)
 		return hb_diag_set(diag, HB_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < nlive; i++) {
+		uint64_t *n = hb_table_find(&d.live_blocks, live[i].b.site),
+			 *b = hb_table_find(&d.live_bytes, live[i].b.site);
+
+		if (!hb_table_put(&d.live_blocks, live[i].b.site,
+				  n ? *n + 1 : 1) ||
+		    !hb_table_put(&d.live_bytes, live[i].b.site,
+				  (b ? *b : 0) + live[i].b.size)) {
+			free(live);
+			hb_table_free(&d.live_blocks);
+			hb_table_free(&d.live_bytes);
+			return hb_diag_set(diag, HB_ERR_NOMEM, "out of memory");
+		}
+	}
 	d.seq = HB_EVENT_SEQ(s->skel->data->next_seq) + 1;
 	while (!bpf_map_get_next_key(sites_fd, prev, &next)) {
 		struct hb_site site;
@@ -161,6 +185,8 @@ enum hb_result hb_aggregate_dump(struct hb_session *s, struct hb_diag *diag)
 	}
 	free(live);
 	hb_table_free(&d.ids);
+	hb_table_free(&d.live_blocks);
+	hb_table_free(&d.live_bytes);
 
 	before = hb_counter(s, HB_CNT_UNKNOWN_FREES);
 	s->out->unknown_frees = before;

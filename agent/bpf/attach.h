@@ -75,6 +75,9 @@ struct hb_config {
 	bool aggregate;	      /* totals per stack in the kernel (FP stacks) */
 	double duration;      /* seconds; 0: until a signal or the end */
 	unsigned ring_mib;    /* ring buffer size; 0: by stack mode */
+	bool probes_only;     /* benchmarking: every probe fires and its
+				 program returns at once (the uprobes'
+				 own cost); the log has no events */
 };
 
 struct hb_outcome {

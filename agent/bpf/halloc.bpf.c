@@ -40,7 +40,8 @@ const volatile __u32 stack_mode = HB_STACK_FP;
 const volatile __u32 stack_depth = 64;	 /* FP frames, <= HB_FP_DEPTH_MAX */
 const volatile __u32 stack_bytes = 8192; /* DWARF copy, <= HB_STACK_BYTES_MAX */
 const volatile bool aggregate = false;
-const volatile __u64 wakeup_bytes = 1 << 20;
+const volatile bool probes_only = false; /* benchmarking: the floor */
+const volatile __u64 wakeup_mask = 1023; /* 2^n - 1, see rb_flags */
 
 /* Set by user space after load (mmap'ed .data/.bss). */
 __u64 next_seq = 1;
@@ -144,14 +145,19 @@ static __always_inline __u64 take_seq(void)
 
 static __always_inline bool is_target(void)
 {
+	if (probes_only)
+		return false;
 	return (bpf_get_current_pid_tgid() >> 32) == target_tgid && !stopped;
 }
 
-/* Wake the reader only when a good part of the ring is used: a wakeup per
- * event would cost more than the event. The reader also polls. */
-static __always_inline __u64 rb_flags(void)
+/* Wake the reader only once every wakeup_mask + 1 sequence numbers (user
+ * space sets it to about a sixteenth of the ring): a wakeup per event would
+ * cost more than the event, and asking the ring how full it is costs a
+ * helper call per event. The reader also polls. */
+static __always_inline __u64 rb_flags(const struct hb_event *ev)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+	return !(ev->seq & wakeup_mask) ||
+		       (ev->seq2 && !(ev->seq2 & wakeup_mask))
 		   ? BPF_RB_FORCE_WAKEUP
 		   : BPF_RB_NO_WAKEUP;
 }
@@ -278,21 +284,13 @@ int BPF_KPROBE(pvalloc_enter, __u64 size)
 
 /* ---- --aggregate --------------------------------------------------------- */
 
+/* The least work a free can do: its block leaves `live`. Frees per site
+ * are not counted here: user space derives them at the end (a site's
+ * allocations less its blocks still live). */
 static __always_inline void agg_free(__u64 addr)
 {
-	struct hb_live *b = bpf_map_lookup_elem(&live, &addr);
-	struct hb_site *s;
-
-	if (!b) {
+	if (bpf_map_delete_elem(&live, &addr))
 		count(HB_CNT_UNKNOWN_FREES);
-		return;
-	}
-	s = bpf_map_lookup_elem(&sites, &b->site);
-	if (s) {
-		__sync_fetch_and_add(&s->frees, 1);
-		__sync_fetch_and_add(&s->freed_bytes, b->size);
-	}
-	bpf_map_delete_elem(&live, &addr);
 }
 
 /* The site of the current stack, created on first sight. */
@@ -345,12 +343,9 @@ static __always_inline void agg_alloc(struct pt_regs *ctx, __u8 fn, __u64 addr,
 	__sync_fetch_and_add(&site->allocs, 1);
 	__sync_fetch_and_add(&site->bytes, size);
 	b.time_ns = bpf_ktime_get_boot_ns();
-	if (bpf_map_update_elem(&live, &addr, &b, BPF_ANY)) {
-		/* Not tracked: count it freed at once, so totals hold. */
+	/* Not tracked: it counts as freed (see agg_free), totals hold. */
+	if (bpf_map_update_elem(&live, &addr, &b, BPF_ANY))
 		count(HB_CNT_LIVE_FULL);
-		__sync_fetch_and_add(&site->frees, 1);
-		__sync_fetch_and_add(&site->freed_bytes, size);
-	}
 }
 
 static __always_inline void agg_failed(struct pt_regs *ctx, __u8 fn)
@@ -409,7 +404,7 @@ static __always_inline void emit_with_stack(struct pt_regs *ctx,
 			}
 			ev->stack_size = got;
 		}
-		bpf_ringbuf_submit(ev, rb_flags());
+		bpf_ringbuf_submit(ev, rb_flags(ev));
 		return;
 	}
 
@@ -430,15 +425,16 @@ static __always_inline void emit_with_stack(struct pt_regs *ctx,
 		barrier_var(size); /* the verifier must see the bound */
 		size &= ~7ULL;
 		s->ev.nframes = size / 8;
-		if (bpf_ringbuf_output(
-			&events, s, sizeof(struct hb_event) + size, rb_flags()))
+		if (bpf_ringbuf_output(&events, s,
+				       sizeof(struct hb_event) + size,
+				       rb_flags(&s->ev)))
 			count(HB_CNT_LOST);
 	}
 }
 
 static __always_inline void emit(struct hb_event *ev)
 {
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), rb_flags()))
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), rb_flags(ev)))
 		count(HB_CNT_LOST);
 }
 

@@ -201,7 +201,8 @@ static enum hb_result open_log(struct hb_session *s, struct hb_diag *diag)
 
 static void write_header(struct hb_session *s)
 {
-	struct hb_trace_info info = {
+	struct ht_trace_info info = {
+	    .recorder = HALLOC_RECORDER_BPF,
 	    .flags = (s->stack_mode == HB_STACK_DWARF ? HALLOC_TRACE_STACK_DWARF
 						      : HALLOC_TRACE_STACK_FP) |
 		     (s->spawned ? 0 : HALLOC_TRACE_ATTACHED) |
@@ -218,9 +219,8 @@ static void write_header(struct hb_session *s)
 		info.argv = s->config->argv;
 	} else {
 		argc = s->proc.argc;
-		info.argv = s->proc.argv;
+		info.argv = s->proc.argv; /* NULL-ended */
 	}
-	info.argc = argc;
 	hb_log_trace_info(&s->log, &info);
 	/* On disk now: a log with its header says the probes are in place. */
 	hb_log_flush(&s->log);
@@ -295,8 +295,12 @@ static enum hb_result finish(struct hb_session *s, struct hb_diag *diag)
 	if (end.fd < 0)
 		return hb_diag_set(diag, HB_ERR_LOG, "cannot write '%s': %s",
 				   s->out->log_path, strerror(errno));
-	hb_log_end(&end, s->out->events_lost ? 1 : 0, 0, s->out->events_lost,
-		   s->out->stacks_truncated);
+	hb_log_end(&end,
+		   &(struct ht_end){
+		       .flags = s->out->events_lost ? HT_END_EVENTS_LOST : 0,
+		       .bpf_counts = true,
+		       .events_lost = s->out->events_lost,
+		       .stacks_truncated = s->out->stacks_truncated});
 	if ((err = hb_log_close(&end)))
 		return hb_diag_set(diag, HB_ERR_LOG, "cannot write '%s': %s",
 				   s->out->log_path, strerror(err));

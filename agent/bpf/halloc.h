@@ -80,11 +80,11 @@ struct hb_event {
 
 /* ---- --aggregate: totals kept in the kernel -------------------------- */
 
-/* Per call site: key is a hash of the stack and the function. */
+/* Per call site: key is a hash of the stack and the function. Its frees
+ * are its allocations less its blocks still in `live` at the end. */
 struct hb_site {
 	__u64 allocs, bytes; /* allocations made, bytes requested */
-	__u64 frees, freed_bytes;
-	__u64 failed; /* allocations that returned NULL */
+	__u64 failed;	     /* allocations that returned NULL */
 };
 
 struct hb_stack {

@@ -47,13 +47,6 @@ static void put_le64(unsigned char *p, uint64_t v)
 	put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
-static void put_frame_header(unsigned char *p, uint32_t length, uint16_t type)
-{
-	put_le32(p, length);
-	put_le16(p + 4, type);
-	put_le16(p + 6, 0);
-}
-
 static unsigned char *put_str(unsigned char *p, const char *s, size_t len)
 {
 	p = halloc_put_uv(p, len);
@@ -65,7 +58,7 @@ static unsigned char *put_str(unsigned char *p, const char *s, size_t len)
 
 int hb_log_open(struct hb_log *log, const char *path)
 {
-	unsigned char h[16];
+	unsigned char h[HT_FILE_HEADER_SIZE];
 
 	log->error = 0;
 	log->slots = 0;
@@ -73,9 +66,7 @@ int hb_log_open(struct hb_log *log, const char *path)
 	log->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (log->fd < 0)
 		return errno;
-	memcpy(h, HALLOC_LOG_MAGIC, HALLOC_LOG_MAGIC_LEN);
-	put_le32(h + 8, HALLOC_LOG_VERSION);
-	put_le32(h + 12, 0);
+	ht_put_file_header(h);
 	hb_log_write(log, h, sizeof(h));
 	return 0;
 }
@@ -125,64 +116,37 @@ int hb_log_close(struct hb_log *log)
 	return log->error;
 }
 
-/* A frame the tracer side writes, of a payload built by the caller. */
-static void write_frame(struct hb_log *log, uint16_t type,
-			const unsigned char *payload, size_t len)
+/* The frames around the chunks are the tracer's (tracer/frames.c): one
+ * encoder for both recorders. */
+void hb_log_trace_info(struct hb_log *log, const struct ht_trace_info *info)
 {
-	unsigned char h[HALLOC_FRAME_HEADER_SIZE];
+	size_t size;
+	unsigned char *frame = ht_frame_trace_info(info, &size);
 
-	put_frame_header(h, (uint32_t)len, type);
-	hb_log_write(log, h, sizeof(h));
-	hb_log_write(log, payload, len);
-}
-
-void hb_log_trace_info(struct hb_log *log, const struct hb_trace_info *info)
-{
-	size_t cap = 6 * V, len;
-	unsigned char *buf, *p;
-
-	for (unsigned i = 0; i < info->argc; i++)
-		cap += V + strlen(info->argv[i]);
-	buf = malloc(cap);
-	if (!buf) {
-		log->error = ENOMEM;
+	if (!frame) {
+		if (!log->error)
+			log->error = ENOMEM;
 		return;
 	}
-	p = halloc_put_uv(buf, HALLOC_RECORDER_BPF);
-	p = halloc_put_uv(p, info->flags);
-	p = halloc_put_uv(p, info->depth);
-	p = halloc_put_uv(p, info->start_ns);
-	p = halloc_put_uv(p, info->pid);
-	p = halloc_put_uv(p, info->argc);
-	for (unsigned i = 0; i < info->argc; i++)
-		p = put_str(p, info->argv[i], strlen(info->argv[i]));
-	len = (size_t)(p - buf);
-	write_frame(log, HALLOC_FRAME_TRACE_INFO, buf, len);
-	free(buf);
+	hb_log_write(log, frame, size);
+	free(frame);
 }
 
 void hb_log_process_exit(struct hb_log *log, uint32_t pid, uint64_t how,
 			 uint64_t value, uint64_t flags)
 {
-	unsigned char buf[4 * V], *p = buf;
+	unsigned char frame[HT_SMALL_FRAME_MAX];
 
-	p = halloc_put_uv(p, pid);
-	p = halloc_put_uv(p, how);
-	p = halloc_put_uv(p, value);
-	p = halloc_put_uv(p, flags);
-	write_frame(log, HALLOC_FRAME_PROCESS_EXIT, buf, (size_t)(p - buf));
+	hb_log_write(
+	    log, frame,
+	    ht_frame_process_exit_how(frame, (pid_t)pid, how, value, flags));
 }
 
-void hb_log_end(struct hb_log *log, uint64_t flags, uint64_t chunks_lost,
-		uint64_t events_lost, uint64_t stacks_truncated)
+void hb_log_end(struct hb_log *log, const struct ht_end *end)
 {
-	unsigned char buf[4 * V], *p = buf;
+	unsigned char frame[HT_SMALL_FRAME_MAX];
 
-	p = halloc_put_uv(p, flags);
-	p = halloc_put_uv(p, chunks_lost);
-	p = halloc_put_uv(p, events_lost);
-	p = halloc_put_uv(p, stacks_truncated);
-	write_frame(log, HALLOC_FRAME_END, buf, (size_t)(p - buf));
+	hb_log_write(log, frame, ht_frame_end(frame, end));
 }
 
 /* ---- chunks -------------------------------------------------------------- */
@@ -204,8 +168,9 @@ static void chunk_flush(struct hb_stream *s, struct hb_thread *t)
 {
 	if (t->used == CHUNK_START)
 		return;
-	put_frame_header(t->buf, (uint32_t)(t->used - HALLOC_FRAME_HEADER_SIZE),
-			 HALLOC_FRAME_CHUNK);
+	ht_put_frame_header(t->buf,
+			    (uint32_t)(t->used - HALLOC_FRAME_HEADER_SIZE),
+			    HALLOC_FRAME_CHUNK);
 	hb_log_write(s->log, t->buf, t->used);
 	t->chunk_no++;
 	chunk_reset(s, t);

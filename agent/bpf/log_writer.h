@@ -24,6 +24,7 @@
 
 #include "agent/bpf/table.h"
 #include "halloc/log.h"
+#include "tracer/frames.h"
 
 struct hb_log {
 	int fd;
@@ -57,20 +58,12 @@ int hb_log_flush(struct hb_log *log);
 /* Flushes and closes; returns the first error (errno) or 0. */
 int hb_log_close(struct hb_log *log);
 
-struct hb_trace_info {
-	uint64_t flags; /* enum halloc_trace_flags */
-	uint64_t depth;
-	uint64_t start_ns; /* CLOCK_REALTIME */
-	uint64_t pid;
-	unsigned argc;
-	char *const *argv;
-};
-
-void hb_log_trace_info(struct hb_log *log, const struct hb_trace_info *info);
+/* TRACE_INFO, PROCESS_EXIT and END: the tracer's encoders (info->recorder
+ * is HALLOC_RECORDER_BPF; end->bpf_counts set). */
+void hb_log_trace_info(struct hb_log *log, const struct ht_trace_info *info);
 void hb_log_process_exit(struct hb_log *log, uint32_t pid, uint64_t how,
 			 uint64_t value, uint64_t flags);
-void hb_log_end(struct hb_log *log, uint64_t flags, uint64_t chunks_lost,
-		uint64_t events_lost, uint64_t stacks_truncated);
+void hb_log_end(struct hb_log *log, const struct ht_end *end);
 
 /* ---- a stream's records ---------------------------------------------- */
 

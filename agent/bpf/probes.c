@@ -193,6 +193,20 @@ static unsigned ring_bytes(const struct hb_session *s)
 	return 1024u << 20;
 }
 
+/* Events between two wakeups of the reader, less one: about a sixteenth of
+ * the ring, at the average event size of the stack mode (an allocation in
+ * DWARF mode carries its stack copy; frees are small). */
+static uint64_t wakeup_mask(const struct hb_session *s)
+{
+	uint64_t avg =
+	    s->stack_mode == HB_STACK_DWARF ? s->stack_bytes / 2 + 128 : 256;
+	uint64_t n = ring_bytes(s) / 16 / avg, p = 1;
+
+	while (p * 2 <= n)
+		p *= 2;
+	return p - 1;
+}
+
 enum hb_result hb_load(struct hb_session *s, const struct hb_targets *t,
 		       struct hb_diag *diag)
 {
@@ -209,7 +223,8 @@ enum hb_result hb_load(struct hb_session *s, const struct hb_targets *t,
 	skel->rodata->stack_depth = s->depth;
 	skel->rodata->stack_bytes = s->stack_bytes;
 	skel->rodata->aggregate = s->config->aggregate;
-	skel->rodata->wakeup_bytes = ring_bytes(s) / 4;
+	skel->rodata->probes_only = s->config->probes_only;
+	skel->rodata->wakeup_mask = wakeup_mask(s);
 	skel->rodata->internal_free_lo = t->internal_free[0];
 	skel->rodata->internal_free_hi = t->internal_free[1];
 	bpf_map__set_max_entries(skel->maps.events, ring_bytes(s));

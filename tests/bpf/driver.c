@@ -12,6 +12,7 @@
  *	--stack fp|dwarf       how stacks are captured (default dwarf)
  *	--stack-bytes N        DWARF: stack bytes copied (default 8192)
  *	--ring-mib N           ring buffer size
+ *	--probes-only          benchmarking: probes that record nothing
  *
  * Exit status: as halloc-trace's (hb_exit_status / hb_result_exit_status).
  */
@@ -35,7 +36,8 @@ enum {
 	OPT_AGGREGATE,
 	OPT_STACK,
 	OPT_STACK_BYTES,
-	OPT_RING
+	OPT_RING,
+	OPT_PROBES_ONLY
 };
 
 static const struct option long_options[] = {
@@ -49,6 +51,7 @@ static const struct option long_options[] = {
     {"stack", required_argument, NULL, OPT_STACK},
     {"stack-bytes", required_argument, NULL, OPT_STACK_BYTES},
     {"ring-mib", required_argument, NULL, OPT_RING},
+    {"probes-only", no_argument, NULL, OPT_PROBES_ONLY},
     {NULL, 0, NULL, 0},
 };
 
@@ -136,6 +139,9 @@ int main(int argc, char **argv)
 			config.ring_mib = (unsigned)strtoul(optarg, &end, 10);
 			if (*end)
 				return usage("invalid ring size", optarg);
+			break;
+		case OPT_PROBES_ONLY:
+			config.probes_only = true;
 			break;
 		default:
 			return usage("bad option", argv[optind - 1]);

@@ -305,12 +305,48 @@ Test(tracer_frames, process_exit_signal_with_core)
 Test(tracer_frames, end)
 {
 	unsigned char frame[HT_SMALL_FRAME_MAX];
-	size_t size = ht_frame_end(frame, HT_END_EVENTS_LOST, 1000);
+	struct ht_end info = {.flags = HT_END_EVENTS_LOST, .chunks_lost = 1000};
+	size_t size = ht_frame_end(frame, &info);
 	const unsigned char *p = frame + HALLOC_FRAME_HEADER_SIZE,
 			    *end = frame + size;
 
 	check_header(frame, size, HALLOC_FRAME_END);
 	cr_assert_eq(uv(&p, end), 1);
 	cr_assert_eq(uv(&p, end), 1000);
+	cr_assert_eq(p, end);
+}
+
+Test(tracer_frames, end_with_bpf_counts)
+{
+	unsigned char frame[HT_SMALL_FRAME_MAX];
+	struct ht_end info = {.flags = HT_END_EVENTS_LOST,
+			      .bpf_counts = true,
+			      .events_lost = 70000,
+			      .stacks_truncated = 0};
+	size_t size = ht_frame_end(frame, &info);
+	const unsigned char *p = frame + HALLOC_FRAME_HEADER_SIZE,
+			    *end = frame + size;
+
+	check_header(frame, size, HALLOC_FRAME_END);
+	cr_assert_eq(uv(&p, end), 1);
+	cr_assert_eq(uv(&p, end), 0);
+	cr_assert_eq(uv(&p, end), 70000);
+	cr_assert_eq(uv(&p, end), 0); /* written though 0: the field is there */
+	cr_assert_eq(p, end);
+}
+
+Test(tracer_frames, process_exit_detached)
+{
+	unsigned char frame[HT_SMALL_FRAME_MAX];
+	size_t size =
+	    ht_frame_process_exit_how(frame, 4321, HALLOC_EXIT_DETACHED, 0, 0);
+	const unsigned char *p = frame + HALLOC_FRAME_HEADER_SIZE,
+			    *end = frame + size;
+
+	check_header(frame, size, HALLOC_FRAME_PROCESS_EXIT);
+	cr_assert_eq(uv(&p, end), 4321);
+	cr_assert_eq(uv(&p, end), HALLOC_EXIT_DETACHED);
+	cr_assert_eq(uv(&p, end), 0);
+	cr_assert_eq(uv(&p, end), 0);
 	cr_assert_eq(p, end);
 }
