@@ -58,6 +58,7 @@ struct range {
 struct walk {
 	struct regs r;
 	struct range stack[2];
+	uint64_t gen; /* the modules' generation, read once per walk */
 };
 
 static bool readable(const struct walk *w, uintptr_t addr)
@@ -479,7 +480,7 @@ static int step_full(struct walk *w, const struct ha_cfi *c, bool *signal)
  */
 static int step(struct walk *w, uintptr_t pc, bool *signal)
 {
-	uint64_t key = pc | (uint64_t)ha_agent_modules_generation() << 48;
+	uint64_t key = pc | w->gen << 48;
 	uint64_t rule = cache ? cache_get(key) : 0;
 	struct ha_cfi c;
 
@@ -564,6 +565,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 	w.r.rsp = from->rsp;
 	w.r.rbp = from->rbp;
 	w.r.rbp_known = true;
+	w.gen = ha_agent_modules_generation();
 	stack_bounds(&w);
 	/* Mid-function, not a return address: look up rip itself. */
 	pc = w.r.rip;

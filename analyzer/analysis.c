@@ -12,9 +12,13 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/event_merge.h"
+#include "analyzer/log_source.h"
 
 const char *ha_result_name(enum ha_result result)
 {
@@ -81,10 +85,13 @@ static void set_completeness(struct ha_analysis *a)
 	a->complete = r[0] == '\0';
 }
 
-/* Everything after reading; the log belongs to `a` already. */
-static enum ha_result build(struct ha_analysis *a,
+/* Everything after reading; the log belongs to `a` already. `f` is the
+ * log's file when its events are to be read again (skip_events). */
+static enum ha_result build(struct ha_analysis *a, FILE *f,
 			    const struct ha_analyze_options *options)
 {
+	struct ha_merge_plan plan = {0};
+	struct ha_fetch *fetch = NULL;
 	struct ha_log *log = a->log;
 	size_t n;
 	struct ha_process *ordered = NULL;
@@ -112,7 +119,14 @@ static enum ha_result build(struct ha_analysis *a,
 		return HA_ERR_NOMEM;
 	}
 	a->nprocs = n;
-	res = ha_replay(log, a->procs);
+	if (log->skip_events && !(fetch = ha_fetch_new(f, log)))
+		res = HA_ERR_NOMEM;
+	if (res == HA_OK)
+		res = ha_merge_plan(log, fetch, &plan);
+	if (res == HA_OK)
+		res = ha_replay(log, a->procs, &plan);
+	ha_merge_plan_free(&plan);
+	ha_fetch_free(fetch);
 	if (res == HA_OK) {
 		for (size_t i = 0; i < n; i++) {
 			struct ha_process *p = &ordered[i];
@@ -132,6 +146,17 @@ static enum ha_result build(struct ha_analysis *a,
 	return res;
 }
 
+/* A regular file read from its start can be read again at any offset:
+ * the replay then reads the events from it instead of holding them all
+ * (event_merge.h). */
+static bool can_read_again(FILE *f)
+{
+	struct stat st;
+
+	return fileno(f) >= 0 && fstat(fileno(f), &st) == 0 &&
+	       S_ISREG(st.st_mode) && ftello(f) == 0;
+}
+
 enum ha_result ha_analyze_stream(FILE *f, const char *name,
 				 const struct ha_analyze_options *options,
 				 struct ha_analysis **out, struct ha_diag *diag)
@@ -141,7 +166,7 @@ enum ha_result ha_analyze_stream(FILE *f, const char *name,
 	enum ha_result read_res, res;
 
 	*out = NULL;
-	read_res = ha_log_read(f, name, &log, diag);
+	read_res = ha_log_read(f, name, can_read_again(f), &log, diag);
 	if (!log)
 		return read_res;
 	a = calloc(1, sizeof(*a));
@@ -151,7 +176,7 @@ enum ha_result ha_analyze_stream(FILE *f, const char *name,
 				   "out of memory analyzing '%s'", name);
 	}
 	a->log = log;
-	res = build(a, options);
+	res = build(a, f, options);
 	if (res != HA_OK) {
 		ha_analysis_free(a);
 		return ha_diag_set(diag, res, "out of memory analyzing '%s'",
@@ -294,6 +319,36 @@ enum ha_result ha_report_write(const struct ha_analysis *analysis,
 /* ---- symbols for a finished recording
  * ------------------------------------------ */
 
+/* A compressed log gets its SYMBOLS frames as one zstd frame of their own:
+ * built in memory (a memfd), then compressed and appended. */
+static enum ha_result append_compressed_symbols(struct ha_log *log, int fd)
+{
+	int mem = memfd_create("halloc-symbols", MFD_CLOEXEC);
+	enum ha_result res;
+	struct stat st;
+	void *data;
+
+	if (mem < 0)
+		return HA_ERR_IO;
+	res = ha_symbols_write(log, mem);
+	if (res == HA_OK && fstat(mem, &st) != 0)
+		res = HA_ERR_IO;
+	if (res == HA_OK && st.st_size > 0) {
+		data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+			    mem, 0);
+		if (data == MAP_FAILED) {
+			res = HA_ERR_IO;
+		} else {
+			if (!ha_append_compressed(fd, data, (size_t)st.st_size))
+				res = errno == ENOMEM ? HA_ERR_NOMEM
+						      : HA_ERR_IO;
+			munmap(data, (size_t)st.st_size);
+		}
+	}
+	close(mem);
+	return res;
+}
+
 enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 {
 	FILE *f = fopen(path, "rb");
@@ -304,7 +359,7 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 	if (!f)
 		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s",
 				   path, strerror(errno));
-	read_res = ha_log_read(f, path, &log, diag);
+	read_res = ha_log_read(f, path, true, &log, diag);
 	fclose(f);
 	if (!log)
 		return read_res;
@@ -314,6 +369,14 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 	if (res != HA_OK) {
 		ha_log_free(log);
 		return ha_diag_set(diag, res, "out of memory symbolizing '%s'",
+				   path);
+	}
+	/* A zstd frame appended after a cut-short one could not be read. */
+	if (log->truncated && log->compressed) {
+		ha_log_free(log);
+		return ha_diag_set(diag, HA_ERR_CORRUPT,
+				   "cannot add symbols to '%s': the compressed "
+				   "log is cut short",
 				   path);
 	}
 	/* Frames appended after a partial one could not be read back. */
@@ -331,7 +394,8 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 		return res;
 	}
 	errno = 0;
-	res = ha_symbols_write(log, fd);
+	res = log->compressed ? append_compressed_symbols(log, fd)
+			      : ha_symbols_write(log, fd);
 	if (close(fd) != 0 && res == HA_OK)
 		res = HA_ERR_IO;
 	ha_log_free(log);

@@ -49,6 +49,9 @@ struct ha_timeline {
 	uint64_t *bytes;
 	bool *seen;     /* while building */
 	uint64_t *last; /* while building: live bytes at the interval's end */
+	/* while building: the interval of the last event, [lo_us, hi_us) */
+	size_t cur;
+	uint64_t lo_us, hi_us;
 };
 
 bool ha_timeline_start(struct ha_timeline *tl, uint64_t end_us,
@@ -103,8 +106,11 @@ struct ha_analysis {
 	const struct ha_suppressions *suppressions;
 };
 
-/* replay.c: fills procs[i] for stream i (all but stream, parent, argv). */
-enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs);
+/* replay.c: fills procs[i] for stream i (all but stream, parent, argv),
+ * taking each stream's events in order from the plan (event_merge.h). */
+struct ha_merge_plan;
+enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs,
+			 const struct ha_merge_plan *plan);
 
 /* processes.c: the order streams are reported in, how each ended, who its
  * parent is and what its command was. *order is malloc'ed. */

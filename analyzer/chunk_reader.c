@@ -8,6 +8,14 @@
  * A record refers to a stack by id: the STACK record may come later in the
  * file (another thread's chunk, flushed later), so the stack is created
  * undefined on first mention and filled when its record comes.
+ *
+ * A chunk is read twice when the log is a file (event_merge.h): first
+ * (ha_chunk_read, log->skip_events) for everything but the events, noting
+ * where its events are; then (ha_chunk_events, k->out set) by the replay,
+ * for its events only, in seq order with the other threads'. A record
+ * kind has one reader below, called both times: it decodes its fields,
+ * then changes the model only when !k->out (the first reading), and
+ * hands events to push_event, which files them where the reading wants.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +25,24 @@
 #include "analyzer/types.h"
 #include "halloc/log.h"
 
+#define STACK_MEMO 32
+
+struct stack_memo {
+	uint64_t id;
+	uint32_t index; /* global stack index + 1; 0: empty */
+};
+
 struct chunk {
+	struct stack_memo stacks[STACK_MEMO];
 	struct ha_log *log;
 	struct ha_stream *stream;
+	/* The replay's reading (ha_chunk_events): events go here, and the
+	 * other records change nothing. */
+	struct ha_event **out;
+	size_t *nout, *out_cap;
+	/* The first reading with log->skip_events: what the index needs. */
+	uint64_t first_seq, last_seq;
+	bool has_events, sorted;
 	struct ha_cursor c;
 	uint64_t seq;  /* of the previous record */
 	uint64_t addr; /* previous address */
@@ -48,9 +71,27 @@ static bool push_event(struct chunk *k, uint64_t seq, unsigned kind,
 	struct ha_stream *s = k->stream;
 	struct ha_event *e;
 
+	if (k->out) {
+		if (!HA_RESERVE(*k->out, *k->out_cap, *k->nout + 1))
+			return nomem(k);
+		e = &(*k->out)[(*k->nout)++];
+		goto fill;
+	}
+	if (k->time > s->last_time)
+		s->last_time = k->time;
+	if (k->log->skip_events) {
+		if (k->has_events && seq <= k->last_seq)
+			k->sorted = false;
+		if (!k->has_events)
+			k->first_seq = seq;
+		k->last_seq = seq;
+		k->has_events = true;
+		return true;
+	}
 	if (!HA_RESERVE(s->events, s->events_cap, s->nevents + 1))
 		return nomem(k);
 	e = &s->events[s->nevents++];
+fill:
 	e->seq = seq;
 	e->addr = addr;
 	e->size = size;
@@ -64,8 +105,20 @@ static bool push_event(struct chunk *k, uint64_t seq, unsigned kind,
 
 static bool stack_ref(struct chunk *k, uint64_t id, uint32_t *out)
 {
+	/* A stack id names the same stack for the whole stream: remembered
+	 * per chunk, most lookups skip the stream's hash map. */
+	struct stack_memo *m = &k->stacks[id % STACK_MEMO];
+
+	if (m->index != 0 && m->id == id) {
+		*out = m->index - 1;
+		return true;
+	}
 	*out = ha_log_stack_ref(k->log, k->stream, id);
-	return *out != HA_NONE || nomem(k);
+	if (*out == HA_NONE)
+		return nomem(k);
+	m->id = id;
+	m->index = *out + 1;
+	return true;
 }
 
 static bool read_process(struct chunk *k, uint64_t seq)
@@ -134,6 +187,12 @@ static bool read_module_load(struct chunk *k, uint64_t seq)
 	    !ha_get_str(&k->c, &bid, &bid_len) ||
 	    !ha_get_count(&k->c, 2, &nsegs))
 		return fail(k, "bad module record");
+	if (k->out) { /* read before: only step over it */
+		for (uint32_t i = 0; i < 2 * nsegs; i++)
+			if (!ha_get_uv(&k->c, &id))
+				return fail(k, "bad module record");
+		return true;
+	}
 	path_i = ha_intern(&k->log->strings, path, path_len);
 	bid_hex =
 	    ha_log_build_id_hex(k->log, (const unsigned char *)bid, bid_len);
@@ -179,6 +238,8 @@ static bool read_module_unload(struct chunk *k, uint64_t seq)
 
 	if (!ha_get_uv(&k->c, &id))
 		return fail(k, "bad module unload record");
+	if (k->out)
+		return true;
 	if (!HA_RESERVE(s->unloads, s->unloads_cap, s->nunloads + 1))
 		return nomem(k);
 	s->unloads[s->nunloads].id = id;
@@ -240,8 +301,10 @@ static bool read_alloc(struct chunk *k, uint64_t seq, unsigned fn)
 		return fail(k, "bad alloc record");
 	k->time += dt;
 	k->addr += (uint64_t)da;
+	/* The model takes the typed fields in at the first reading only. */
 	if (fn == HALLOC_FN_HALLOC &&
-	    !typed(k, ha_types_read_alloc(k->log, k->stream, seq, &k->c, true)))
+	    !typed(k, ha_types_read_alloc(k->log, k->stream, seq, &k->c,
+					  !k->out)))
 		return false;
 	return stack_ref(k, stack_id, &stack) &&
 	       push_event(k, seq, HA_EV_ALLOC, fn, k->addr, size, stack);
@@ -344,19 +407,19 @@ static bool read_record(struct chunk *k)
 	case HALLOC_REC_REFUSED:
 		return read_refused(k);
 	case HALLOC_REC_TYPE:
-		return typed(k,
-			     ha_types_read_type(k->log, k->stream, &k->c, true));
+		return typed(k, ha_types_read_type(k->log, k->stream, &k->c,
+						   !k->out));
 	default:
 		return fail(k, "unknown record kind");
 	}
 }
 
-enum ha_result ha_chunk_read(struct ha_log *log, const unsigned char *p,
+/* Decodes the chunk's records; on a bad one, *bad and *why say where and
+ * why (the records before it took effect). */
+static enum ha_result decode(struct chunk *k, const unsigned char *p,
 			     size_t len, size_t *bad, const char **why)
 {
-	struct chunk k = {.log = log, .first = true};
 	uint64_t stream_id;
-	uint32_t pid;
 
 	*bad = 0;
 	if (len < HALLOC_CHUNK_HEADER_SIZE) {
@@ -364,26 +427,77 @@ enum ha_result ha_chunk_read(struct ha_log *log, const unsigned char *p,
 		return HA_ERR_CORRUPT;
 	}
 	stream_id = ha_le64(p);
-	pid = ha_le32(p + 8);
 	if (stream_id == 0) {
 		*why = "chunk of stream 0";
 		return HA_ERR_CORRUPT;
 	}
-	k.stream = ha_log_stream(log, stream_id, pid);
-	if (!k.stream)
+	k->stream = ha_log_stream(k->log, stream_id, ha_le32(p + 8));
+	if (!k->stream)
 		return HA_ERR_NOMEM;
-	k.c.p = p + HALLOC_CHUNK_HEADER_SIZE;
-	k.c.end = p + len;
-	while (k.c.p < k.c.end) {
-		const unsigned char *start = k.c.p;
+	k->c.p = p + HALLOC_CHUNK_HEADER_SIZE;
+	k->c.end = p + len;
+	while (k->c.p < k->c.end) {
+		const unsigned char *start = k->c.p;
 
-		if (!read_record(&k)) {
-			if (k.nomem)
+		if (!read_record(k)) {
+			if (k->nomem)
 				return HA_ERR_NOMEM;
 			*bad = (size_t)(start - p);
-			*why = k.why;
+			*why = k->why;
 			return HA_ERR_CORRUPT;
 		}
 	}
 	return HA_OK;
+}
+
+/* With skip_events: where the chunk's events are, for the replay. */
+static bool index_chunk(struct chunk *k, const unsigned char *p, size_t len)
+{
+	struct ha_log *log = k->log;
+	struct ha_chunk_ref *ref;
+
+	if (!k->has_events)
+		return true;
+	if (!HA_RESERVE(log->chunks, log->chunks_cap, log->nchunks + 1))
+		return false;
+	ref = &log->chunks[log->nchunks++];
+	ref->at = log->payload_at;
+	ref->len = (uint32_t)len;
+	ref->first_seq = k->first_seq;
+	ref->last_seq = k->last_seq;
+	ref->stream = (uint32_t)(k->stream - log->streams);
+	ref->slot = ha_le32(p + 16);
+	ref->chunk_no = ha_le32(p + 20);
+	ref->sorted = k->sorted;
+	return true;
+}
+
+enum ha_result ha_chunk_read(struct ha_log *log, const unsigned char *p,
+			     size_t len, size_t *bad, const char **why)
+{
+	struct chunk k = {.log = log, .first = true, .sorted = true};
+	enum ha_result res = decode(&k, p, len, bad, why);
+
+	/* A bad record ends the chunk: what came before it still counts. */
+	if ((res == HA_OK || res == HA_ERR_CORRUPT) && log->skip_events &&
+	    !index_chunk(&k, p, res == HA_OK ? len : *bad))
+		return HA_ERR_NOMEM;
+	return res;
+}
+
+enum ha_result ha_chunk_events(struct ha_log *log, const unsigned char *p,
+			       size_t len, struct ha_event **events, size_t *n,
+			       size_t *cap)
+{
+	struct chunk k = {.log = log, .first = true};
+	const char *why;
+	size_t bad;
+	enum ha_result res;
+
+	k.out = events;
+	k.nout = n;
+	k.out_cap = cap;
+	res = decode(&k, p, len, &bad, &why);
+	/* The first reading found it whole up to len. */
+	return res == HA_ERR_CORRUPT ? HA_OK : res;
 }

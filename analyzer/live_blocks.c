@@ -69,6 +69,27 @@ bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
 	return true;
 }
 
+size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
+		   uint32_t stack, uint64_t time, struct ha_block *old)
+{
+	size_t i;
+
+	if ((!t->slots || (t->count + 1) * 2 > t->mask + 1) && !ha_live_grow(t))
+		return SIZE_MAX;
+	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
+		if (t->slots[i].addr == addr)
+			break;
+	*old = t->slots[i];
+	if (old->used) {
+		t->count--;
+		t->bytes -= old->size;
+	}
+	t->slots[i] = (struct ha_block){addr, size, time, stack, 1};
+	t->count++;
+	t->bytes += size;
+	return i;
+}
+
 /* Backward-shift deletion: no tombstones, probes stay short. */
 void ha_live_remove(struct ha_live *t, size_t i)
 {

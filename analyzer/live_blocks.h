@@ -28,6 +28,10 @@ size_t ha_live_find(const struct ha_live *t, uint64_t addr);
 /* addr is not in the table; false when out of memory. */
 bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
 		    uint32_t stack, uint64_t time);
+/* Inserts addr, or replaces the block at addr, which *old then holds
+ * (old->used says which); the slot, or SIZE_MAX when out of memory. */
+size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
+		   uint32_t stack, uint64_t time, struct ha_block *old);
 /* Removes slot i (from ha_live_find). */
 void ha_live_remove(struct ha_live *t, size_t i);
 /* dst becomes a copy of src; false when out of memory. */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "analyzer/decode.h"
+#include "analyzer/log_source.h"
 #include "analyzer/model.h"
 #include "halloc/log.h"
 
@@ -36,7 +37,7 @@ enum ha_result ha_diag_set(struct ha_diag *diag, enum ha_result result,
 }
 
 struct reader {
-	FILE *f;
+	struct ha_source src; /* the file's bytes, decompressed if need be */
 	const char *name;
 	struct ha_log *log;
 	struct ha_diag *diag;
@@ -48,7 +49,7 @@ struct reader {
 /* Reads up to n bytes; returns how many (short only at end of file). */
 static size_t read_bytes(struct reader *r, void *dst, size_t n)
 {
-	size_t got = fread(dst, 1, n, r->f);
+	size_t got = ha_source_read(&r->src, dst, n);
 
 	r->offset += got;
 	return got;
@@ -79,7 +80,7 @@ static enum ha_result read_header(struct reader *r)
 	size_t got = read_bytes(r, h, sizeof(h));
 	uint32_t version;
 
-	if (ferror(r->f))
+	if (r->src.io_error)
 		return io_error(r);
 	if (got < HALLOC_LOG_MAGIC_LEN ||
 	    memcmp(h, HALLOC_LOG_MAGIC, HALLOC_LOG_MAGIC_LEN) != 0)
@@ -191,6 +192,7 @@ static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 			return corrupt(r, frame_at, "bad end frame");
 		return HA_OK;
 	case HALLOC_FRAME_CHUNK:
+		r->log->payload_at = payload_at;
 		res = ha_chunk_read(r->log, r->buf, len, &bad, &why);
 		break;
 	case HALLOC_FRAME_SYMBOLS:
@@ -205,9 +207,22 @@ static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 	return res;
 }
 
-static void mark_truncated(struct reader *r)
+/* Compressed data that zstd cannot decode: as corrupt as a bad frame. */
+static enum ha_result bad_compression(struct reader *r)
 {
+	return corrupt(r, r->offset, r->src.zstd_error ? r->src.zstd_error
+							: "bad compressed data");
+}
+
+/* The input ended inside a frame: cut short, or its compression broke. */
+static enum ha_result input_ended(struct reader *r)
+{
+	if (r->src.io_error)
+		return io_error(r);
+	if (r->src.corrupt)
+		return bad_compression(r);
 	r->log->truncated = true;
+	return HA_OK;
 }
 
 /* Skips a frame we do not decode without holding it in memory. */
@@ -236,10 +251,13 @@ static enum ha_result read_frames(struct reader *r)
 		unsigned type;
 
 		if (got < sizeof(h)) {
-			if (ferror(r->f))
+			if (r->src.io_error)
 				return io_error(r);
-			if (got > 0)
-				mark_truncated(r);
+			if (r->src.corrupt)
+				return bad_compression(r);
+			/* Ends inside a frame, or inside a zstd frame. */
+			if (got > 0 || r->src.in_frame)
+				r->log->truncated = true;
 			return HA_OK;
 		}
 		len = ha_le32(h);
@@ -251,12 +269,8 @@ static enum ha_result read_frames(struct reader *r)
 			    "chunk frame longer than the agent writes");
 		/* A newer writer's frame type: skip it, unread. */
 		if (type < HALLOC_FRAME_TRACE_INFO || type > HALLOC_FRAME_END) {
-			if (!skip_payload(r, len)) {
-				if (ferror(r->f))
-					return io_error(r);
-				mark_truncated(r);
-				return HA_OK;
-			}
+			if (!skip_payload(r, len))
+				return input_ended(r);
 			r->log->valid_end = r->offset;
 			continue;
 		}
@@ -273,12 +287,8 @@ static enum ha_result read_frames(struct reader *r)
 			r->buf = b;
 			r->buf_cap = len;
 		}
-		if (read_bytes(r, r->buf, len) < len) {
-			if (ferror(r->f))
-				return io_error(r);
-			mark_truncated(r);
-			return HA_OK;
-		}
+		if (read_bytes(r, r->buf, len) < len)
+			return input_ended(r);
 		{
 			enum ha_result res = dispatch(r, frame_at, type, len);
 
@@ -289,10 +299,10 @@ static enum ha_result read_frames(struct reader *r)
 	}
 }
 
-enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
-			   struct ha_diag *diag)
+enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
+			   struct ha_log **out, struct ha_diag *diag)
 {
-	struct reader r = {.f = f, .name = name, .diag = diag};
+	struct reader r = {.name = name, .diag = diag};
 	enum ha_result res;
 
 	*out = NULL;
@@ -302,10 +312,23 @@ enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
 	if (!r.log)
 		return ha_diag_set(diag, HA_ERR_NOMEM,
 				   "out of memory reading '%s'", name);
+	r.log->skip_events = skip_events;
 	errno = 0;
-	res = read_header(&r);
+	if (!ha_source_open(&r.src, f))
+		res = ha_diag_set(diag, HA_ERR_NOMEM,
+				  "out of memory reading '%s'", name);
+	else
+		res = read_header(&r);
 	if (res == HA_OK)
 		res = read_frames(&r);
+	r.log->compressed = r.src.compressed;
+	if (r.src.nomem && res == HA_OK)
+		res = ha_diag_set(diag, HA_ERR_NOMEM,
+				  "out of memory reading '%s'", name);
+	r.log->zframes = r.src.frames;
+	r.log->nzframes = r.src.nframes;
+	r.src.frames = NULL;
+	ha_source_close(&r.src);
 	free(r.buf);
 	if (res != HA_OK && res != HA_ERR_CORRUPT) {
 		ha_log_free(r.log);

@@ -151,6 +151,8 @@ void ha_log_free(struct ha_log *log)
 	free(log->argv);
 	free(log->exits);
 	free(log->stacks);
+	free(log->chunks);
+	free(log->zframes);
 	free(log->frame_addrs);
 	free(log->frame_locs);
 	free(log->modfiles);

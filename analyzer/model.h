@@ -86,6 +86,24 @@ struct ha_event {
 	uint64_t time;  /* microseconds since the stream's start */
 };
 
+/*
+ * Where a chunk's events are, for the replay to read them again instead of
+ * holding every event (event_merge.c). `at` is the offset of the chunk's
+ * payload in the log's (decompressed) bytes, `len` how much of it decodes.
+ */
+struct ha_chunk_ref {
+	uint64_t at;
+	uint64_t first_seq, last_seq; /* of its events */
+	uint32_t len;
+	uint32_t stream, slot, chunk_no;
+	bool sorted; /* its events come in increasing seq order */
+};
+
+/* A zstd frame of a compressed log: where it starts, compressed and not. */
+struct ha_zframe {
+	uint64_t file_at, raw_at;
+};
+
 /* ---- modules and locations -------------------------------------------- */
 
 /* One MODULE_LOAD of one stream: valid in [load_seq, unload_seq). */
@@ -187,6 +205,7 @@ struct ha_stream {
 
 	struct ha_event *events;
 	size_t nevents, events_cap;
+	uint64_t last_time; /* the latest event time (us) */
 	struct ha_module *modules;
 	size_t nmodules, modules_cap;
 	struct ha_segment *segments;
@@ -242,6 +261,18 @@ struct ha_log {
 
 	struct ha_types *types; /* types.c: typed sites; NULL: none read */
 
+	/* Set before reading: keep stacks, modules and processes but not the
+	 * events, only where each chunk's are (`chunks`); the replay reads
+	 * them again from the file. Memory then grows with the chunks, a
+	 * 4000th of the events' bytes. */
+	bool skip_events;
+	struct ha_chunk_ref *chunks;
+	size_t nchunks, chunks_cap;
+	struct ha_zframe *zframes; /* compressed logs: every zstd frame */
+	size_t nzframes, zframes_cap;
+	uint64_t payload_at; /* while reading: the current frame's payload */
+	bool compressed; /* the file is zstd (analyzer/log_source.h) */
+
 	/* How reading went. */
 	bool has_end;
 	uint64_t end_flags, chunks_lost;
@@ -275,9 +306,10 @@ const char *ha_log_build_id_hex(struct ha_log *log, const unsigned char *id,
 				size_t len);
 const char *ha_basename(const char *path);
 
-/* log_reader.c: reads a whole log from `f`; `name` is for messages. */
-enum ha_result ha_log_read(FILE *f, const char *name, struct ha_log **out,
-			   struct ha_diag *diag);
+/* log_reader.c: reads a whole log from `f`; `name` is for messages.
+ * `skip_events`: see ha_log.skip_events. */
+enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
+			   struct ha_log **out, struct ha_diag *diag);
 /* Sets diag to a printf-style message; returns `result`. */
 enum ha_result ha_diag_set(struct ha_diag *diag, enum ha_result result,
 			   const char *fmt, ...)
@@ -288,6 +320,11 @@ enum ha_result ha_diag_set(struct ha_diag *diag, enum ha_result result,
  * saying what was wrong; the records before it are kept. */
 enum ha_result ha_chunk_read(struct ha_log *log, const unsigned char *p,
 			     size_t len, size_t *bad, const char **why);
+/* The replay's second reading of a chunk (ha_chunk_ref): only its events,
+ * into *events (grown as needed); the model is not touched. */
+enum ha_result ha_chunk_events(struct ha_log *log, const unsigned char *p,
+			       size_t len, struct ha_event **events,
+			       size_t *n, size_t *cap);
 
 /* symbols_frame.c: decodes one SYMBOLS payload (same contract). */
 enum ha_result ha_symbols_read(struct ha_log *log, const unsigned char *p,

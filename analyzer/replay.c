@@ -22,75 +22,12 @@
 #include <string.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/event_merge.h"
 #include "analyzer/live_blocks.h"
 #include "halloc/log.h"
 
 /* Deeper fork chains than this replay their children from scratch. */
 #define MAX_FORK_DEPTH 256
-
-/* ---- sorting events by sequence number ---------------------------------- */
-
-/* Stable LSD radix sort on seq - min, in as few passes of at most 16 bits
- * as the range of sequence numbers needs. Each thread's events come
- * sorted already; a single-threaded stream skips it. */
-static bool sort_events(struct ha_event *ev, size_t n)
-{
-	uint64_t lo = UINT64_MAX, hi = 0;
-	struct ha_event *tmp, *src = ev, *dst;
-	bool sorted = true;
-	unsigned bits = 0, passes, width;
-	size_t *count;
-
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && ev[i].seq < ev[i - 1].seq)
-			sorted = false;
-		if (ev[i].seq < lo)
-			lo = ev[i].seq;
-		if (ev[i].seq > hi)
-			hi = ev[i].seq;
-	}
-	if (sorted)
-		return true;
-	for (uint64_t range = hi - lo; range; range >>= 1)
-		bits++;
-	passes = (bits + 15) / 16;
-	width = (bits + passes - 1) / passes;
-	tmp = malloc(n * sizeof(*tmp));
-	count = malloc(((size_t)1 << width) * sizeof(*count));
-	if (!tmp || !count) {
-		free(tmp);
-		free(count);
-		return false;
-	}
-	dst = tmp;
-	for (unsigned p = 0; p < passes; p++) {
-		unsigned shift = width * p;
-		uint64_t mask = ((uint64_t)1 << width) - 1;
-		size_t pos = 0;
-		struct ha_event *t;
-
-		memset(count, 0, ((size_t)1 << width) * sizeof(*count));
-		for (size_t i = 0; i < n; i++)
-			count[((src[i].seq - lo) >> shift) & mask]++;
-		for (size_t d = 0; d <= mask; d++) {
-			size_t c = count[d];
-
-			count[d] = pos;
-			pos += c;
-		}
-		for (size_t i = 0; i < n; i++)
-			dst[count[((src[i].seq - lo) >> shift) & mask]++] =
-			    src[i];
-		t = src;
-		src = dst;
-		dst = t;
-	}
-	if (src != ev)
-		memcpy(ev, src, n * sizeof(*ev));
-	free(tmp);
-	free(count);
-	return true;
-}
 
 /* ---- one stream's replay
  * ------------------------------------------------------ */
@@ -122,6 +59,7 @@ struct kid {
 
 struct replayer {
 	struct ha_log *log;
+	const struct ha_merge_plan *plan;
 	bool attached; /* recording began in a running process */
 	struct ha_process *procs;
 	struct kid *kids;   /* streams with a parent, by (parent, parent seq) */
@@ -188,22 +126,21 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		  const struct ha_event *e)
 {
 	const struct ha_stack *stacks = r->log->stacks;
+	struct ha_block old;
 	size_t i;
 
 	switch (e->kind) {
 	case HA_EV_ALLOC:
-		i = ha_live_find(&st->live, e->addr);
-		if (i != SIZE_MAX) {
-			site_live_change(lv, st,
-					 stacks[st->live.slots[i].stack].site,
-					 st->live.slots[i].size, false);
-			ha_types_on_free(&st->types, e->addr,
-					 st->live.slots[i].size);
-			ha_live_remove(&st->live, i);
+		/* At an address still live, the new block replaces the old. */
+		if (ha_live_put(&st->live, e->addr, e->size, e->stack, e->time,
+				&old) == SIZE_MAX)
+			return false;
+		if (old.used) {
+			site_live_change(lv, st, stacks[old.stack].site,
+					 old.size, false);
+			ha_types_on_free(&st->types, e->addr, old.size);
 		}
-		if (!ha_live_insert(&st->live, e->addr, e->size, e->stack,
-				 e->time) ||
-		    !ha_types_on_alloc(&st->types, e))
+		if (!ha_types_on_alloc(&st->types, e))
 			return false;
 		st->sum.allocations++;
 		st->sum.bytes_allocated += e->size;
@@ -434,13 +371,16 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 	struct level *lv = &r->levels[depth];
 	struct state st = {0};
 	size_t kid = r->kids_start[stream];
-	uint64_t end_us = 0;
+	struct ha_event_iter it;
+	const struct ha_event *e;
 	bool ok = true;
 
 	r->done[stream] = true;
-	if (!level_ready(r, depth) || !sort_events(s->events, s->nevents) ||
+	if (!level_ready(r, depth) ||
+	    ha_events_open(&it, r->log, r->plan, stream) != HA_OK ||
 	    !ha_types_begin(&st.types, r->log, stream,
 			    parent ? &parent->types : NULL)) {
+		ha_events_close(&it);
 		ha_types_end(&st.types);
 		return false;
 	}
@@ -448,6 +388,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 		const struct ha_live *t = &parent->live;
 
 		if (!ha_live_copy(&st.live, t)) {
+			ha_events_close(&it);
 			ha_types_end(&st.types);
 			return false;
 		}
@@ -463,13 +404,9 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 				    t->slots[i].size, true);
 		st.epoch = 1; /* the inherited heap is its first peak */
 	}
-	for (size_t i = 0; i < s->nevents; i++)
-		end_us = s->events[i].time > end_us ? s->events[i].time : end_us;
-	ok = ha_timeline_start(&r->procs[stream].timeline, end_us,
+	ok = ha_timeline_start(&r->procs[stream].timeline, s->last_time,
 			       st.live.bytes);
-	for (size_t i = 0; i < s->nevents && ok; i++) {
-		const struct ha_event *e = &s->events[i];
-
+	while (ok && (e = ha_events_next(&it))) {
 		/* A child forked at seq Q has seen every event up to Q. */
 		while (ok && kid < r->kids_end[stream] &&
 		       r->kids[kid].parent_seq < e->seq)
@@ -480,12 +417,14 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 		ha_timeline_add(&r->procs[stream].timeline, e->time,
 				st.live.bytes);
 	}
+	ok = ok && it.error == HA_OK;
 	if (ok)
 		ha_timeline_finish(&r->procs[stream].timeline);
 	while (ok && kid < r->kids_end[stream])
 		ok = fork_child(r, r->kids[kid++].stream, &st, depth);
 	ok = ok && finish(r, lv, &st, stream);
 	free(st.live.slots);
+	ha_events_close(&it);
 	ha_types_end(&st.types);
 	/* Reports need the numbers, not the events. */
 	free(s->events);
@@ -519,9 +458,10 @@ static int cmp_kid(const void *a, const void *b)
 	return x->stream < y->stream ? -1 : x->stream > y->stream;
 }
 
-enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs)
+enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs,
+			 const struct ha_merge_plan *plan)
 {
-	struct replayer r = {.log = log, .procs = procs};
+	struct replayer r = {.log = log, .procs = procs, .plan = plan};
 	size_t n = log->nstreams, nkids = 0;
 	bool ok;
 

@@ -24,15 +24,36 @@ bool ha_timeline_start(struct ha_timeline *tl, uint64_t end_us,
 	return true;
 }
 
-void ha_timeline_add(struct ha_timeline *tl, uint64_t time_us, uint64_t bytes)
+static size_t interval_of(const struct ha_timeline *tl, uint64_t time_us)
 {
 	size_t i =
 	    tl->end_us
 		? (size_t)((double)time_us * (double)tl->n / (double)tl->end_us)
 		: 0;
 
-	if (i >= tl->n)
-		i = tl->n - 1;
+	return i >= tl->n ? tl->n - 1 : i;
+}
+
+void ha_timeline_add(struct ha_timeline *tl, uint64_t time_us, uint64_t bytes)
+{
+	size_t i = tl->cur;
+
+	/* Events come in time order, mostly: most fall in the interval of
+	 * the one before, with no division. */
+	if (time_us < tl->lo_us || time_us >= tl->hi_us) {
+		i = interval_of(tl, time_us);
+		tl->cur = i;
+		/* The times that map to i: bounds found by the same formula,
+		 * so the shortcut never disagrees with it. */
+		tl->lo_us = time_us;
+		while (tl->lo_us > 0 && interval_of(tl, tl->lo_us - 1) == i &&
+		       time_us - tl->lo_us < 64)
+			tl->lo_us--;
+		tl->hi_us = time_us + 1;
+		while (interval_of(tl, tl->hi_us) == i &&
+		       tl->hi_us - time_us < 64)
+			tl->hi_us++;
+	}
 	if (!tl->seen[i] || bytes > tl->bytes[i])
 		tl->bytes[i] = bytes;
 	tl->seen[i] = true;

@@ -32,6 +32,9 @@
 #define READS_PER_WAKE 16
 /* Reads when draining at the end, in case a writer never stops. */
 #define READS_TO_DRAIN 256
+/* How much recording time a tracer killed mid-way can lose from the log
+ * (what the compressor holds until a block is full). */
+#define FLUSH_EVERY_MS 500
 
 /* Copies whole frames to the log, in as few write(2) calls as possible:
  * consecutive frames of the input go out together. */
@@ -183,12 +186,15 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 	long long deadline = 0;
 
 	diag->message[0] = '\0';
+	ht_log_flush(s); /* the header and TRACE_INFO are on disk */
+	s->flushed_ms = now_ms();
 	while (!recording_ended(s)) {
 		struct pollfd fds[2] = {
 		    {.fd = s->signal_fd, .events = POLLIN},
 		    {.fd = s->pipe_fd, .events = POLLIN},
 		};
-		int timeout = -1;
+		/* Wakes to flush the log even when the pipe is quiet. */
+		int timeout = FLUSH_EVERY_MS;
 
 		if (s->stop_waiting) {
 			long long left = deadline - now_ms();
@@ -210,6 +216,10 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 			handle_signals(s, &deadline);
 		if (s->pipe_fd >= 0 && fds[1].revents)
 			read_pipe(s, READS_PER_WAKE);
+		if (now_ms() - s->flushed_ms >= FLUSH_EVERY_MS) {
+			ht_log_flush(s);
+			s->flushed_ms = now_ms();
+		}
 	}
 	reap(s); /* those that ended while we gave up on the others */
 	read_pipe(s, READS_TO_DRAIN);

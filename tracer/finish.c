@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -23,12 +24,49 @@ static bool owner_alive(const struct halloc_slot *slot)
 	return tid > 0 && (kill(tid, 0) == 0 || errno == EPERM);
 }
 
+/*
+ * Whether slot i may hold anything: the agent writes a slot's header when
+ * a thread takes it, so a slot whose header lies in a hole of the memfd
+ * (never written) is empty. Asking the file (SEEK_DATA, which counts
+ * swapped-out pages as data) spares touching all 16 MiB of slots, most
+ * never used, one page fault each. *data_end caches the current data
+ * range: [*data_at, *data_end).
+ */
+static bool slot_written(const struct ht_session *s, uint32_t i, off_t *data_at,
+			 off_t *data_end)
+{
+	off_t h = (off_t)(offsetof(struct halloc_shm, slots) +
+			  (size_t)i * sizeof(struct halloc_slot));
+	off_t hdr_end = h + (off_t)offsetof(struct halloc_slot, frame);
+
+	if (*data_end < 0) /* the file cannot say: look at every slot */
+		return true;
+	if (h < *data_at) /* before the data found: in a hole, or not */
+		return hdr_end > *data_at;
+	if (h < *data_end) /* in the data, or straddles its end: look */
+		return true;
+	*data_at = lseek(s->shm_fd, h, SEEK_DATA);
+	if (*data_at < 0) {
+		if (errno == ENXIO) { /* no data from h on */
+			*data_at = *data_end = (off_t)INT64_MAX;
+			return false;
+		}
+		*data_end = -1;
+		return true;
+	}
+	*data_end = lseek(s->shm_fd, *data_at, SEEK_HOLE);
+	if (*data_end < 0)
+		return true;
+	return *data_at < hdr_end;
+}
+
 /* Appends each slot's unflushed frame unless the pipe already carried it;
  * adds what it appends to the set of chunks in the log. */
 static void append_leftovers(struct ht_session *s)
 {
 	unsigned char frame[HALLOC_FRAME_MAX];
 	struct ht_chunk_set appended;
+	off_t data_at = 0, data_end = 0;
 
 	ht_chunk_set_init(&appended);
 	ht_chunk_set_sort(&s->seen);
@@ -36,6 +74,8 @@ static void append_leftovers(struct ht_session *s)
 		uint32_t slot, chunk_no;
 		size_t size;
 
+		if (!slot_written(s, i, &data_at, &data_end))
+			continue;
 		if (s->gave_up && owner_alive(&s->shm->slots[i]))
 			continue;
 		size = ht_slot_leftover(&s->shm->slots[i], &s->seen, frame);
@@ -107,6 +147,9 @@ enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
 		ht_log_write(s, frame,
 			     ht_frame_process_exit(frame, s->exits[i].pid,
 						   s->exits[i].status));
+	/* ha_append_symbols reads the log and appends to it: the frame being
+	 * compressed must end first. */
+	ht_log_seal(s);
 	if (s->log_errno)
 		goto write_error;
 
@@ -121,6 +164,7 @@ enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
 		goto write_error;
 	}
 	append_end(s);
+	ht_log_seal(s);
 	if (s->log_errno)
 		goto write_error;
 	if (close(s->log_fd) < 0) {

@@ -27,6 +27,11 @@ struct ht_session {
 	char *log_path;
 	int log_fd;
 	int log_errno; /* first error writing the log; 0 if none */
+	/* Compression of what goes to the log (log_file.c). */
+	void *zstd;		/* ZSTD_CCtx, NULL until the first write */
+	unsigned char *zbuf;	/* compressed bytes on their way out */
+	uint64_t frame_input;	/* bytes in the current zstd frame */
+	long long flushed_ms;	/* when ht_log_flush last ran (collect.c) */
 
 	/* The transport (agent/transport.h). */
 	int pipe_fd; /* read end, non-blocking; -1 once at end of file */
@@ -57,7 +62,19 @@ struct ht_session {
 	uint64_t frames_dropped; /* could not be delimited: lost */
 };
 
-/* Appends to the log; the first error sticks in log_errno. */
+/*
+ * log_file.c. The log file is a sequence of zstd frames (see
+ * analyzer/log_source.h). ht_log_write appends to the current frame, which
+ * ends by itself every HT_ZSTD_FRAME_INPUT bytes (so a tracer killed mid-way
+ * leaves a readable log, minus the last frame); ht_log_flush puts all
+ * written so far in the file (zstd holds up to a block otherwise), so a
+ * reader of a log cut short there sees it; ht_log_seal ends the frame,
+ * before someone else appends to the file. The first error sticks in
+ * log_errno.
+ */
 void ht_log_write(struct ht_session *session, const void *data, size_t size);
+void ht_log_flush(struct ht_session *session);
+void ht_log_seal(struct ht_session *session);
+void ht_log_file_free(struct ht_session *session);
 
 #endif /* HALLOC_TRACER_SESSION_H */

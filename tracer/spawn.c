@@ -121,23 +121,6 @@ static enum ht_result find_agent(char **agent, struct ht_diag *diag)
 	return HT_OK;
 }
 
-void ht_log_write(struct ht_session *s, const void *data, size_t size)
-{
-	const char *p = data;
-
-	while (size > 0 && s->log_errno == 0) {
-		ssize_t n = write(s->log_fd, p, size);
-
-		if (n < 0) {
-			if (errno != EINTR)
-				s->log_errno = errno;
-			continue;
-		}
-		p += n;
-		size -= (size_t)n;
-	}
-}
-
 static enum ht_result create_log(struct ht_session *s, const char *path,
 				 struct ht_diag *diag)
 {
@@ -545,6 +528,7 @@ void ht_session_free(struct ht_session *s)
 {
 	if (!s)
 		return;
+	ht_log_file_free(s);
 	close_fd(&s->log_fd);
 	close_fd(&s->pipe_fd);
 	close_fd(&s->shm_fd);

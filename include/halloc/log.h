@@ -25,6 +25,13 @@
  *  - Every delta (sequence, time, address) restarts at 0 at the start of each
  *    chunk, so a chunk decodes on its own.
  *
+ * Compression: halloc-trace writes the file as a sequence of zstd frames
+ * (RFC 8878) whose decompressed concatenation is the log; readers
+ * recognize the zstd magic (28 b5 2f fd) where HALLOC_LOG_MAGIC would be
+ * and read plain logs too. Frames appended after recording (SYMBOLS, END)
+ * are zstd frames of their own. A file that ends inside a zstd frame is
+ * cut short, like one that ends inside a frame: what decompresses is kept.
+ *
  * Encodings: "uv" is an unsigned LEB128 varint (at most 10 bytes for 64
  * bits); "sv" is a signed value zig-zag encoded, then written as uv; "str"
  * is uv length followed by that many bytes (no terminating NUL).

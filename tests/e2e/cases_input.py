@@ -6,9 +6,9 @@ import random
 import re
 import struct
 
-from harness import (Fail, REPORT, SUMMARY_KEYS, TRACE, case, check, compare, expect_rc,
-                     line_of, one_line, only_process, parse_report, program, report_json,
-                     source, trace)
+from harness import (Fail, REPORT, SUMMARY_KEYS, TRACE, ZSTD_MAGIC, case, check, compare,
+                     expect_rc, line_of, log_bytes, one_line, only_process, parse_report,
+                     program, report_json, source, trace)
 from cases_programs import LEAKS_SITES, LEAKS_TRUTH
 
 
@@ -121,11 +121,11 @@ def frames(data):
 
 
 def full_log(c):
-    """A complete multi-chunk log (threads), its bytes, frames and report."""
+    """A complete multi-chunk log (threads), its bytes (decompressed), frames and
+    report."""
     t = trace(c, [program("threads")])
     expect_rc(t, 0)
-    with open(t.log, "rb") as f:
-        data = f.read()
+    data = log_bytes(t.log)
     fr = frames(data)
     check(fr and fr[0][1] == 1, "the log does not start with a TRACE_INFO frame")
     check(fr[-1][1] == 5 and fr[-1][0] + 8 + fr[-1][2] == len(data),
@@ -159,6 +159,42 @@ def report_truncated(c):
             compare(f"{what} (only END missing)", got,
                     {k: full["summary"][k] for k in SUMMARY_KEYS})
             check(doc["processes"][0]["leaks"] == full["leaks"], f"{what}: other leaks")
+
+
+@case("report-compressed-cut")
+def report_compressed_cut(c):
+    """halloc-trace compresses the log; a compressed log cut anywhere still
+    reports what it holds, says it is incomplete, and never more than the whole."""
+    t = trace(c, [program("threads")])
+    expect_rc(t, 0)
+    with open(t.log, "rb") as f:
+        data = f.read()
+    check(data.startswith(ZSTD_MAGIC), "halloc-trace did not compress the log")
+    full = only_process(report_json(c, t.log))
+    raw = c.path("raw.hlog")
+    with open(raw, "wb") as f:
+        f.write(log_bytes(t.log))
+    check(only_process(report_json(c, raw))["summary"] == full["summary"],
+          "the decompressed log reports other numbers")
+    last = 0
+    for off in sorted({2, 4, 40, len(data) // 4, len(data) // 2, 3 * len(data) // 4,
+                       len(data) - 30, len(data) - 1}):
+        path = c.path(f"zcut-{off}.hlog")
+        with open(path, "wb") as f:
+            f.write(data[:off])
+        p = c.run([REPORT, "--format", "json", path], timeout=60)
+        what = f"compressed log cut at {off} of {len(data)}"
+        check(p.returncode in (0, 1), f"{what}: exit {p.returncode}, want 0 or 1")
+        if p.returncode == 1:  # too short to hold the log's header
+            check(off < 64, f"{what}: not reported: {p.stderr.decode(errors='replace')}")
+            continue
+        doc = parse_report(p.stdout)
+        for proc in doc["processes"]:
+            check(proc["complete"] is False, f"{what}: pid {proc['pid']} complete")
+        got = sum(proc["summary"]["allocations"] for proc in doc["processes"])
+        check(got <= full["summary"]["allocations"], f"{what}: {got} allocations, more than all")
+        check(got >= last, f"{what}: fewer allocations than a shorter cut")
+        last = got
 
 
 def mutations(data, fr):

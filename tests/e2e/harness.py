@@ -229,6 +229,43 @@ def shown(path):
     return path if rel.startswith("..") else rel
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def log_bytes(path):
+    """The bytes of the log at path, decompressed when halloc-trace compressed it
+    (zstd frames, analyzer/log_source.h), through libzstd itself."""
+    import ctypes
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(ZSTD_MAGIC):
+        return data
+
+    class Buf(ctypes.Structure):
+        _fields_ = [("ptr", ctypes.c_void_p), ("size", ctypes.c_size_t), ("pos", ctypes.c_size_t)]
+    z = ctypes.CDLL("libzstd.so.1")
+    z.ZSTD_createDCtx.restype = ctypes.c_void_p
+    z.ZSTD_decompressStream.restype = ctypes.c_size_t
+    z.ZSTD_decompressStream.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    z.ZSTD_isError.argtypes = [ctypes.c_size_t]
+    z.ZSTD_freeDCtx.argtypes = [ctypes.c_void_p]
+    dctx = z.ZSTD_createDCtx()
+    src = ctypes.create_string_buffer(data, len(data))
+    out = ctypes.create_string_buffer(1 << 20)
+    inb, parts = Buf(ctypes.cast(src, ctypes.c_void_p), len(data), 0), []
+    while True:
+        ob = Buf(ctypes.cast(out, ctypes.c_void_p), len(out), 0)
+        ret = z.ZSTD_decompressStream(dctx, ctypes.byref(ob), ctypes.byref(inb))
+        if z.ZSTD_isError(ret):
+            z.ZSTD_freeDCtx(dctx)
+            raise Fail(f"{path}: zstd cannot decompress it")
+        parts.append(out.raw[:ob.pos])
+        if inb.pos == inb.size and ob.pos < len(out):
+            break
+    z.ZSTD_freeDCtx(dctx)
+    return b"".join(parts)
+
+
 def need_tools():
     for tool in (TRACE, REPORT, AGENT):
         if not os.path.exists(tool):
