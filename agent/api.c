@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent/accounting.h"
+#include "agent/pages.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -176,6 +177,7 @@ traced_typed(struct ha_agent_thread *t, unsigned id, size_t n, size_t size,
 	} else {
 		ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, size);
 	}
+	ha_agent_pages_alloc(t, p, size, __builtin_return_address(0));
 	ha_agent_leave(t);
 	return p;
 }
@@ -209,8 +211,12 @@ EXPORT void *halloc_typed(const char *type_name, size_t object_size, size_t n,
 			errno = ENOMEM;
 			return NULL;
 		}
-		p = __libc_calloc(1, size);
+		p = ha_agent_pages_alloc(NULL, __libc_calloc(1, size), size,
+					 __builtin_return_address(0));
 	}
+	/* A block served by mmap is a page item: it gets our file:line. */
+	if (p && ha_agent_pages_mmapped(p))
+		ha_agent_pages_note_site(p, file, line);
 	if (p && ha_agent_acct_on() && !ha_agent_self.guard)
 		ha_agent_acct_alloc(p, size, id, &caller);
 	return p;

@@ -21,6 +21,7 @@
 
 #include "agent/accounting.h"
 #include "agent/agent.h"
+#include "agent/pages.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -52,6 +53,11 @@ extern void *__libc_pvalloc(size_t size);
  * callback allocates is the program's.
  */
 #define SLOW __attribute__((noinline))
+/*
+ * Where the program called, for a page item's site: read in the tail-called
+ * functions, never in an entry point (it would give each a stack frame).
+ */
+#define RA __builtin_return_address(0)
 
 static inline bool api_in_use(void)
 {
@@ -72,11 +78,14 @@ static void *refused(struct ha_agent_thread *t, unsigned fn, size_t size,
 
 /* The end of an allocation on the api path: record, leave, count. */
 static void *allocated(struct ha_agent_thread *t, unsigned fn, void *p,
-		       size_t size)
+		       size_t size, const void *caller)
 {
 	if (t) {
 		ha_agent_record_alloc(t, fn, p, size);
+		ha_agent_pages_alloc(t, p, size, caller);
 		ha_agent_leave(t);
+	} else {
+		ha_agent_pages_alloc(NULL, p, size, caller);
 	}
 	if (p && ha_agent_acct_on())
 		ha_agent_acct_alloc(p, size, 0, NULL);
@@ -89,7 +98,7 @@ static SLOW void *api_malloc(struct ha_agent_thread *t, size_t size)
 
 	if (why)
 		return refused(t, HALLOC_FN_MALLOC, size, why);
-	return allocated(t, HALLOC_FN_MALLOC, __libc_malloc(size), size);
+	return allocated(t, HALLOC_FN_MALLOC, __libc_malloc(size), size, RA);
 }
 
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
@@ -101,6 +110,7 @@ static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 		return api_malloc(t, size);
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -112,16 +122,18 @@ EXPORT void *malloc(size_t size)
 	if (t)
 		return traced_malloc(t, size);
 	if (!ha_agent_api_wanted())
-		return __libc_malloc(size);
+		return ha_agent_untraced_malloc(size);
 	return api_malloc(NULL, size);
 }
 
 static SLOW void api_free(struct ha_agent_thread *t, void *ptr)
 {
+	uint64_t seq, value;
+
+	ha_agent_pages_free(t, ptr); /* its page item ends first */
 	/* Before the block goes back: no one can have it again yet. */
-	uint64_t seq = t ? ha_agent_next_seq() : 0;
-	uint64_t value =
-	    ha_agent_acct_on() ? ha_agent_acct_take(ptr) : HA_ACCT_UNKNOWN;
+	seq = t ? ha_agent_next_seq() : 0;
+	value = ha_agent_acct_on() ? ha_agent_acct_take(ptr) : HA_ACCT_UNKNOWN;
 
 	__libc_free(ptr);
 	if (t) {
@@ -137,7 +149,8 @@ static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 
 	if (api_in_use())
 		return api_free(t, ptr);
-	seq = ha_agent_next_seq(); /* see api_free */
+	ha_agent_pages_free(t, ptr); /* its page item ends first */
+	seq = ha_agent_next_seq();   /* see api_free */
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
 	ha_agent_leave(t);
@@ -153,7 +166,7 @@ EXPORT void free(void *ptr)
 	if (t)
 		return traced_free(t, ptr);
 	if (!ha_agent_api_wanted())
-		return __libc_free(ptr);
+		return ha_agent_untraced_free(ptr);
 	api_free(NULL, ptr);
 }
 
@@ -165,7 +178,8 @@ static SLOW void *api_calloc(struct ha_agent_thread *t, size_t nmemb,
 
 	if (why)
 		return refused(t, HALLOC_FN_CALLOC, size, why);
-	return allocated(t, HALLOC_FN_CALLOC, __libc_calloc(nmemb, n), size);
+	return allocated(t, HALLOC_FN_CALLOC, __libc_calloc(nmemb, n), size,
+			 RA);
 }
 
 static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
@@ -179,6 +193,7 @@ static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 		return api_calloc(t, nmemb, n, size);
 	p = __libc_calloc(nmemb, n);
 	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, size);
+	ha_agent_pages_alloc(t, p, nmemb * n, caller);
 	ha_agent_leave(t);
 	return p;
 }
@@ -192,7 +207,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 		return traced_calloc(t, nmemb, size,
 				     __builtin_return_address(0));
 	if (!ha_agent_api_wanted())
-		return __libc_calloc(nmemb, size);
+		return ha_agent_untraced_calloc(nmemb, size);
 	if (__builtin_mul_overflow(nmemb, size, &total))
 		total = SIZE_MAX; /* glibc fails it: not counted */
 	return api_calloc(NULL, nmemb, size, total);
@@ -207,18 +222,21 @@ static SLOW void *api_realloc(struct ha_agent_thread *t, unsigned fn,
 			      void *old, size_t size)
 {
 	uint64_t stack = 0, seq = 0, value;
+	struct ha_agent_page taken;
 	unsigned why;
+	bool had;
 	void *p;
 
 	if (!old) {
 		why = ha_agent_admit(t, fn, size, 0);
 		if (why)
 			return refused(t, fn, size, why);
-		return allocated(t, fn, __libc_realloc(NULL, size), size);
+		return allocated(t, fn, __libc_realloc(NULL, size), size, RA);
 	}
 	value = ha_agent_acct_on() ? ha_agent_acct_take(old) : HA_ACCT_UNKNOWN;
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
+		ha_agent_pages_free(t, old);
 		seq = t ? ha_agent_next_seq() : 0;
 		p = __libc_realloc(old, 0);
 		if (t) {
@@ -228,7 +246,7 @@ static SLOW void *api_realloc(struct ha_agent_thread *t, unsigned fn,
 			ha_agent_leave(t);
 		}
 		ha_agent_acct_freed(value);
-		return allocated(NULL, fn, p, 0);
+		return allocated(NULL, fn, p, 0, RA);
 	}
 	why = ha_agent_admit(t, fn, size,
 			     value == HA_ACCT_UNKNOWN ? 0 : HA_ACCT_SIZE(value));
@@ -236,16 +254,21 @@ static SLOW void *api_realloc(struct ha_agent_thread *t, unsigned fn,
 		ha_agent_acct_restore(old, value);
 		return refused(t, fn, size, why);
 	}
+	had = ha_agent_pages_mmapped(old) &&
+	      ha_agent_pages_heap_take(t, old, &taken);
 	if (t) {
 		/* The REALLOC names its stack at seq: publish it first. */
 		stack = ha_agent_stack_id(t);
 		seq = ha_agent_next_seq();
 	}
 	p = __libc_realloc(old, size);
-	if (t) {
+	if (t)
 		ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
+	if (!p && had)
+		ha_agent_pages_heap_restore(t, &taken); /* old is intact */
+	ha_agent_pages_alloc(t, p, size, RA);
+	if (t)
 		ha_agent_leave(t);
-	}
 	if (!p)
 		ha_agent_acct_restore(old, value);
 	else if (ha_agent_acct_on())
@@ -256,7 +279,9 @@ static SLOW void *api_realloc(struct ha_agent_thread *t, unsigned fn,
 static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 				 void *old, size_t size)
 {
+	struct ha_agent_page taken;
 	uint64_t stack, seq;
+	bool had;
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
@@ -265,11 +290,13 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	if (!old) {
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
+		ha_agent_pages_alloc(t, p, size, RA);
 		ha_agent_leave(t);
 		return p;
 	}
 	if (!size) {
 		/* glibc frees and returns NULL: a FREE, by realloc. */
+		ha_agent_pages_free(t, old);
 		seq = ha_agent_next_seq();
 		p = __libc_realloc(old, 0);
 		ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
@@ -278,11 +305,16 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 		ha_agent_leave(t);
 		return p;
 	}
+	had = ha_agent_pages_mmapped(old) &&
+	      ha_agent_pages_heap_take(t, old, &taken);
 	/* The REALLOC names its stack at seq: publish the stack first. */
 	stack = ha_agent_stack_id(t);
 	seq = ha_agent_next_seq();
 	p = __libc_realloc(old, size);
 	ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
+	if (!p && had)
+		ha_agent_pages_heap_restore(t, &taken); /* old is intact */
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -294,7 +326,7 @@ EXPORT void *realloc(void *ptr, size_t size)
 	if (t)
 		return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
 	if (!ha_agent_api_wanted())
-		return __libc_realloc(ptr, size);
+		return ha_agent_untraced_realloc(ptr, size);
 	return api_realloc(NULL, HALLOC_FN_REALLOC, ptr, size);
 }
 
@@ -315,7 +347,7 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 	if (t)
 		return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
 	if (!ha_agent_api_wanted())
-		return __libc_realloc(ptr, total);
+		return ha_agent_untraced_realloc(ptr, total);
 	return api_realloc(NULL, HALLOC_FN_REALLOCARRAY, ptr, total);
 }
 
@@ -329,6 +361,16 @@ static void *glibc_aligned(unsigned fn, size_t alignment, size_t size)
 	return __libc_memalign(alignment, size);
 }
 
+/* Not recorded, no API: glibc's, and the block's page item. */
+static void *untraced_aligned(unsigned fn, size_t alignment, size_t size)
+{
+	if (fn == HALLOC_FN_VALLOC)
+		return ha_agent_untraced_valloc(false, size);
+	if (fn == HALLOC_FN_PVALLOC)
+		return ha_agent_untraced_valloc(true, size);
+	return ha_agent_untraced_memalign(alignment, size);
+}
+
 static SLOW void *api_memalign(struct ha_agent_thread *t, unsigned fn,
 			       size_t alignment, size_t size)
 {
@@ -336,7 +378,7 @@ static SLOW void *api_memalign(struct ha_agent_thread *t, unsigned fn,
 
 	if (why)
 		return refused(t, fn, size, why);
-	return allocated(t, fn, glibc_aligned(fn, alignment, size), size);
+	return allocated(t, fn, glibc_aligned(fn, alignment, size), size, RA);
 }
 
 static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
@@ -349,6 +391,7 @@ static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 		return api_memalign(t, fn, alignment, size);
 	p = glibc_aligned(fn, alignment, size);
 	ha_agent_record_alloc(t, fn, p, size);
+	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
 	return p;
 }
@@ -360,7 +403,7 @@ static void *aligned(unsigned fn, size_t alignment, size_t size)
 	if (t)
 		return traced_memalign(t, fn, alignment, size);
 	if (!ha_agent_api_wanted())
-		return glibc_aligned(fn, alignment, size);
+		return untraced_aligned(fn, alignment, size);
 	return api_memalign(NULL, fn, alignment, size);
 }
 

@@ -49,6 +49,7 @@ void ha_analysis_free(struct ha_analysis *analysis)
 		free(analysis->procs[i].stack_leaks);
 		free(analysis->procs[i].peak_sites);
 		ha_timeline_free(&analysis->procs[i].timeline);
+		ha_pages_free(&analysis->procs[i].pages);
 		free(analysis->procs[i].suppressed);
 		ha_types_result_free(&analysis->procs[i].types);
 	}
@@ -119,7 +120,8 @@ static enum ha_result build(struct ha_analysis *a, FILE *f,
 		return HA_ERR_NOMEM;
 	}
 	a->nprocs = n;
-	if (log->skip_events && !(fetch = ha_fetch_new(f, log)))
+	res = ha_pages_analyze(log, a->procs); /* pages.c, rss.c */
+	if (res == HA_OK && log->skip_events && !(fetch = ha_fetch_new(f, log)))
 		res = HA_ERR_NOMEM;
 	if (res == HA_OK)
 		res = ha_merge_plan(log, fetch, &plan);
@@ -127,6 +129,8 @@ static enum ha_result build(struct ha_analysis *a, FILE *f,
 		res = ha_replay(log, a->procs, &plan);
 	ha_merge_plan_free(&plan);
 	ha_fetch_free(fetch);
+	if (res == HA_OK)
+		res = ha_rss_analyze(log, a->procs);
 	if (res == HA_OK) {
 		for (size_t i = 0; i < n; i++) {
 			struct ha_process *p = &ordered[i];

@@ -8,6 +8,7 @@
 
 #include "analyzer/model.h"
 #include "analyzer/types.h"
+#include "analyzer/pages.h"
 
 /* The blocks of one site live at the end; `stack` is the one holding the
  * most bytes of them, the stack a report shows. */
@@ -94,6 +95,7 @@ struct ha_process {
 	struct ha_peak_site *peak_sites; /* at the peak, most bytes first */
 	size_t npeak_sites;
 	struct ha_types_result types; /* memory by type (types.h) */
+	struct ha_page_report pages; /* page items, RSS (pages.c) */
 };
 
 struct ha_analysis {

@@ -23,6 +23,7 @@
 #include "analyzer/decode.h"
 #include "analyzer/model.h"
 #include "analyzer/types.h"
+#include "analyzer/pages.h"
 #include "halloc/log.h"
 
 #define STACK_MEMO 32
@@ -409,6 +410,18 @@ static bool read_record(struct chunk *k)
 	case HALLOC_REC_TYPE:
 		return typed(k, ha_types_read_type(k->log, k->stream, &k->c,
 						   !k->out));
+	case HALLOC_REC_PAGES: /* pages.c; the replay's reading steps over */
+		switch (ha_page_read_record(k->out ? NULL : k->log, k->stream,
+					    &k->c,
+					    HALLOC_RECORD_FN(tag), seq,
+					    &k->time, &k->addr, &k->why)) {
+		case HA_OK:
+			return true;
+		case HA_ERR_NOMEM:
+			return nomem(k);
+		default:
+			return false;
+		}
 	default:
 		return fail(k, "unknown record kind");
 	}

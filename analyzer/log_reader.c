@@ -18,6 +18,7 @@
 #include "analyzer/decode.h"
 #include "analyzer/log_source.h"
 #include "analyzer/model.h"
+#include "analyzer/pages.h"
 #include "halloc/log.h"
 
 /* No frame we know is larger: SYMBOLS frames are split well below it. */
@@ -198,6 +199,10 @@ static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 	case HALLOC_FRAME_SYMBOLS:
 		res = ha_symbols_read(r->log, r->buf, len, &bad, &why);
 		break;
+	case HALLOC_FRAME_RSS: /* pages.c */
+		if ((res = ha_rss_read(r->log, r->buf, len)) == HA_ERR_CORRUPT)
+			return corrupt(r, frame_at, "bad rss frame");
+		break;
 	}
 	if (res == HA_ERR_CORRUPT)
 		return corrupt(r, payload_at + bad, why);
@@ -268,7 +273,7 @@ static enum ha_result read_frames(struct reader *r)
 			    r, frame_at,
 			    "chunk frame longer than the agent writes");
 		/* A newer writer's frame type: skip it, unread. */
-		if (type < HALLOC_FRAME_TRACE_INFO || type > HALLOC_FRAME_END) {
+		if (type < HALLOC_FRAME_TRACE_INFO || type > HALLOC_FRAME_RSS) {
 			if (!skip_payload(r, len))
 				return input_ended(r);
 			r->log->valid_end = r->offset;

@@ -136,6 +136,7 @@ static void stream_free(struct ha_stream *s)
 	free(s->segments);
 	free(s->unloads);
 	ha_map_free(&s->stack_ids);
+	free(s->page_events);
 }
 
 void ha_log_free(struct ha_log *log)
@@ -150,6 +151,7 @@ void ha_log_free(struct ha_log *log)
 	ha_map_free(&log->stream_ids);
 	free(log->argv);
 	free(log->exits);
+	free(log->rss);
 	free(log->stacks);
 	free(log->chunks);
 	free(log->zframes);

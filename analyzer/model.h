@@ -68,6 +68,9 @@ void ha_strpool_free(struct ha_strpool *pool);
 
 /* ---- events ------------------------------------------------------------ */
 
+struct ha_page_event; /* analyzer/pages.h */
+struct ha_rss_sample;
+
 enum ha_event_kind {
 	HA_EV_ALLOC = 1, /* a block appears: malloc & co, realloc's new block */
 	HA_EV_FREE = 2,	 /* a block goes: free, realloc's old block */
@@ -213,6 +216,8 @@ struct ha_stream {
 	struct ha_unload *unloads;
 	size_t nunloads, unloads_cap;
 	struct ha_map stack_ids; /* stack id -> global stack index */
+	struct ha_page_event *page_events; /* PAGES records (pages.h) */
+	size_t npage_events, page_events_cap;
 
 	/* How the image ended (set by ha_log_resolve). */
 	enum ha_end_how end;
@@ -239,6 +244,9 @@ struct ha_log {
 
 	struct ha_exit *exits;
 	size_t nexits, exits_cap;
+
+	struct ha_rss_sample *rss; /* RSS frames (pages.h), file order */
+	size_t nrss, rss_cap;
 
 	struct ha_stack *stacks;
 	size_t nstacks, stacks_cap;

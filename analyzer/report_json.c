@@ -24,6 +24,7 @@
 
 #include "analyzer/analysis.h"
 #include "analyzer/json.h"
+#include "analyzer/report_pages.h"
 #include "halloc/log.h"
 
 static void write_site(struct ha_json *j, const struct ha_log *log,
@@ -134,6 +135,7 @@ static void write_summary(struct ha_json *j, const struct ha_process *p)
 	write_counter(j, "temporary_allocations", m->temporary);
 	write_counter(j, "suppressed_bytes", m->suppressed_bytes);
 	write_counter(j, "suppressed_blocks", m->suppressed_blocks);
+	ha_json_peak_rss(j, p);
 	ha_json_end(j);
 }
 
@@ -301,11 +303,19 @@ static enum ha_result write_process(struct ha_json *j,
 		ha_json_object(j, true);
 		write_counter(j, "time_us", ha_timeline_time(&p->timeline, i));
 		write_counter(j, "bytes", p->timeline.bytes[i]);
+		ha_json_rss_point(j, p, i);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
+	ha_json_page_items(j, log, p);
 	ha_json_end(j);
 	return HA_OK;
+}
+
+void ha_json_site(struct ha_json *j, const struct ha_log *log,
+		  const struct ha_site *site)
+{
+	write_site(j, log, site);
 }
 
 static const char *recorder_name(uint64_t recorder)

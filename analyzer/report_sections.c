@@ -71,6 +71,44 @@ enum ha_result ha_text_sites(FILE *out, const struct ha_log *log,
 #define SPARK_MAX   200
 #define SPARK_LABEL "  heap over time:  "
 
+static uint64_t heap_top(const struct ha_timeline *tl)
+{
+	uint64_t top = 0;
+
+	for (size_t i = 0; i < tl->n; i++)
+		if (tl->bytes[i] > top)
+			top = tl->bytes[i];
+	return top;
+}
+
+/* What follows the heap's sparkline; returns its length. */
+static int spark_after(char after[96], const struct ha_timeline *tl)
+{
+	char s1[32], t1[32];
+
+	return snprintf(after, 96, "  (max %s over %s)",
+			ha_text_bytes(s1, heap_top(tl)),
+			ha_text_duration(t1, tl->end_us));
+}
+
+size_t ha_text_sparkline_cols(const struct ha_process *p,
+			      const struct ha_report_options *o)
+{
+	const struct ha_timeline *tl = &p->timeline;
+	size_t cols = SPARK_WIDTH;
+	char after[96];
+
+	if (o->width) {
+		int room = (int)o->width - (int)strlen(SPARK_LABEL) -
+			   spark_after(after, tl);
+
+		cols = room < SPARK_MIN	  ? SPARK_MIN
+		       : room > SPARK_MAX ? SPARK_MAX
+					  : (size_t)room;
+	}
+	return cols > tl->n ? tl->n : cols;
+}
+
 /* The heap over time on one line: each column the most the heap held in
  * its share of the run, in eight levels of the peak. */
 void ha_text_sparkline(FILE *out, const struct ha_log *log,
@@ -81,30 +119,14 @@ void ha_text_sparkline(FILE *out, const struct ha_log *log,
 					     "▅", "▆", "▇", "█"};
 	static const char ascii[] = "_.-:=+*#";
 	const struct ha_timeline *tl = &p->timeline;
-	size_t cols = SPARK_WIDTH;
-	uint64_t top = 0;
-	char s1[32], t1[32], after[96];
-	int len;
+	size_t cols;
+	uint64_t top = heap_top(tl);
+	char after[96];
 
-	if (tl->n < 2 || (log->trace_flags & HALLOC_TRACE_AGGREGATE))
+	if (tl->n < 2 || (log->trace_flags & HALLOC_TRACE_AGGREGATE) || !top)
 		return;
-	for (size_t i = 0; i < tl->n; i++)
-		if (tl->bytes[i] > top)
-			top = tl->bytes[i];
-	if (!top)
-		return;
-	len = snprintf(after, sizeof(after), "  (max %s over %s)",
-		       ha_text_bytes(s1, top),
-		       ha_text_duration(t1, tl->end_us));
-	if (o->width) {
-		int room = (int)o->width - (int)strlen(SPARK_LABEL) - len;
-
-		cols = room < SPARK_MIN	  ? SPARK_MIN
-		       : room > SPARK_MAX ? SPARK_MAX
-					  : (size_t)room;
-	}
-	if (cols > tl->n)
-		cols = tl->n;
+	spark_after(after, tl);
+	cols = ha_text_sparkline_cols(p, o);
 	fputs(SPARK_LABEL, out);
 	for (size_t c = 0; c < cols; c++) {
 		uint64_t v = 0;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/report_pages.h"
 #include "analyzer/report_text.h"
 #include "halloc/log.h"
 
@@ -499,8 +500,11 @@ enum ha_result ha_report_text(const struct ha_analysis *a,
 			fputc('\n', out);
 		print_header(out, a, p, st);
 		print_summary(out, a, p);
+		ha_text_peak_rss(out, p);
 		ha_text_sparkline(out, a->log, p, o);
+		ha_text_rss_sparkline(out, p, o);
 		ha_text_peak_sites(out, a->log, p, o, st);
+		ha_text_page_items(out, a->log, p, o, st);
 		if ((res = ha_text_temporary(out, a->log, p, o, st)) != HA_OK)
 			return res;
 		ha_text_types(out, p, st);

@@ -31,6 +31,9 @@ enum ha_result ha_text_sites(FILE *out, const struct ha_log *log,
 			     const struct ha_process *p,
 			     const struct ha_report_options *o,
 			     const struct ha_text_style *st);
+/* The columns the heap's sparkline takes (the RSS line takes as many). */
+size_t ha_text_sparkline_cols(const struct ha_process *p,
+			      const struct ha_report_options *o);
 void ha_text_sparkline(FILE *out, const struct ha_log *log,
 		       const struct ha_process *p,
 		       const struct ha_report_options *o);

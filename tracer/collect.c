@@ -205,6 +205,7 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 			}
 			timeout = (int)left;
 		}
+		timeout = ht_rss_poll(s, timeout);
 		if (poll(fds, s->pipe_fd >= 0 ? 2 : 1, timeout) < 0 &&
 		    errno != EINTR) {
 			snprintf(diag->message, sizeof(diag->message),

@@ -13,6 +13,7 @@
 #include "agent/transport.h"
 #include "tracer/chunks.h"
 #include "tracer/frames.h"
+#include "tracer/rss.h"
 #include "tracer/tracer.h"
 
 /* A traced process that ended, as waitpid(2) reported it. */
@@ -60,6 +61,8 @@ struct ht_session {
 	unsigned char *buffer;
 	size_t buffer_size;
 	uint64_t frames_dropped; /* could not be delimited: lost */
+
+	struct ht_rss rss; /* resident memory samples (rss.c) */
 };
 
 /*

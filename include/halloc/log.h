@@ -119,8 +119,13 @@ enum halloc_frame_type {
 	/*
 	 * Written by the tracer while the program runs: the resident memory of
 	 * a traced process, sampled from outside (/proc/PID/statm).
-	 * Payload: laid out by its owner (page items, issue 3); see the
-	 * comment that replaces this one.
+	 * Payload: uv pid, uv time (CLOCK_REALTIME ns: the clock of the
+	 * PROCESS record's start time, so a reader places a sample in the
+	 * stream of that pid that was running then and on its clock), uv
+	 * resident bytes (statm's resident pages x page size); then, optional
+	 * (absent: unknown), uv peak resident bytes so far (VmHWM).
+	 * Samples come every 10 ms at first; the interval doubles every 256
+	 * samples of a process, so a long run keeps a few thousand.
 	 */
 	HALLOC_FRAME_RSS = 6,
 };
@@ -279,9 +284,36 @@ enum halloc_record {
 	HALLOC_REC_REFUSED = 11,
 
 	/*
-	 * Reserved: page-backed memory. The high nibble of the tag is an
-	 * enum halloc_page_op instead of an allocation function. Layout
-	 * written by its owner.
+	 * Page-backed memory (page items). The high nibble of the tag is an
+	 * enum halloc_page_op instead of an allocation function. After seq,
+	 * by op:
+	 *  MMAP (the program's own anonymous mmap, after it returned):
+	 *    uv time delta, sv address delta, uv length (as asked), uv stack
+	 *    id, uv prot, uv flags (mmap's arguments).
+	 *  MUNMAP (seq taken before the call; written only when the range
+	 *    ended part of a recorded mapping, or a file was mapped with
+	 *    MAP_FIXED over one): uv time delta, sv address delta, uv length.
+	 *    Any part of a mapping inside [address, address + length) ends: a
+	 *    mapping can lose its head, its tail, or its middle.
+	 *  MREMAP (a recorded mapping moved or resized): uv seq2 delta (from
+	 *    seq), uv time delta, sv old address delta, sv new address delta
+	 *    (from the old address), uv old length, uv new length. The old
+	 *    range ends at seq (taken before the call), the new one, with the
+	 *    old one's stack, starts at seq2. Old length 0 (a duplicate of a
+	 *    shared mapping) ends nothing.
+	 *  HEAP (a block the allocator served by mmap, found by glibc's
+	 *    IS_MMAPPED chunk bit; its own seq, after the ALLOC's or
+	 *    REALLOC's seq2): uv time delta, sv address delta (the block, as
+	 *    in its ALLOC), uv size (requested, as in its ALLOC), uv mapped
+	 *    length (the pages the allocator mapped for it, its header
+	 *    included), uv stack id (its ALLOC's).
+	 *  HEAP_FREE (that block is about to be freed, or realloc'd; its own
+	 *    seq, before the FREE's or the REALLOC's): uv time delta, sv
+	 *    address delta. A realloc that then fails writes the block's
+	 *    HEAP again.
+	 * A new mapping (MMAP, MREMAP's new range) replaces any recorded one
+	 * it overlaps (MAP_FIXED). The chunk's previous address becomes the
+	 * record's (new) address. File-backed mappings are not recorded.
 	 */
 	HALLOC_REC_PAGES = 12,
 
@@ -301,6 +333,7 @@ enum halloc_page_op {
 	HALLOC_PAGE_MUNMAP = 1, /* the program's own munmap */
 	HALLOC_PAGE_MREMAP = 2, /* the program's own mremap */
 	HALLOC_PAGE_HEAP = 3,   /* a heap block the allocator served by mmap */
+	HALLOC_PAGE_HEAP_FREE = 4, /* such a block is freed (or realloc'd) */
 };
 
 enum halloc_alloc_fn {
