@@ -4,8 +4,10 @@
  *   cc typed.c -lhalloc && ./a.out
  *
  * Linked with -lhalloc, the program allocates typed objects with
- * halloc(type, n) and asks for its own statistics, with or without
- * halloc-trace (which also gets the type, file and line of each halloc()).
+ * halloc(type, n) and asks for its own statistics: the page items (memory
+ * served by whole pages: none here, the block is small), the totals and
+ * the type's usage, with or without halloc-trace (which also gets the
+ * type, file and line of each halloc()).
  */
 #include <halloc/halloc.h>
 
@@ -24,6 +26,7 @@ int main(void)
 	for (int i = 0; i < 10; i++)
 		particles[i].id = i;
 
+	halloc_print_saved_page_items();
 	halloc_print_total_memory_usage();
 	halloc_print_type_memory_usage(struct particle);
 
