@@ -54,6 +54,7 @@ extern unsigned ha_agent_api;
 #define HA_API_CALLBACK (1u << 1) /* a callback is set */
 #define HA_GATE_MONITOR (1u << 2)
 #define HA_GATE_LIMIT	(1u << 3)
+#define HA_GATE_FAULTS	(1u << 4) /* halloc-trace --fail-* (faults.c) */
 #define HA_GATES	(~(HA_API_ACCT | HA_API_CALLBACK))
 
 static inline unsigned ha_agent_api_flags(void)
@@ -123,6 +124,8 @@ void ha_agent_acct_hook_leave(void);
 /* ---- admit.c --------------------------------------------------------------
  */
 
+/* After faults.c read HALLOC_AGENT: its gate, if it asked for faults. */
+void ha_agent_admit_faults(void);
 /* Set from HALLOC_AGENT's limit= (agent.c); 0: no limit. */
 void ha_agent_set_limit(uint64_t bytes);
 

@@ -5,6 +5,8 @@
  * Sources of a refusal, in the order they are asked (enum halloc_refusal):
  *   --limit      halloc-trace's budget for the live heap (HALLOC_AGENT
  *                limit=); needs accounting, which the limit switches on
+ *   faults       halloc-trace --fail-after, --fail-rate, --fail-at
+ *                (faults.c), on the recorded path
  *   the monitor  halloc_set_memory_monitor(): asked last, because it may
  *                keep its own budget: once it said yes, nothing else may
  *                refuse the allocation
@@ -21,6 +23,7 @@
 #include <limits.h>
 
 #include "agent/accounting.h"
+#include "agent/faults.h"
 
 static uint64_t limit;
 
@@ -39,6 +42,13 @@ void ha_agent_set_limit(uint64_t bytes)
 		__atomic_fetch_or(&ha_agent_api, HA_GATE_LIMIT,
 				  __ATOMIC_RELEASE);
 	}
+}
+
+void ha_agent_admit_faults(void)
+{
+	if (ha_agent_faults_on)
+		__atomic_fetch_or(&ha_agent_api, HA_GATE_FAULTS,
+				  __ATOMIC_RELEASE);
 }
 
 void ha_agent_set_monitor(halloc_memory_monitor_fn fn, void *user_ptr)
@@ -122,6 +132,13 @@ unsigned ha_agent_admit_slow(struct ha_agent_thread *t, unsigned fn,
 
 	if ((gates & HA_GATE_LIMIT) && over_limit(size, freed))
 		return HALLOC_REFUSED_LIMIT;
+	/* Fault injection, on the recorded path only (faults.h). */
+	if ((gates & HA_GATE_FAULTS) && t) {
+		unsigned why = ha_agent_fault_check(t, fn, size);
+
+		if (why)
+			return why;
+	}
 	/* A new source: its bit in accounting.h, its test here. The
 	 * monitor stays last: see the top of the file. */
 	if ((gates & HA_GATE_MONITOR) && !ha_agent_acct_in_hook() &&

@@ -37,6 +37,7 @@
 
 #include "agent/accounting.h"
 #include "agent/agent.h"
+#include "agent/faults.h"
 
 int ha_agent_status;
 struct ha_agent_stream ha_agent;
@@ -261,6 +262,8 @@ static bool init(struct ha_agent_thread *t)
 		remove_env();
 		return false;
 	}
+	ha_agent_faults_init(value);
+	ha_agent_admit_faults();
 	if (!ha_agent.cfg.follow) {
 		/* Whatever happens next, nothing we start sees it. */
 		remove_env();

@@ -43,6 +43,10 @@
  *   limit  optional: the live heap's budget in bytes (halloc-trace
  *          --limit): an allocation that would take it over fails with
  *          ENOMEM (a REFUSED record, reason HALLOC_REFUSED_LIMIT)
+ * then, optionally, fault injection's keys (agent/faults.c): fail_after=N,
+ * fail_rate=PPB, seed=S, and repeated fail_at=A,fail_len=L,
+ * fail_skip=A,fail_slen=L, fail_exe=K and fail_lib=K. Every value is a plain number,
+ * so a reader skips the keys it does not know.
  * Without follow, the agent removes the variable from its environment so
  * that programs it starts do not see it. With follow, the first traced
  * image rewrites "follow=1" to "follow=2" in place: an image that reads 2

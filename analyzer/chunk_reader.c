@@ -358,17 +358,31 @@ static bool read_alloc_failed(struct chunk *k, uint64_t seq, unsigned fn)
 	       push_event(k, seq, HA_EV_FAILED, fn, 0, size, stack);
 }
 
-/* Refused before the allocator (--limit, the monitor, fault injection):
- * never an allocation. Read for its time; the report of refusals by site
- * is the fault injection's. */
-static bool read_refused(struct chunk *k)
+/* Kept apart from the events: a refusal changes no count. */
+static bool read_refused(struct chunk *k, uint64_t seq, unsigned fn)
 {
+	struct ha_stream *s = k->stream;
 	uint64_t dt, size, stack_id, reason;
+	struct ha_refusal *r;
+	uint32_t stack;
 
 	if (!ha_get_uv(&k->c, &dt) || !ha_get_uv(&k->c, &size) ||
-	    !ha_get_uv(&k->c, &stack_id) || !ha_get_uv(&k->c, &reason))
+	    !ha_get_uv(&k->c, &stack_id) || !ha_get_uv(&k->c, &reason) ||
+	    reason > UINT8_MAX)
 		return fail(k, "bad refused-allocation record");
 	k->time += dt;
+	if (k->out)
+		return true; /* the replay's reading: not an event */
+	if (k->time > s->last_time)
+		s->last_time = k->time;
+	if (!stack_ref(k, stack_id, &stack))
+		return false;
+	if (!HA_RESERVE(s->refusals, s->refusals_cap, s->nrefusals + 1))
+		return nomem(k);
+	r = &s->refusals[s->nrefusals++];
+	*r = (struct ha_refusal){.seq = seq, .time = k->time, .size = size,
+				 .stack = stack, .fn = (uint8_t)fn,
+				 .reason = (uint8_t)reason};
 	return true;
 }
 
@@ -406,7 +420,7 @@ static bool read_record(struct chunk *k)
 	case HALLOC_REC_ALLOC_FAILED:
 		return read_alloc_failed(k, seq, HALLOC_RECORD_FN(tag));
 	case HALLOC_REC_REFUSED:
-		return read_refused(k);
+		return read_refused(k, seq, HALLOC_RECORD_FN(tag));
 	case HALLOC_REC_TYPE:
 		return typed(k, ha_types_read_type(k->log, k->stream, &k->c,
 						   !k->out));

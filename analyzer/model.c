@@ -132,6 +132,7 @@ static void stream_free(struct ha_stream *s)
 {
 	free(s->argv);
 	free(s->events);
+	free(s->refusals);
 	free(s->modules);
 	free(s->segments);
 	free(s->unloads);

@@ -89,6 +89,17 @@ struct ha_event {
 	uint64_t time;  /* microseconds since the stream's start */
 };
 
+/* An allocation refused before the allocator (HALLOC_REC_REFUSED): not an
+ * event, never counted; refusals.c reports them. */
+struct ha_refusal {
+	uint64_t seq;
+	uint64_t time; /* microseconds since the stream's start */
+	uint64_t size;
+	uint32_t stack;	 /* global stack index */
+	uint8_t fn;	 /* enum halloc_alloc_fn */
+	uint8_t reason;	 /* enum halloc_refusal */
+};
+
 /*
  * Where a chunk's events are, for the replay to read them again instead of
  * holding every event (event_merge.c). `at` is the offset of the chunk's
@@ -208,6 +219,8 @@ struct ha_stream {
 
 	struct ha_event *events;
 	size_t nevents, events_cap;
+	struct ha_refusal *refusals; /* in file order */
+	size_t nrefusals, refusals_cap;
 	uint64_t last_time; /* the latest event time (us) */
 	struct ha_module *modules;
 	size_t nmodules, modules_cap;

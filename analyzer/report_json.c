@@ -11,6 +11,8 @@
  *      "timeline": [{"time_us", "bytes"}],
  *      "peak_contributors": [{"site", "bytes", "blocks"}],
  *      "suppressed": [{"suppression", "line", "stacks", "bytes", "blocks"}],
+ *      "refused": [{"site", "reason", "allocations", "bytes"}],
+ *      "killed_after_refusal", "last_refused" (refusals.h),
  *      "sites": [{"site", "allocations", "bytes_allocated", "peak_bytes",
  *                 "leaked_bytes", "leaked_blocks"}],
  *      "types": [...], "size_classes": [...]}]}    (report_types.c)
@@ -24,6 +26,7 @@
 
 #include "analyzer/analysis.h"
 #include "analyzer/json.h"
+#include "analyzer/refusals.h"
 #include "analyzer/report_pages.h"
 #include "halloc/log.h"
 
@@ -182,6 +185,12 @@ static void write_suppressed(struct ha_json *j, const struct ha_analysis *a,
 	ha_json_end(j);
 }
 
+enum ha_result ha_json_stack(struct ha_json *j, const struct ha_log *log,
+			     uint32_t stack)
+{
+	return write_stack(j, log, stack);
+}
+
 static enum ha_result write_process(struct ha_json *j,
 				    const struct ha_analysis *a,
 				    const struct ha_process *p,
@@ -262,6 +271,8 @@ static enum ha_result write_process(struct ha_json *j,
 	write_counter(j, "blocks", omitted.blocks);
 	ha_json_end(j);
 	write_suppressed(j, a, p);
+	if (ha_json_refused(j, log, p, o) != HA_OK)
+		return HA_ERR_NOMEM;
 	/* the sites holding the heap at its peak, most bytes first */
 	ha_json_key(j, "peak_contributors");
 	ha_json_array(j, false);

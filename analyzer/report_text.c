@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "analyzer/analysis.h"
+#include "analyzer/refusals.h"
 #include "analyzer/report_pages.h"
 #include "analyzer/report_text.h"
 #include "halloc/log.h"
@@ -157,6 +158,11 @@ static void print_ending(FILE *out, const struct ha_stream *s)
 		fputs("ended; how was not recorded", out);
 		break;
 	}
+}
+
+void ha_text_ending(FILE *out, const struct ha_stream *s)
+{
+	print_ending(out, s);
 }
 
 /* "  recorded by eBPF uprobes (attached), DWARF stacks": an eBPF log's
@@ -400,6 +406,13 @@ static void print_frame(FILE *out, unsigned i, const struct ha_frame *f,
 			st->reset);
 }
 
+void ha_text_frame(FILE *out, unsigned i, const struct ha_frame *f,
+		   const struct ha_report_options *o,
+		   const struct ha_text_style *st)
+{
+	print_frame(out, i, f, o, st);
+}
+
 static enum ha_result print_leak(FILE *out, const struct ha_log *log,
 				 const struct ha_process *p, unsigned n,
 				 const struct ha_leak *leak,
@@ -503,6 +516,8 @@ enum ha_result ha_report_text(const struct ha_analysis *a,
 		ha_text_peak_rss(out, p);
 		ha_text_sparkline(out, a->log, p, o);
 		ha_text_rss_sparkline(out, p, o);
+		if ((res = ha_text_refused(out, a->log, p, o, st)) != HA_OK)
+			return res;
 		ha_text_peak_sites(out, a->log, p, o, st);
 		ha_text_page_items(out, a->log, p, o, st);
 		if ((res = ha_text_temporary(out, a->log, p, o, st)) != HA_OK)

@@ -22,6 +22,13 @@ const char *ha_text_bytes(char buf[32], uint64_t bytes);
 const char *ha_text_size(char buf[64], uint64_t bytes);
 /* "850 us", "12.3 ms", "4.56 s" */
 const char *ha_text_duration(char buf[32], uint64_t us);
+/* "  #0 main /src/x.c:12 (/src/prog)", fitted to o->width. */
+void ha_text_frame(FILE *out, unsigned i, const struct ha_frame *f,
+		   const struct ha_report_options *o,
+		   const struct ha_text_style *st);
+/* How a process ended: "exited with status 0", "was killed by SIGSEGV
+ * (signal 11)", ... */
+void ha_text_ending(FILE *out, const struct ha_stream *s);
 /* "main (leaky.c:12)", "foo (libfoo.so)", "??? (libfoo.so+0x1a2b)" */
 void ha_text_site(FILE *out, const struct ha_log *log,
 		  const struct ha_site *site);

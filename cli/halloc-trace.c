@@ -54,6 +54,16 @@ static const char usage_text[] =
     "                          KiB, MiB, GiB; e.g. 64M)\n"
     CLI_SUPPRESSIONS_USAGE
     CLI_GATES_USAGE
+    "\n"
+    "Fault injection (the agent refuses allocations: NULL and ENOMEM):\n"
+    "      --fail-after N      the N-th allocation call (from 1) and every\n"
+    "                          later one fail\n"
+    "      --fail-rate P       each allocation call fails with probability\n"
+    "                          P (0 to 1, e.g. 0.01) ...\n"
+    "      --seed S            ... drawn from seed S (default 0): the same\n"
+    "                          seed fails the same calls\n"
+    "      --fail-at FILE:LINE allocations whose site is FILE:LINE fail\n"
+    "\n"
     "  -h, --help              print this help and exit\n"
     "      --version           print the version and exit\n"
     "\n"
@@ -87,6 +97,10 @@ enum {
 	OPT_GATE, /* --error-exitcode, --max-leaked, --max-peak */
 	OPT_SUPPRESSIONS,
 	OPT_LIMIT,
+	OPT_FAIL_AFTER,
+	OPT_FAIL_RATE,
+	OPT_SEED,
+	OPT_FAIL_AT,
 };
 
 /* "+": stop at the first non-option; ":": report a missing value. */
@@ -110,6 +124,10 @@ static const struct option long_options[] = {
     {"error-exitcode", required_argument, NULL, OPT_GATE},
     {"max-leaked", required_argument, NULL, OPT_GATE},
     {"max-peak", required_argument, NULL, OPT_GATE},
+    {"fail-after", required_argument, NULL, OPT_FAIL_AFTER},
+    {"fail-rate", required_argument, NULL, OPT_FAIL_RATE},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"fail-at", required_argument, NULL, OPT_FAIL_AT},
     {NULL, 0, NULL, 0},
 };
 
@@ -131,6 +149,9 @@ static struct env {
 	enum hb_stacks stacks;
 	unsigned stack_bytes;
 	const char *bpf_only; /* the first option that needs -p or --bpf */
+	struct ht_faults faults;
+	const char *agent_only; /* the first option that needs the agent */
+	bool seed_set;
 } env = {
     .depth = HALLOC_DEPTH_DEFAULT,
 };
@@ -140,6 +161,57 @@ static void needs_bpf(const char *option)
 {
 	if (!env.bpf_only)
 		env.bpf_only = option;
+}
+
+/* Remembers the first option given that only the preload agent takes. */
+static void needs_agent(const char *option)
+{
+	if (!env.agent_only)
+		env.agent_only = option;
+}
+
+/* A count from 1 up: digits only, at most 10^18. */
+static bool parse_count(const char *text, uint64_t *out)
+{
+	size_t digits = strspn(text, "0123456789");
+
+	if (digits == 0 || text[digits] || digits > 18)
+		return false;
+	*out = strtoull(text, NULL, 10);
+	return *out >= 1;
+}
+
+/* A probability as a plain decimal from 0 to 1 ("0.25", "1"), in
+ * billionths. */
+static bool parse_probability(const char *text, uint64_t *ppb)
+{
+	size_t digits = strspn(text, "0123456789");
+	double p;
+
+	if (text[digits] == '.')
+		digits += 1 + strspn(text + digits + 1, "0123456789");
+	if (digits == 0 || text[digits] || !strcmp(text, "."))
+		return false;
+	p = strtod(text, NULL);
+	if (!(p >= 0 && p <= 1))
+		return false;
+	*ppb = (uint64_t)(p * 1e9 + 0.5);
+	return true;
+}
+
+/* "FILE:LINE", split at the last colon; the line from 1 up. */
+static bool parse_file_line(const char *text, struct ht_faults *f)
+{
+	const char *colon = strrchr(text, ':');
+	static char file[PATH_MAX];
+
+	if (!colon || colon == text || (size_t)(colon - text) >= sizeof(file) ||
+	    !cli_parse_unsigned(colon + 1, 1, INT_MAX, &f->fail_at_line))
+		return false;
+	memcpy(file, text, (size_t)(colon - text));
+	file[colon - text] = '\0';
+	f->fail_at_file = file;
+	return true;
 }
 
 /* Seconds as a plain decimal, "10" or "0.5": no sign, exponent or blanks. */
@@ -167,6 +239,12 @@ static int check_combination(int argc, char **argv)
 		return cli_usage_error("option '-f' cannot be used with %s: the "
 				   "eBPF attach records one process",
 				   env.pid ? "-p" : "--bpf");
+	if ((env.pid || env.bpf) && env.agent_only)
+		return cli_usage_error("option '%s' cannot be used with %s: "
+				       "faults are injected by the agent",
+				       env.agent_only, env.pid ? "-p" : "--bpf");
+	if (env.seed_set && !env.faults.fail_rate_set)
+		return cli_usage_error("option '--seed' needs --fail-rate");
 	if (!env.pid && !env.bpf && env.bpf_only)
 		return cli_usage_error("option '%s' needs -p or --bpf",
 				   env.bpf_only);
@@ -272,6 +350,46 @@ static int parse_options(int argc, char **argv)
 						   optarg);
 			needs_bpf("--stack-bytes");
 			break;
+		case OPT_FAIL_AFTER:
+			if (!parse_count(optarg, &env.faults.fail_after))
+				return cli_usage_error(
+				    "invalid count '%s' for --fail-after: "
+				    "expected a number from 1 up",
+				    optarg);
+			needs_agent("--fail-after");
+			break;
+		case OPT_FAIL_RATE:
+			if (!parse_probability(optarg,
+					       &env.faults.fail_rate_ppb))
+				return cli_usage_error(
+				    "invalid probability '%s' for "
+				    "--fail-rate: expected a number from 0 "
+				    "to 1, such as 0.01",
+				    optarg);
+			env.faults.fail_rate_set = true;
+			needs_agent("--fail-rate");
+			break;
+		case OPT_SEED: {
+			unsigned seed;
+
+			if (!cli_parse_unsigned(optarg, 0, UINT_MAX, &seed))
+				return cli_usage_error(
+				    "invalid seed '%s': expected a number "
+				    "from 0 to %u",
+				    optarg, UINT_MAX);
+			env.faults.seed = seed;
+			env.seed_set = true;
+			needs_agent("--seed");
+			break;
+		}
+		case OPT_FAIL_AT:
+			if (!parse_file_line(optarg, &env.faults))
+				return cli_usage_error(
+				    "invalid --fail-at '%s': expected "
+				    "FILE:LINE, such as main.c:42",
+				    optarg);
+			needs_agent("--fail-at");
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
@@ -372,6 +490,7 @@ static int trace_preload(char **prog_argv)
 	    .depth = env.depth,
 	    .follow_children = env.follow_children,
 	    .limit = env.limit,
+	    .faults = env.faults,
 	};
 	result = ht_start(&config, &session, &diag);
 	if (result) {

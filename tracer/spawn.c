@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tracer/faults.h"
 #include "tracer/program.h"
 
 #define PIPE_SIZE      (1 << 20)  /* fewer stalls in the agent's write(2) */
@@ -36,6 +37,7 @@ struct child_args {
 	const char *program;
 	char *const *argv;
 	const char *agent;
+	const char *fault_keys; /* more HALLOC_AGENT keys, or NULL */
 	int pipe_fd, shm_fd;
 	unsigned depth;
 	bool follow;
@@ -54,6 +56,8 @@ int ht_result_exit_status(enum ht_result result)
 		return 127;
 	case HT_ERR_CANNOT_RUN:
 		return 126;
+	case HT_ERR_USAGE:
+		return 2;
 	default:
 		return 125;
 	}
@@ -269,7 +273,7 @@ static void exec_as_script(const char *program, char *const *argv)
 /* In the child, after fork: never returns. */
 static void __attribute__((noreturn)) run_child(const struct child_args *a)
 {
-	char agent_env[160], *preload = NULL;
+	char *agent_env = NULL, *preload = NULL, limit[40] = "";
 	const char *old_preload = getenv("LD_PRELOAD");
 	char go;
 	ssize_t n;
@@ -286,21 +290,21 @@ static void __attribute__((noreturn)) run_child(const struct child_args *a)
 	if (n != 1)
 		_exit(125); /* the tracer gave up before starting us */
 
-	snprintf(agent_env, sizeof(agent_env),
-		 "fd=%d,shm=%d,pid=%d,depth=%u,follow=%d", a->pipe_fd,
-		 a->shm_fd, a->follow ? 0 : (int)getpid(), a->depth,
-		 a->follow ? 1 : 0);
 	if (a->limit)
-		snprintf(agent_env + strlen(agent_env),
-			 sizeof(agent_env) - strlen(agent_env), ",limit=%llu",
+		snprintf(limit, sizeof(limit), ",limit=%llu",
 			 (unsigned long long)a->limit);
+	if (asprintf(&agent_env, "fd=%d,shm=%d,pid=%d,depth=%u,follow=%d%s%s",
+		     a->pipe_fd, a->shm_fd, a->follow ? 0 : (int)getpid(),
+		     a->depth, a->follow ? 1 : 0,
+		     a->fault_keys ? a->fault_keys : "", limit) < 0)
+		agent_env = NULL;
 	if (old_preload && *old_preload) {
 		if (asprintf(&preload, "%s:%s", a->agent, old_preload) < 0)
 			preload = NULL;
 	} else {
 		preload = strdup(a->agent);
 	}
-	if (!preload || inherit_fd(a->pipe_fd) < 0 ||
+	if (!preload || !agent_env || inherit_fd(a->pipe_fd) < 0 ||
 	    inherit_fd(a->shm_fd) < 0 || setenv("LD_PRELOAD", preload, 1) < 0 ||
 	    setenv(HALLOC_AGENT_ENV, agent_env, 1) < 0) {
 		err = errno ? errno : ENOMEM;
@@ -364,7 +368,7 @@ static void abandon_child(struct ht_session *s, int *go_fd)
 static enum ht_result start_child(struct ht_session *s,
 				  const struct ht_config *config,
 				  const char *program, const char *agent,
-				  struct ht_diag *diag)
+				  const char *fault_keys, struct ht_diag *diag)
 {
 	int go[2] = {-1, -1}, error_pipe[2] = {-1, -1}, pipe_wr, err;
 	struct child_args args;
@@ -394,6 +398,7 @@ static enum ht_result start_child(struct ht_session *s,
 	    .program = program,
 	    .argv = config->argv,
 	    .agent = agent,
+	    .fault_keys = fault_keys,
 	    .pipe_fd = pipe_wr,
 	    .shm_fd = s->shm_fd,
 	    .depth = config->depth,
@@ -467,7 +472,7 @@ enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
 			struct ht_diag *diag)
 {
 	const char *name = config->argv[0];
-	char *program = NULL, *agent = NULL;
+	char *program = NULL, *agent = NULL, *fault_keys = NULL;
 	struct ht_session *s = NULL;
 	enum ht_result result;
 	int err;
@@ -492,6 +497,10 @@ enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
 	result = find_agent(&agent, diag);
 	if (result)
 		goto cleanup;
+	result = ht_fault_keys(&config->faults, program, name, &fault_keys,
+			       diag);
+	if (result)
+		goto cleanup;
 
 	s = session_new();
 	if (!s) {
@@ -504,13 +513,14 @@ enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
 		if (result)
 			goto cleanup;
 	}
-	result = start_child(s, config, program, agent, diag);
+	result = start_child(s, config, program, agent, fault_keys, diag);
 	if (result && config->output && s->log_fd >= 0 && !s->child)
 		unlink(s->log_path); /* created above, nothing ran */
 
 cleanup:
 	free(program);
 	free(agent);
+	free(fault_keys);
 	if (result) {
 		ht_session_free(s);
 		return result;

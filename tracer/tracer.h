@@ -40,6 +40,7 @@ enum ht_result {
 	HT_ERR_LOG,	    /* the log cannot be created or written (125) */
 	HT_ERR_SYSTEM,	    /* pipe, memfd, fork, ... failed (125) */
 	HT_ERR_NOMEM,	    /* (125) */
+	HT_ERR_USAGE,	    /* a --fail-at line not in the program (2) */
 };
 
 struct ht_diag {
@@ -49,12 +50,26 @@ struct ht_diag {
 /* The exit status halloc-trace uses for a failure, as env(1) does. */
 int ht_result_exit_status(enum ht_result result);
 
+/*
+ * Fault injection (agent/faults.h): allocation calls the agent refuses.
+ * Zero values ask for nothing.
+ */
+struct ht_faults {
+	uint64_t fail_after;    /* the N-th call and later ones fail */
+	bool fail_rate_set;     /* each call fails with a probability ... */
+	uint64_t fail_rate_ppb; /* ... of this many billionths, */
+	uint64_t seed;          /* drawn from this seed */
+	const char *fail_at_file; /* calls whose site is FILE:LINE fail */
+	unsigned fail_at_line;
+};
+
 struct ht_config {
 	char *const *argv;    /* the program and its arguments, NULL-ended */
 	const char *output;   /* the log; NULL: halloc.PROG.PID.hlog */
 	unsigned depth;	      /* call stack frames, 1..HALLOC_DEPTH_MAX */
 	bool follow_children; /* record forked and exec'd processes too */
 	uint64_t limit;	      /* live heap budget in bytes (--limit); 0: none */
+	struct ht_faults faults;
 };
 
 struct ht_session;

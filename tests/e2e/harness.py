@@ -36,6 +36,8 @@ VALGRIND = next((v for v in ("/usr/bin/valgrind.bin", shutil.which("valgrind"))
 
 SUMMARY_KEYS = ("allocations", "frees", "bytes_allocated", "peak_bytes",
                 "peak_blocks", "leaked_bytes", "leaked_blocks")
+# "unknown": a reason this build does not know (a newer log, or damage)
+REFUSAL_REASONS = ("monitor", "limit", "fail-after", "fail-rate", "fail-at", "unknown")
 VALGRIND_KEYS = ("allocations", "frees", "bytes_allocated", "leaked_bytes",
                  "leaked_blocks")
 
@@ -130,12 +132,13 @@ _built = {}   # name -> path, or an error message (str starting with "!")
 
 
 def _cflags_of(src):
-    """Extra flags a source asks for with a line `/* e2e-cflags: ... */`."""
+    """Extra flags a source asks for with a line `/* e2e-cflags: ... */`;
+    $OUT is where the programs and libs/ are built (to link a lib)."""
     with open(src) as f:
         for line in f:
             m = re.search(r"e2e-cflags:\s*(.*?)\s*\*/", line)
             if m:
-                return m.group(1).split()
+                return m.group(1).replace("$OUT", OUT).split()
     return []
 
 
@@ -162,12 +165,21 @@ def _up_to_date(out, src):
 
 
 def build_all():
-    """Compile programs/*.c, *.cc and libs/*.c into build/tests/e2e/.
+    """Compile libs/*.c, then programs/*.c and *.cc into build/tests/e2e/.
 
     -O0 -g and nothing about frame pointers: the programs are traced the
     way users build them (deep.c asks for -fomit-frame-pointer itself).
     """
     os.makedirs(OUT, exist_ok=True)
+    # libs first: a program may link one (e2e-cflags: -L$OUT -lNAME)
+    for src in sorted(glob.glob(os.path.join(LIBS, "*.c"))):
+        name = os.path.splitext(os.path.basename(src))[0]
+        out = os.path.join(OUT, f"lib{name}.so")
+        if _up_to_date(out, src):
+            _built["lib" + name] = out
+            continue
+        _built["lib" + name] = _compile(["gcc", "-shared", "-fPIC", "-O0", "-g",
+                                         "-o", out, src], out)
     for src in sorted(glob.glob(os.path.join(PROGRAMS, "*.c")) +
                       glob.glob(os.path.join(PROGRAMS, "*.cc"))):
         name, ext = os.path.splitext(os.path.basename(src))
@@ -178,16 +190,9 @@ def build_all():
         if _up_to_date(out, src):
             _built[name] = out
             continue
-        _built[name] = _compile([cc, "-O0", "-g", *_cflags_of(src), "-o", out, src,
+        # flags after the source: a -l there must follow what uses it
+        _built[name] = _compile([cc, "-O0", "-g", "-o", out, src, *_cflags_of(src),
                                  *_link_flags_of(src), "-pthread", "-ldl"], out)
-    for src in sorted(glob.glob(os.path.join(LIBS, "*.c"))):
-        name = os.path.splitext(os.path.basename(src))[0]
-        out = os.path.join(OUT, f"lib{name}.so")
-        if _up_to_date(out, src):
-            _built["lib" + name] = out
-            continue
-        _built["lib" + name] = _compile(["gcc", "-shared", "-fPIC", "-O0", "-g",
-                                         "-o", out, src], out)
 
 
 def program(name):
@@ -374,6 +379,18 @@ def check_shape(doc):
         check((lb, lk) == (s["leaked_bytes"], s["leaked_blocks"]),
               f"{w}: leaks[] and suppressed[] add up to {lb} bytes in {lk} blocks, summary says "
               f"{s['leaked_bytes']} in {s['leaked_blocks']}")
+        # refusals (never counted in the summary), and the last of them
+        for j, r in enumerate(_typed(p, "refused", list, w)):
+            rw = f"{w}.refused[{j}]"
+            _check_site(_typed(r, "site", dict, rw), rw + ".site")
+            check(_typed(r, "reason", str, rw) in REFUSAL_REASONS, f"{rw}.reason {r['reason']!r}")
+            check(_typed(r, "allocations", int, rw) >= 1, f"{rw}.allocations < 1")
+            _typed(r, "bytes", int, rw)
+        last = _typed(p, "last_refused", (dict, type(None)), w)
+        check((last is None) == (not p["refused"]), f"{w}: last_refused {last!r} with "
+              f"{len(p['refused'])} refused sites")
+        check(_typed(p, "killed_after_refusal", bool, w) <= (last is not None),
+              f"{w}: killed_after_refusal without a refusal")
         sa = sb = sl = slb = 0
         for j, site in enumerate(_typed(p, "sites", list, w)):
             sw = f"{w}.sites[{j}]"

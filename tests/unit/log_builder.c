@@ -229,6 +229,16 @@ void lb_failed(struct lb *b, uint64_t seq, unsigned fn, uint64_t size,
 	put_uv(b, 12); /* ENOMEM */
 }
 
+void lb_refused(struct lb *b, uint64_t seq, unsigned fn, uint64_t size,
+		uint64_t stack, unsigned reason)
+{
+	record(b, HALLOC_REC_REFUSED, fn, seq);
+	put_uv(b, 1);
+	put_uv(b, size);
+	put_uv(b, stack);
+	put_uv(b, reason);
+}
+
 void lb_raw(struct lb *b, const void *data, size_t len)
 {
 	put(b, data, len);

@@ -50,6 +50,9 @@ void lb_realloc(struct lb *b, uint64_t seq, uint64_t seq2, uint64_t old,
 		uint64_t new_addr, uint64_t size, uint64_t stack);
 void lb_failed(struct lb *b, uint64_t seq, unsigned fn, uint64_t size,
 	       uint64_t stack);
+/* An allocation refused before the allocator (enum halloc_refusal). */
+void lb_refused(struct lb *b, uint64_t seq, unsigned fn, uint64_t size,
+		uint64_t stack, unsigned reason);
 /* Raw bytes inside the open chunk (for corrupt records). */
 void lb_raw(struct lb *b, const void *data, size_t len);
 /* Closes the open chunk (fills in its length). Frames below do it too. */
