@@ -51,9 +51,15 @@ BINS := $(BUILD)/bin/halloc-trace $(BUILD)/bin/halloc-report
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_BIN := $(BUILD)/tests/unit-tests
+# The in-process API's tests: linked against libhalloc, as a program is.
+API_SRC  := $(wildcard tests/api/*.c)
+API_BIN  := $(BUILD)/tests/api-tests
+# Examples that use the in-process API link it (examples/API_EXAMPLES.c).
+API_EXAMPLES := typed
+LINK_HALLOC = -Iinclude -L$(BUILD)/lib -lhalloc -Wl,-rpath,'$$ORIGIN/../lib'
 
 .PHONY: all deps check unit e2e example bench install clean check-style
-all: $(AGENT_LIB) $(ANALYZER_LIB) $(TRACER_LIB) $(BINS) $(EXAMPLES)
+all: $(AGENT_LIB) $(ANALYZER_LIB) $(TRACER_LIB) $(BINS) $(EXAMPLES) $(API_BIN)
 
 $(BUILD)/obj/agent/%.o: agent/%.c $(wildcard agent/*.h include/halloc/*.h)
 	@mkdir -p $(dir $@)
@@ -139,6 +145,16 @@ $(BUILD)/examples/%: examples/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -O0 -g -o $@ $< -pthread
 
+$(API_EXAMPLES:%=$(BUILD)/examples/%): $(BUILD)/examples/%: examples/%.c include/halloc/halloc.h $(AGENT_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -O0 -g -o $@ $< -pthread $(LINK_HALLOC)
+
+$(API_BIN): $(API_SRC) include/halloc/halloc.h $(AGENT_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(API_SRC) -lcriterion -pthread $(LINK_HALLOC)
+
 $(UNIT_BIN): $(UNIT_SRC) $(ANALYZER_LIB) $(TRACER_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
@@ -147,8 +163,9 @@ $(UNIT_BIN): $(UNIT_SRC) $(ANALYZER_LIB) $(TRACER_LIB)
 deps:
 	sh scripts/install-deps.sh
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(API_BIN)
 	$(UNIT_BIN) --jobs 2
+	$(API_BIN) --jobs 1
 
 e2e: all
 	tests/e2e/run
@@ -165,11 +182,12 @@ bench: all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
 	    $(DESTDIR)$(PREFIX)/include/halloc $(DESTDIR)$(PREFIX)/share/man/man1 \
-	    $(DESTDIR)$(PREFIX)/share/man/man5
+	    $(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(AGENT_LIB) $(DESTDIR)$(PREFIX)/lib
 	install -m 644 include/halloc/*.h $(DESTDIR)$(PREFIX)/include/halloc
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/*.3 $(DESTDIR)$(PREFIX)/share/man/man3
 	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 
 check-style:

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/accounting.h"
 #include "agent/agent.h"
 #include "agent/faults.h"
 
@@ -154,14 +155,16 @@ static bool parse_number(const char **s, long *out)
 }
 
 /*
- * "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N]" (agent/transport.h); unknown
- * keys are skipped. *follow_at points at follow's digit, for the exec marker.
+ * "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N][,limit=N]"
+ * (agent/transport.h); unknown keys are skipped. *follow_at points at
+ * follow's digit, for the exec marker.
  */
 static bool parse_config(char *value, long *pid, char **follow_at)
 {
 	struct ha_agent_config *c = &ha_agent.cfg;
 	long fd = -1, shm = -1, depth = HALLOC_DEPTH_DEFAULT, follow = 0;
 	long sample = 0;
+	long limit = 0;
 	const char *p = value;
 
 	*pid = 0;
@@ -191,6 +194,8 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 			follow = v;
 		else if (klen == 6 && !strncmp(key, "sample", 6))
 			sample = v;
+		else if (klen == 5 && !strncmp(key, "limit", 5))
+			limit = v;
 		if (*p == ',')
 			p++;
 		else if (*p)
@@ -207,6 +212,7 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 	c->depth = (unsigned)depth;
 	c->follow = follow != 0;
 	c->sample = (uint64_t)sample;
+	ha_agent_set_limit((uint64_t)limit);
 	return true;
 }
 
@@ -262,6 +268,7 @@ static bool init(struct ha_agent_thread *t)
 		return false;
 	}
 	ha_agent_faults_init(value);
+	ha_agent_admit_faults();
 	if (!ha_agent.cfg.follow) {
 		/* Whatever happens next, nothing we start sees it. */
 		remove_env();
@@ -305,6 +312,7 @@ static void start(struct ha_agent_thread *t)
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
 	t->guard++;
+	ha_agent_acct_start();
 	result = init(t) ? HA_AGENT_ON : HA_AGENT_OFF;
 	t->guard--;
 	/* An early failure (the tracer gone) may already have said OFF. */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent/accounting.h"
 #include "agent/agent.h"
 #include "agent/varint.h"
 
@@ -121,6 +122,68 @@ void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
 	else
 		put_alloc(t, fn, ptr, size, stack);
 	errno = saved;
+}
+
+/*
+ * halloc(type, n): an ALLOC with fn HALLOC_FN_HALLOC and two more fields,
+ * the typed site and the count n (include/halloc/log.h).
+ */
+void ha_agent_record_typed_alloc(struct ha_agent_thread *t, void *ptr,
+				 size_t size, unsigned id, size_t n)
+{
+	int saved = errno;
+	uint64_t stack, seq;
+	unsigned char *p;
+
+	if (!ha_agent_sampled(t, size))
+		return; /* --sample: as ha_agent_record_alloc */
+	stack = ha_agent_stack_id(t);
+	seq = ha_agent_next_seq();
+	p = ha_agent_buf_begin(t, EVENT_MAX);
+	if (p) {
+		*p++ = HALLOC_RECORD_TAG(HALLOC_REC_ALLOC, HALLOC_FN_HALLOC);
+		p = put_seq(t, p, seq);
+		p = put_time(t, p);
+		p = put_addr(t, p, (uintptr_t)ptr);
+		p = halloc_put_uv(p, size);
+		p = halloc_put_uv(p, stack);
+		p = halloc_put_uv(p, id);
+		p = halloc_put_uv(p, n);
+		ha_agent_buf_commit(t, p);
+	}
+	ha_agent_sample_keep(ptr);
+	errno = saved;
+}
+
+/* Names longer than this are cut (a file keeps its end): one frame. */
+#define TYPE_NAME_MAX 1024u
+#define TYPE_FILE_MAX 2048u
+
+void ha_agent_put_type(struct ha_agent_thread *t, unsigned id,
+		       size_t object_size, const char *name, const char *file,
+		       unsigned line)
+{
+	size_t name_len = strlen(name), file_len = strlen(file);
+	unsigned char *p;
+
+	if (name_len > TYPE_NAME_MAX)
+		name_len = TYPE_NAME_MAX;
+	if (file_len > TYPE_FILE_MAX) {
+		file += file_len - TYPE_FILE_MAX;
+		file_len = TYPE_FILE_MAX;
+	}
+	p = ha_agent_buf_begin(t, 1 + 6 * HALLOC_VARINT_MAX + name_len +
+				      file_len);
+	if (!p)
+		return;
+	*p++ = HALLOC_RECORD_TAG(HALLOC_REC_TYPE, 0);
+	p = put_seq(t, p, ha_agent_next_seq());
+	p = halloc_put_uv(p, id);
+	p = halloc_put_uv(p, object_size);
+	p = put_str(p, name, name_len);
+	p = put_str(p, file, file_len);
+	p = halloc_put_uv(p, line);
+	ha_agent_buf_commit(t, p);
 }
 
 void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn, size_t size,

@@ -19,8 +19,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "agent/accounting.h"
 #include "agent/agent.h"
-#include "agent/faults.h"
 #include "agent/pages.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -34,11 +34,23 @@ extern void *__libc_valloc(size_t size);
 extern void *__libc_pvalloc(size_t size);
 
 /*
- * Each entry point tests ha_agent_enter() and otherwise tail-calls glibc:
- * the recording work sits in a separate function, so that the untraced
- * path has no stack frame to build. That function, tail-called too, notes
- * where it runs (HA_AGENT_HERE): the stack walk starts there, one frame
- * below the program's call, instead of under all of the agent's frames.
+ * Each entry point takes one of three paths:
+ *   plain   neither recorded nor seen by the API: a tail call to glibc
+ *   traced  the agent records the call (ha_agent_enter() gave a thread)
+ *           and the API is not in use: glibc, the record
+ *   api     the API is in use (accounting.h: the program links libhalloc,
+ *           has a limit, a monitor...), recorded or not (t NULL)
+ * The traced and api work sits in separate functions, so that the plain
+ * path has no stack frame to build, and the traced path pays one load and
+ * one branch for the API. A traced function, tail-called too, notes where
+ * it runs (HA_AGENT_HERE): the stack walk starts there, one frame below
+ * the program's call, instead of under all of the agent's frames.
+ *
+ * On the api path the order is: ha_agent_admit(), which may refuse
+ * (NULL, ENOMEM, a REFUSED record when traced); the block leaves the
+ * accounting table; glibc; the record; the agent is left; the
+ * accounting's totals and hooks, outside the guard, since what the
+ * callback allocates is the program's.
  */
 #define SLOW __attribute__((noinline))
 /*
@@ -47,21 +59,46 @@ extern void *__libc_pvalloc(size_t size);
  */
 #define RA __builtin_return_address(0)
 
-/*
- * Fault injection (faults.h) says no before glibc is asked: the call
- * fails as an allocator out of memory would, recorded as REFUSED, and the
- * agent is left. True when the caller must return NULL.
- */
-static bool refused(struct ha_agent_thread *t, unsigned fn, size_t size)
+static inline bool api_in_use(void)
 {
-	unsigned why = ha_agent_fault_check(t, fn, size);
+	return __builtin_expect(ha_agent_api_flags() != 0, 0);
+}
 
-	if (__builtin_expect(!why, 1))
-		return false;
-	ha_agent_record_refused(t, fn, size, why);
-	ha_agent_leave(t);
+/* A refused allocation: recorded when traced, never counted. */
+static void *refused(struct ha_agent_thread *t, unsigned fn, size_t size,
+		     unsigned why)
+{
+	if (t) {
+		ha_agent_record_refused(t, fn, size, why);
+		ha_agent_leave(t);
+	}
 	errno = ENOMEM;
-	return true;
+	return NULL;
+}
+
+/* The end of an allocation on the api path: record, leave, count. */
+static void *allocated(struct ha_agent_thread *t, unsigned fn, void *p,
+		       size_t size, const void *caller)
+{
+	if (t) {
+		ha_agent_record_alloc(t, fn, p, size);
+		ha_agent_pages_alloc(t, p, size, caller);
+		ha_agent_leave(t);
+	} else {
+		ha_agent_pages_alloc(NULL, p, size, caller);
+	}
+	if (p && ha_agent_acct_on())
+		ha_agent_acct_alloc(p, size, 0, NULL);
+	return p;
+}
+
+static SLOW void *api_malloc(struct ha_agent_thread *t, size_t size)
+{
+	unsigned why = ha_agent_admit(t, HALLOC_FN_MALLOC, size, 0);
+
+	if (why)
+		return refused(t, HALLOC_FN_MALLOC, size, why);
+	return allocated(t, HALLOC_FN_MALLOC, __libc_malloc(size), size, RA);
 }
 
 static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
@@ -69,8 +106,8 @@ static SLOW void *traced_malloc(struct ha_agent_thread *t, size_t size)
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	if (refused(t, HALLOC_FN_MALLOC, size))
-		return NULL;
+	if (api_in_use())
+		return api_malloc(t, size);
 	p = __libc_malloc(size);
 	ha_agent_record_alloc(t, HALLOC_FN_MALLOC, p, size);
 	ha_agent_pages_alloc(t, p, size, RA);
@@ -82,18 +119,38 @@ EXPORT void *malloc(size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
-	if (!t)
+	if (t)
+		return traced_malloc(t, size);
+	if (!ha_agent_api_wanted())
 		return ha_agent_untraced_malloc(size);
-	return traced_malloc(t, size);
+	return api_malloc(NULL, size);
+}
+
+static SLOW void api_free(struct ha_agent_thread *t, void *ptr)
+{
+	uint64_t seq, value;
+
+	ha_agent_pages_free(t, ptr); /* its page item ends first */
+	/* Before the block goes back: no one can have it again yet. */
+	seq = t ? ha_agent_free_seq(ptr) : 0;
+	value = ha_agent_acct_on() ? ha_agent_acct_take(ptr) : HA_ACCT_UNKNOWN;
+
+	__libc_free(ptr);
+	if (t) {
+		ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
+		ha_agent_leave(t);
+	}
+	ha_agent_acct_freed(value);
 }
 
 static SLOW void traced_free(struct ha_agent_thread *t, void *ptr)
 {
-	/* Before the block goes back: no one can have it again yet. */
 	uint64_t seq;
 
+	if (api_in_use())
+		return api_free(t, ptr);
 	ha_agent_pages_free(t, ptr); /* its page item ends first */
-	seq = ha_agent_free_seq(ptr);
+	seq = ha_agent_free_seq(ptr); /* see api_free */
 	__libc_free(ptr);
 	ha_agent_record_free(t, HALLOC_FREE_FREE, seq, ptr);
 	ha_agent_leave(t);
@@ -106,23 +163,37 @@ EXPORT void free(void *ptr)
 	if (!ptr)
 		return; /* not a free: nothing to record, nothing to do */
 	t = ha_agent_enter();
-	if (!t)
+	if (t)
+		return traced_free(t, ptr);
+	if (!ha_agent_api_wanted())
 		return ha_agent_untraced_free(ptr);
-	traced_free(t, ptr);
+	api_free(NULL, ptr);
+}
+
+/* size: what the program asked for (SIZE_MAX on overflow). */
+static SLOW void *api_calloc(struct ha_agent_thread *t, size_t nmemb,
+			     size_t n, size_t size)
+{
+	unsigned why = ha_agent_admit(t, HALLOC_FN_CALLOC, size, 0);
+
+	if (why)
+		return refused(t, HALLOC_FN_CALLOC, size, why);
+	return allocated(t, HALLOC_FN_CALLOC, __libc_calloc(nmemb, n), size,
+			 RA);
 }
 
 static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
-				size_t size, const void *caller)
+				size_t n, const void *caller)
 {
-	size_t total = ha_agent_calloc_size(nmemb, size, caller);
+	size_t size = ha_agent_calloc_size(nmemb, n, caller);
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	if (refused(t, HALLOC_FN_CALLOC, total))
-		return NULL;
-	p = __libc_calloc(nmemb, size);
-	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, total);
-	ha_agent_pages_alloc(t, p, nmemb * size, caller);
+	if (api_in_use())
+		return api_calloc(t, nmemb, n, size);
+	p = __libc_calloc(nmemb, n);
+	ha_agent_record_alloc(t, HALLOC_FN_CALLOC, p, size);
+	ha_agent_pages_alloc(t, p, nmemb * n, caller);
 	ha_agent_leave(t);
 	return p;
 }
@@ -130,13 +201,81 @@ static SLOW void *traced_calloc(struct ha_agent_thread *t, size_t nmemb,
 EXPORT void *calloc(size_t nmemb, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
+	size_t total;
 
-	if (!t)
+	if (t)
+		return traced_calloc(t, nmemb, size,
+				     __builtin_return_address(0));
+	if (!ha_agent_api_wanted())
 		return ha_agent_untraced_calloc(nmemb, size);
-	return traced_calloc(t, nmemb, size, __builtin_return_address(0));
+	if (__builtin_mul_overflow(nmemb, size, &total))
+		total = SIZE_MAX; /* glibc fails it: not counted */
+	return api_calloc(NULL, nmemb, size, total);
 }
 
-/* realloc and reallocarray, once the size is known to be sane. */
+/*
+ * realloc and reallocarray, once the size is known to be sane. On the api
+ * path the old block leaves the accounting table before glibc may reuse
+ * it, and comes back if the call fails or is refused.
+ */
+static SLOW void *api_realloc(struct ha_agent_thread *t, unsigned fn,
+			      void *old, size_t size)
+{
+	uint64_t stack = 0, seq = 0, value;
+	struct ha_agent_page taken;
+	unsigned why;
+	bool had;
+	void *p;
+
+	if (!old) {
+		why = ha_agent_admit(t, fn, size, 0);
+		if (why)
+			return refused(t, fn, size, why);
+		return allocated(t, fn, __libc_realloc(NULL, size), size, RA);
+	}
+	value = ha_agent_acct_on() ? ha_agent_acct_take(old) : HA_ACCT_UNKNOWN;
+	if (!size) {
+		/* glibc frees and returns NULL: a FREE, by realloc. */
+		ha_agent_pages_free(t, old);
+		seq = t ? ha_agent_free_seq(old) : 0;
+		p = __libc_realloc(old, 0);
+		if (t) {
+			ha_agent_record_free(t, HALLOC_FREE_REALLOC, seq, old);
+			if (p)
+				ha_agent_record_alloc(t, fn, p, 0);
+			ha_agent_leave(t);
+		}
+		ha_agent_acct_freed(value);
+		return allocated(NULL, fn, p, 0, RA);
+	}
+	why = ha_agent_admit(t, fn, size,
+			     value == HA_ACCT_UNKNOWN ? 0 : HA_ACCT_SIZE(value));
+	if (why) {
+		ha_agent_acct_restore(old, value);
+		return refused(t, fn, size, why);
+	}
+	had = ha_agent_pages_mmapped(old) &&
+	      ha_agent_pages_heap_take(t, old, &taken);
+	if (t) {
+		/* The REALLOC names its stack at seq: publish it first. */
+		stack = ha_agent_realloc_stack(t, size);
+		seq = ha_agent_free_seq(old);
+	}
+	p = __libc_realloc(old, size);
+	if (t)
+		ha_agent_record_realloc(t, fn, stack, seq, old, p, size);
+	if (!p && had)
+		ha_agent_pages_heap_restore(t, &taken); /* old is intact */
+	ha_agent_pages_alloc(t, p, size, RA);
+	if (t)
+		ha_agent_leave(t);
+	if (!p)
+		ha_agent_acct_restore(old, value);
+	else if (ha_agent_acct_on())
+		ha_agent_acct_realloc(value, p, size);
+	return p;
+}
+
 static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 				 void *old, size_t size)
 {
@@ -146,9 +285,8 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	/* realloc(p, 0) frees: only a call for new memory can be refused. */
-	if ((!old || size) && refused(t, fn, size))
-		return NULL; /* as glibc's failure: the old block stays */
+	if (api_in_use())
+		return api_realloc(t, fn, old, size);
 	if (!old) {
 		p = __libc_realloc(NULL, size);
 		ha_agent_record_alloc(t, fn, p, size);
@@ -167,9 +305,9 @@ static SLOW void *traced_realloc(struct ha_agent_thread *t, unsigned fn,
 		ha_agent_leave(t);
 		return p;
 	}
-	/* The REALLOC names its stack at seq: publish the stack first. */
 	had = ha_agent_pages_mmapped(old) &&
 	      ha_agent_pages_heap_take(t, old, &taken);
+	/* The REALLOC names its stack at seq: publish the stack first. */
 	stack = ha_agent_realloc_stack(t, size);
 	seq = ha_agent_free_seq(old);
 	p = __libc_realloc(old, size);
@@ -185,9 +323,11 @@ EXPORT void *realloc(void *ptr, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
-	if (!t)
+	if (t)
+		return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
+	if (!ha_agent_api_wanted())
 		return ha_agent_untraced_realloc(ptr, size);
-	return traced_realloc(t, HALLOC_FN_REALLOC, ptr, size);
+	return api_realloc(NULL, HALLOC_FN_REALLOC, ptr, size);
 }
 
 EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
@@ -204,21 +344,52 @@ EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (!t)
+	if (t)
+		return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
+	if (!ha_agent_api_wanted())
 		return ha_agent_untraced_realloc(ptr, total);
-	return traced_realloc(t, HALLOC_FN_REALLOCARRAY, ptr, total);
+	return api_realloc(NULL, HALLOC_FN_REALLOCARRAY, ptr, total);
 }
 
-/* Aligned allocations: all on glibc's memalign. */
+/* Aligned allocations, valloc and pvalloc: one glibc call each. */
+static void *glibc_aligned(unsigned fn, size_t alignment, size_t size)
+{
+	if (fn == HALLOC_FN_VALLOC)
+		return __libc_valloc(size);
+	if (fn == HALLOC_FN_PVALLOC)
+		return __libc_pvalloc(size);
+	return __libc_memalign(alignment, size);
+}
+
+/* Not recorded, no API: glibc's, and the block's page item. */
+static void *untraced_aligned(unsigned fn, size_t alignment, size_t size)
+{
+	if (fn == HALLOC_FN_VALLOC)
+		return ha_agent_untraced_valloc(false, size);
+	if (fn == HALLOC_FN_PVALLOC)
+		return ha_agent_untraced_valloc(true, size);
+	return ha_agent_untraced_memalign(alignment, size);
+}
+
+static SLOW void *api_memalign(struct ha_agent_thread *t, unsigned fn,
+			       size_t alignment, size_t size)
+{
+	unsigned why = ha_agent_admit(t, fn, size, 0);
+
+	if (why)
+		return refused(t, fn, size, why);
+	return allocated(t, fn, glibc_aligned(fn, alignment, size), size, RA);
+}
+
 static SLOW void *traced_memalign(struct ha_agent_thread *t, unsigned fn,
 				  size_t alignment, size_t size)
 {
 	void *p;
 
 	HA_AGENT_HERE(&t->here);
-	if (refused(t, fn, size))
-		return NULL;
-	p = __libc_memalign(alignment, size);
+	if (api_in_use())
+		return api_memalign(t, fn, alignment, size);
+	p = glibc_aligned(fn, alignment, size);
 	ha_agent_record_alloc(t, fn, p, size);
 	ha_agent_pages_alloc(t, p, size, RA);
 	ha_agent_leave(t);
@@ -229,9 +400,11 @@ static void *aligned(unsigned fn, size_t alignment, size_t size)
 {
 	struct ha_agent_thread *t = ha_agent_enter();
 
-	if (!t)
-		return ha_agent_untraced_memalign(alignment, size);
-	return traced_memalign(t, fn, alignment, size);
+	if (t)
+		return traced_memalign(t, fn, alignment, size);
+	if (!ha_agent_api_wanted())
+		return untraced_aligned(fn, alignment, size);
+	return api_memalign(NULL, fn, alignment, size);
 }
 
 EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size)
@@ -271,37 +444,14 @@ EXPORT void *memalign(size_t alignment, size_t size)
 	return aligned(HALLOC_FN_MEMALIGN, alignment, size);
 }
 
-static SLOW void *traced_valloc(struct ha_agent_thread *t, unsigned fn,
-				size_t size)
-{
-	void *p;
-
-	HA_AGENT_HERE(&t->here);
-	if (refused(t, fn, size))
-		return NULL;
-	p = fn == HALLOC_FN_VALLOC ? __libc_valloc(size) : __libc_pvalloc(size);
-	ha_agent_record_alloc(t, fn, p, size);
-	ha_agent_pages_alloc(t, p, size, RA);
-	ha_agent_leave(t);
-	return p;
-}
-
 EXPORT void *valloc(size_t size)
 {
-	struct ha_agent_thread *t = ha_agent_enter();
-
-	if (!t)
-		return ha_agent_untraced_valloc(false, size);
-	return traced_valloc(t, HALLOC_FN_VALLOC, size);
+	return aligned(HALLOC_FN_VALLOC, 0, size);
 }
 
 EXPORT void *pvalloc(size_t size)
 {
-	struct ha_agent_thread *t = ha_agent_enter();
-
-	if (!t)
-		return ha_agent_untraced_valloc(true, size);
-	return traced_valloc(t, HALLOC_FN_PVALLOC, size);
+	return aligned(HALLOC_FN_PVALLOC, 0, size);
 }
 
 EXPORT int dlclose(void *handle)

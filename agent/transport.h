@@ -34,7 +34,7 @@
 
 /*
  * Environment variable the tracer sets for the agent. Value, with no
- * spaces: "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N]"
+ * spaces: "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N][,limit=N]"
  *   fd     the pipe's write end
  *   shm    the shared memory file (struct halloc_shm)
  *   pid    the only process to record (0 with follow=1: every process)
@@ -42,6 +42,9 @@
  *   follow 1: record forked and exec'd processes too
  *   sample mean bytes between sampled allocations (agent/sample.c);
  *          absent or 0: record every event
+ *   limit  optional: the live heap's budget in bytes (halloc-trace
+ *          --limit): an allocation that would take it over fails with
+ *          ENOMEM (a REFUSED record, reason HALLOC_REFUSED_LIMIT)
  * then, optionally, fault injection's keys (agent/faults.c): fail_after=N,
  * fail_rate=PPB, seed=S, and repeated fail_at=A,fail_len=L,
  * fail_skip=A,fail_slen=L, fail_exe=K and fail_lib=K. Every value is a plain number,

@@ -51,6 +51,7 @@ void ha_analysis_free(struct ha_analysis *analysis)
 		ha_timeline_free(&analysis->procs[i].timeline);
 		ha_pages_free(&analysis->procs[i].pages);
 		free(analysis->procs[i].suppressed);
+		ha_types_result_free(&analysis->procs[i].types);
 	}
 	free(analysis->procs);
 	ha_log_free(analysis->log);

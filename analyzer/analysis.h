@@ -7,6 +7,7 @@
 #define HALLOC_ANALYZER_ANALYSIS_H
 
 #include "analyzer/model.h"
+#include "analyzer/types.h"
 #include "analyzer/pages.h"
 
 /* The blocks of one site live at the end; `stack` is the one holding the
@@ -93,6 +94,7 @@ struct ha_process {
 	struct ha_timeline timeline;
 	struct ha_peak_site *peak_sites; /* at the peak, most bytes first */
 	size_t npeak_sites;
+	struct ha_types_result types; /* memory by type (types.h) */
 	struct ha_page_report pages; /* page items, RSS (pages.c) */
 };
 

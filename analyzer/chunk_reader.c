@@ -22,6 +22,7 @@
 
 #include "analyzer/decode.h"
 #include "analyzer/model.h"
+#include "analyzer/types.h"
 #include "analyzer/pages.h"
 #include "halloc/log.h"
 
@@ -282,6 +283,14 @@ static bool read_stack(struct chunk *k, uint64_t seq)
 	return true;
 }
 
+/* What types.c said of a record of the in-process API. */
+static bool typed(struct chunk *k, enum ha_result r)
+{
+	if (r == HA_ERR_NOMEM)
+		return nomem(k);
+	return r == HA_OK || fail(k, "bad typed-allocation record");
+}
+
 static bool read_alloc(struct chunk *k, uint64_t seq, unsigned fn)
 {
 	uint64_t dt, size, stack_id;
@@ -293,6 +302,11 @@ static bool read_alloc(struct chunk *k, uint64_t seq, unsigned fn)
 		return fail(k, "bad alloc record");
 	k->time += dt;
 	k->addr += (uint64_t)da;
+	/* The model takes the typed fields in at the first reading only. */
+	if (fn == HALLOC_FN_HALLOC &&
+	    !typed(k, ha_types_read_alloc(k->log, k->stream, seq, &k->c,
+					  !k->out)))
+		return false;
 	return stack_ref(k, stack_id, &stack) &&
 	       push_event(k, seq, HA_EV_ALLOC, fn, k->addr, size, stack);
 }
@@ -407,6 +421,9 @@ static bool read_record(struct chunk *k)
 		return read_alloc_failed(k, seq, HALLOC_RECORD_FN(tag));
 	case HALLOC_REC_REFUSED:
 		return read_refused(k, seq, HALLOC_RECORD_FN(tag));
+	case HALLOC_REC_TYPE:
+		return typed(k, ha_types_read_type(k->log, k->stream, &k->c,
+						   !k->out));
 	case HALLOC_REC_PAGES: /* pages.c; the replay's reading steps over */
 		switch (ha_page_read_record(k->out ? NULL : k->log, k->stream,
 					    &k->c,

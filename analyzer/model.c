@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "analyzer/model.h"
+#include "analyzer/types.h"
 
 #define STRBLOCK_SIZE 65536u
 
@@ -163,6 +164,7 @@ void ha_log_free(struct ha_log *log)
 	free(log->syms);
 	free(log->sites);
 	ha_map_free(&log->site_index);
+	ha_types_free(log);
 	ha_strpool_free(&log->strings);
 	free(log);
 }

@@ -29,6 +29,8 @@
 #include "analyzer/analyzer.h"
 #include "analyzer/hashmap.h"
 
+struct ha_types;
+
 /* Makes room for `need` elements in a growable array; false on no memory. */
 #define HA_RESERVE(arr, cap, need)                                             \
 	({                                                                     \
@@ -278,6 +280,8 @@ struct ha_log {
 	struct ha_site *sites;
 	size_t nsites, sites_cap;
 	struct ha_map site_index; /* key hash -> first site */
+
+	struct ha_types *types; /* types.c: typed sites; NULL: none read */
 
 	/* Set before reading: keep stacks, modules and processes but not the
 	 * events, only where each chunk's are (`chunks`); the replay reads

@@ -85,6 +85,7 @@ struct state {
 	uint64_t last_alloc, last_alloc_size;
 	bool last_alloc_open;
 	uint64_t sizes[HA_SIZE_BUCKETS], temporary_sizes[HA_SIZE_BUCKETS];
+	struct ha_type_state types; /* memory by type (types.c) */
 };
 
 static struct site_acc *touch(struct level *lv, uint32_t site)
@@ -146,9 +147,14 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		if (ha_live_put(&st->live, e->addr, bytes, (uint32_t)blocks,
 				e->stack, e->time, &old) == SIZE_MAX)
 			return false;
-		if (old.used)
+		if (old.used) {
 			site_live_change(lv, st, stacks[old.stack].site,
 					 old.size, old.used, false);
+			ha_types_on_free(&st->types, e->addr, old.size,
+					 old.used);
+		}
+		if (!ha_types_on_alloc(&st->types, e, blocks, bytes))
+			return false;
 		st->sum.allocations += blocks;
 		st->sum.bytes_allocated += bytes;
 		st->sizes[ha_size_bucket(e->size)] += blocks;
@@ -186,6 +192,7 @@ static bool apply(struct replayer *r, struct level *lv, struct state *st,
 		st->last_alloc_open = false;
 		site_live_change(lv, st, stacks[b->stack].site, b->size,
 				 b->used, false);
+		ha_types_on_free(&st->types, e->addr, b->size, b->used);
 		ha_live_remove(&st->live, i);
 		break;
 	case HA_EV_FAILED:
@@ -307,6 +314,8 @@ static bool finish(struct replayer *r, struct level *lv, struct state *st,
 		if (!group_leaks(r, lv, &st->live, p))
 			return false;
 	}
+	if (!ha_types_finish(&st->types, exec, &p->types))
+		return false;
 	p->summary = st->sum;
 	memcpy(p->sizes, st->sizes, sizeof(p->sizes));
 	memcpy(p->temporary_sizes, st->temporary_sizes,
@@ -383,8 +392,11 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 
 	r->done[stream] = true;
 	if (!level_ready(r, depth) ||
-	    ha_events_open(&it, r->log, r->plan, stream) != HA_OK) {
+	    ha_events_open(&it, r->log, r->plan, stream) != HA_OK ||
+	    !ha_types_begin(&st.types, r->log, stream,
+			    parent ? &parent->types : NULL)) {
 		ha_events_close(&it);
+		ha_types_end(&st.types);
 		return false;
 	}
 	if (parent) {
@@ -392,6 +404,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 
 		if (!ha_live_copy(&st.live, t)) {
 			ha_events_close(&it);
+			ha_types_end(&st.types);
 			return false;
 		}
 		st.sum = parent->sum;
@@ -428,6 +441,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 	ok = ok && finish(r, lv, &st, stream);
 	free(st.live.slots);
 	ha_events_close(&it);
+	ha_types_end(&st.types);
 	/* Reports need the numbers, not the events. */
 	free(s->events);
 	s->events = NULL;

@@ -14,7 +14,8 @@
  *      "refused": [{"site", "reason", "allocations", "bytes"}],
  *      "killed_after_refusal", "last_refused" (refusals.h),
  *      "sites": [{"site", "allocations", "bytes_allocated", "peak_bytes",
- *                 "leaked_bytes", "leaked_blocks"}]}]}
+ *                 "leaked_bytes", "leaked_blocks"}],
+ *      "types": [...], "size_classes": [...]}]}    (report_types.c)
  *
  * "status" is {"exit": n}, {"signal": n}, or null when the image did not
  * end that way (replaced by exec, still running when recording stopped) or
@@ -305,6 +306,7 @@ static enum ha_result write_process(struct ha_json *j,
 	ha_json_end(j);
 	free(idx);
 	write_histogram(j, p);
+	ha_json_types(j, p);
 	/* the heap over time: the most it held in each interval */
 	ha_json_key(j, "timeline");
 	ha_json_array(j, false);

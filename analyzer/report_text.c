@@ -536,6 +536,7 @@ enum ha_result ha_report_text(const struct ha_analysis *a,
 		ha_text_page_items(out, a->log, p, o, st);
 		if ((res = ha_text_temporary(out, a->log, p, o, st)) != HA_OK)
 			return res;
+		ha_text_types(out, p, st);
 		if ((o->sort != HA_SORT_DEFAULT || o->top) &&
 		    (res = ha_text_sites(out, a->log, p, o, st)) != HA_OK)
 			return res;

@@ -53,4 +53,9 @@ enum ha_result ha_text_temporary(FILE *out, const struct ha_log *log,
 				 const struct ha_report_options *o,
 				 const struct ha_text_style *st);
 
+/* report_types.c: MEMORY USAGE BY TYPE, for a process with typed
+ * allocations */
+void ha_text_types(FILE *out, const struct ha_process *p,
+		   const struct ha_text_style *st);
+
 #endif /* HALLOC_ANALYZER_REPORT_TEXT_H */

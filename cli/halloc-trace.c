@@ -58,6 +58,9 @@ static const char usage_text[] =
     "                          numbers are then estimates\n"
     "      --no-symbols        add no symbols to the log: quicker to end;\n"
     "                          reports then read the binaries on disk\n"
+    "      --limit SIZE        fail (ENOMEM) every allocation that would\n"
+    "                          take the live heap over SIZE bytes (K, M, G:\n"
+    "                          KiB, MiB, GiB; e.g. 64M)\n"
     CLI_SUPPRESSIONS_USAGE
     CLI_GATES_USAGE
     "\n"
@@ -104,6 +107,7 @@ enum {
 	OPT_SUPPRESSIONS,
 	OPT_SAMPLE,
 	OPT_NO_SYMBOLS,
+	OPT_LIMIT,
 	OPT_FAIL_AFTER,
 	OPT_FAIL_RATE,
 	OPT_SEED,
@@ -129,6 +133,7 @@ static const struct option long_options[] = {
     {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
     {"sample", required_argument, NULL, OPT_SAMPLE},
     {"no-symbols", no_argument, NULL, OPT_NO_SYMBOLS},
+    {"limit", required_argument, NULL, OPT_LIMIT},
     {"error-exitcode", required_argument, NULL, OPT_GATE},
     {"max-leaked", required_argument, NULL, OPT_GATE},
     {"max-peak", required_argument, NULL, OPT_GATE},
@@ -147,6 +152,7 @@ static struct env {
 	bool follow_children;
 	uint64_t sample; /* --sample; 0: every event */
 	bool no_symbols;
+	uint64_t limit; /* --limit; 0: none */
 	struct cli_gates gates;
 	const char *suppressions_path;
 	struct ha_suppressions *suppressions; /* loaded before PROG starts */
@@ -270,6 +276,10 @@ static int check_combination(int argc, char **argv)
 		return cli_usage_error("option '--sample' cannot be used with "
 				   "%s: the agent samples",
 				   env.pid ? "-p" : "--bpf");
+	if ((env.pid || env.bpf) && env.limit)
+		return cli_usage_error("option '--limit' cannot be used with %s: "
+				   "the agent enforces it",
+				   env.pid ? "-p" : "--bpf");
 	if (env.pid && optind < argc)
 		return cli_usage_error("unexpected argument '%s': -p records a "
 				   "running process and takes no program",
@@ -308,6 +318,14 @@ static int parse_options(int argc, char **argv)
 			break;
 		case OPT_NO_SYMBOLS:
 			env.no_symbols = true;
+			break;
+		case OPT_LIMIT:
+			if (!cli_parse_bytes(optarg, &env.limit) || !env.limit ||
+			    env.limit > INT64_MAX)
+				return cli_usage_error(
+				    "invalid limit '%s': expected a size in "
+				    "bytes, such as 65536, 512K, 64M or 1G",
+				    optarg);
 			break;
 		case 'o':
 			env.output = optarg;
@@ -508,6 +526,7 @@ static int trace_preload(char **prog_argv)
 	    .follow_children = env.follow_children,
 	    .sample = env.sample,
 	    .no_symbols = env.no_symbols,
+	    .limit = env.limit,
 	    .faults = env.faults,
 	};
 	result = ht_start(&config, &session, &diag);

@@ -42,6 +42,7 @@ struct child_args {
 	unsigned depth;
 	bool follow;
 	uint64_t sample; /* --sample; 0: every event */
+	uint64_t limit;
 	int go_fd, error_fd;
 	int parent_fds[2]; /* the parent's ends of those two pipes */
 	const sigset_t *mask;
@@ -274,7 +275,8 @@ static void exec_as_script(const char *program, char *const *argv)
 /* In the child, after fork: never returns. */
 static void __attribute__((noreturn)) run_child(const struct child_args *a)
 {
-	char *agent_env = NULL, *preload = NULL, sample_key[32] = "";
+	char *agent_env = NULL, *preload = NULL, limit[40] = "";
+	char sample_key[32] = "";
 	const char *old_preload = getenv("LD_PRELOAD");
 	char go;
 	ssize_t n;
@@ -294,10 +296,14 @@ static void __attribute__((noreturn)) run_child(const struct child_args *a)
 	if (a->sample)
 		snprintf(sample_key, sizeof(sample_key), ",sample=%llu",
 			 (unsigned long long)a->sample);
-	if (asprintf(&agent_env, "fd=%d,shm=%d,pid=%d,depth=%u,follow=%d%s%s",
-		     a->pipe_fd, a->shm_fd, a->follow ? 0 : (int)getpid(),
-		     a->depth, a->follow ? 1 : 0, sample_key,
-		     a->fault_keys ? a->fault_keys : "") < 0)
+	if (a->limit)
+		snprintf(limit, sizeof(limit), ",limit=%llu",
+			 (unsigned long long)a->limit);
+	if (asprintf(&agent_env,
+		     "fd=%d,shm=%d,pid=%d,depth=%u,follow=%d%s%s%s", a->pipe_fd,
+		     a->shm_fd, a->follow ? 0 : (int)getpid(), a->depth,
+		     a->follow ? 1 : 0, sample_key,
+		     a->fault_keys ? a->fault_keys : "", limit) < 0)
 		agent_env = NULL;
 	if (old_preload && *old_preload) {
 		if (asprintf(&preload, "%s:%s", a->agent, old_preload) < 0)
@@ -405,6 +411,7 @@ static enum ht_result start_child(struct ht_session *s,
 	    .depth = config->depth,
 	    .follow = s->follow,
 	    .sample = config->sample,
+	    .limit = config->limit,
 	    .go_fd = go[0],
 	    .error_fd = error_pipe[1],
 	    .parent_fds = {go[1], error_pipe[0]},

@@ -70,6 +70,7 @@ struct ht_config {
 	bool follow_children; /* record forked and exec'd processes too */
 	uint64_t sample;      /* sampled: mean bytes between samples; 0: all */
 	bool no_symbols;      /* leave symbolizing to the report */
+	uint64_t limit;	      /* live heap budget in bytes (--limit); 0: none */
 	struct ht_faults faults;
 };
 

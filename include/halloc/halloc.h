@@ -15,6 +15,13 @@
  *    allocation; a failed or refused allocation is not counted.
  *  - Every function here may be called from any thread.
  *  - Nothing here allocates from the heap it measures.
+ *  - Statistics are kept (a table of live blocks' sizes) when the program
+ *    links libhalloc itself (libhalloc is among the main executable's
+ *    DT_NEEDED), or runs under halloc-trace --limit, from its first
+ *    allocation on. In a process where libhalloc is only injected by
+ *    halloc-trace, or was loaded by dlopen, they are off: the statistics
+ *    functions fail with ENOSYS, until setting a callback or a monitor
+ *    switches them on (counting from then on).
  */
 #ifndef HALLOC_HALLOC_H
 #define HALLOC_HALLOC_H
@@ -56,16 +63,22 @@ struct halloc_usage {
 	int64_t frees;          /* blocks freed so far */
 };
 
-/* The whole process. 0 on success, -1 (errno) when statistics are off. */
+/* The whole process. 0 on success, -1 with errno ENOSYS when statistics
+ * are off (see the top of this file). */
 int halloc_total_memory_usage(struct halloc_usage *out);
 
-/* The objects allocated by halloc(type, n) with this type name. */
+/*
+ * The objects allocated by halloc(type, n) with this type name (as
+ * written: "struct point"), in blocks: one halloc() is one block. A type
+ * never allocated has all zeros. Returns as halloc_total_memory_usage.
+ */
 int halloc_type_memory_usage_by_name(const char *type_name,
 				     struct halloc_usage *out);
 #define halloc_type_memory_usage(type, out)                                  \
 	halloc_type_memory_usage_by_name(#type, (out))
 
-/* The same figures, printed to stderr. */
+/* The same figures, printed to stderr as one line:
+ *   halloc: total: 160 bytes in 1 block in use, peak 160 bytes; ... */
 void halloc_print_total_memory_usage(void);
 void halloc_print_type_memory_usage_by_name(const char *type_name);
 #define halloc_print_type_memory_usage(type)                                 \
@@ -98,12 +111,16 @@ void halloc_print_saved_page_items(void);
 /* ---- Allocation callback --------------------------------------------------- */
 
 /*
- * Called after every allocation event of the process: action is "malloc",
- * "free" or "realloc"; current_bytes is the change (positive taken,
- * negative given back); total_blocks and total_bytes are the totals after
- * the event. file and line are the caller's when known (always for
- * halloc()), else NULL and 0. The callback may allocate: its own
- * allocations are counted but do not call it again.
+ * Called after every allocation event of the process, on the thread that
+ * made it: action is "malloc" (a call that only allocated: malloc, calloc,
+ * the aligned ones, halloc(), realloc(NULL, n)), "free" (free, realloc(p,
+ * 0)) or "realloc" (a realloc that freed one block and allocated
+ * another, or the same one resized); current_bytes is the change
+ * (positive taken, negative given back); total_blocks and total_bytes are
+ * the blocks and bytes in use after the event. file and line are the
+ * caller's when known (always for halloc()), else NULL and 0. The
+ * callback may allocate: its own allocations are counted but do not call
+ * it again. Failed and refused allocations call nothing.
  */
 typedef void (*halloc_alloc_callback_fn)(const char *file, unsigned line,
 					 const char *action,
@@ -117,15 +134,25 @@ void halloc_set_alloc_callback_func(halloc_alloc_callback_fn fn);
 /* ---- Memory monitor -------------------------------------------------------- */
 
 /*
- * Called before each allocation (post false, bytes > 0): returning false
- * refuses it (the caller gets NULL and errno ENOMEM; nothing is counted).
- * Called after each free (post true, bytes < 0): the return value is
- * ignored. Called from any thread at once.
+ * Called before each allocation (post false, bytes the size requested,
+ * 0 for malloc(0); a realloc asks for its new size): returning false
+ * refuses it (the caller gets NULL and errno ENOMEM, posix_memalign
+ * returns ENOMEM; a refused realloc leaves the old block as it was;
+ * nothing is counted). Called after each free (post true, bytes < 0, the
+ * freed block's size; after a realloc, for its old block): the return
+ * value is ignored. Called from any thread at once, never recursively:
+ * allocations the monitor makes are not shown to it. Under halloc-trace
+ * a refusal is in the log (a REFUSED record).
  */
 typedef bool (*halloc_memory_monitor_fn)(void *user_ptr, ssize_t bytes,
 					 bool post);
 
-/* One per process: a new one replaces the old; NULL removes it. */
+/*
+ * One per process: a new one replaces the old; NULL removes it. The
+ * function and user_ptr change together (a caller never sees one with
+ * the other's partner); a call that began before may still finish with
+ * the old pair.
+ */
 void halloc_set_memory_monitor(halloc_memory_monitor_fn fn, void *user_ptr);
 
 #ifdef __cplusplus

@@ -240,7 +240,10 @@ enum halloc_record {
 	 * A successful allocation (also malloc(0)). After seq: uv time delta
 	 * (microseconds since the stream's start, as a delta within the chunk),
 	 * sv address delta (from the previous address of the chunk), uv size
-	 * (bytes requested), uv stack id.
+	 * (bytes requested), uv stack id. With fn HALLOC_FN_HALLOC (a
+	 * halloc(type, n) of the in-process API) two more fields follow: uv
+	 * type-site id (see HALLOC_REC_TYPE), uv count (n; size is n times the
+	 * site's object size).
 	 */
 	HALLOC_REC_ALLOC = 5,
 
@@ -269,10 +272,15 @@ enum halloc_record {
 	HALLOC_REC_ALLOC_FAILED = 8,
 
 	/*
-	 * Reserved for the in-process API (include/halloc/halloc.h): a typed
-	 * call site, halloc(type, n) at file:line, sent once per stream before
-	 * the first ALLOC (fn HALLOC_FN_HALLOC) that names it. Layout written
-	 * by its owner.
+	 * A typed call site of the in-process API (include/halloc/halloc.h):
+	 * halloc(type, n) at file:line. After seq: uv type-site id (per
+	 * stream, never 0), uv object size (sizeof(type)), str type name (as
+	 * written in the call), str file (as the compiler wrote __FILE__), uv
+	 * line. Sent once per stream, by the first thread that allocates at
+	 * the site in it; a thread racing it may write an ALLOC naming the id
+	 * earlier in seq order, so a reader resolves type-site ids once the
+	 * stream is read, as it does stack ids. A second TYPE of the same id
+	 * says the same.
 	 */
 	HALLOC_REC_TYPE = 9,
 

@@ -142,6 +142,17 @@ def _cflags_of(src):
     return []
 
 
+def _link_flags_of(src):
+    """A source whose header says `e2e-link: halloc` links libhalloc, the
+    in-process API, as a program does."""
+    with open(src) as f:
+        if "e2e-link: halloc" not in f.read(2000):
+            return []
+    lib = os.path.join(BUILD, "lib")
+    return ["-I" + os.path.join(ROOT, "include"), "-L" + lib, "-lhalloc",
+            "-Wl,-rpath," + lib]
+
+
 def _compile(cmd, out):
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -181,7 +192,7 @@ def build_all():
             continue
         # flags after the source: a -l there must follow what uses it
         _built[name] = _compile([cc, "-O0", "-g", "-o", out, src, *_cflags_of(src),
-                                 "-pthread", "-ldl"], out)
+                                 *_link_flags_of(src), "-pthread", "-ldl"], out)
 
 
 def program(name):
@@ -398,6 +409,30 @@ def check_shape(doc):
             check((sl, slb) == (s["leaked_bytes"], s["leaked_blocks"]),
                   f"{w}: sites[] leak {sl} bytes in {slb} blocks, summary says "
                   f"{s['leaked_bytes']} in {s['leaked_blocks']}")
+        # memory by type: typed allocations by type, the rest by size
+        # class; together, every allocation and every leaked byte
+        ta = tb = tl = 0
+        for j, ty in enumerate(_typed(p, "types", list, w)):
+            tw = f"{w}.types[{j}]"
+            _typed(ty, "type", str, tw)
+            ta += _typed(ty, "allocations", int, tw)
+            tb += _typed(ty, "bytes", int, tw)
+            tl += _typed(ty, "leaked_bytes", int, tw)
+            check(_typed(ty, "peak_bytes", int, tw) <= ty["bytes"], f"{tw}: peak over bytes")
+            for k, ts in enumerate(_typed(ty, "sites", list, tw)):
+                _typed(ts, "file", str, f"{tw}.sites[{k}]")
+                _typed(ts, "line", int, f"{tw}.sites[{k}]")
+        for j, sc in enumerate(_typed(p, "size_classes", list, w)):
+            cw = f"{w}.size_classes[{j}]"
+            check(_typed(sc, "min", int, cw) <= _typed(sc, "max", int, cw), f"{cw}: min > max")
+            ta += _typed(sc, "allocations", int, cw)
+            tb += _typed(sc, "bytes", int, cw)
+            tl += _typed(sc, "leaked_bytes", int, cw)
+        if p["parent"] is None:
+            check((ta, tb, tl) == (s["allocations"], s["bytes_allocated"], s["leaked_bytes"]),
+                  f"{w}: types[] and size_classes[] add up to {ta} allocations of {tb} bytes, "
+                  f"{tl} leaked; summary says {s['allocations']} of {s['bytes_allocated']}, "
+                  f"{s['leaked_bytes']}")
 
 
 # ---- checking what the tools did -------------------------------------------
