@@ -164,6 +164,21 @@ const char *ha_agent_exe_path(size_t *len);
 /* A thread got its first buffer: have its end noticed (agent.c). */
 void ha_agent_thread_attach(struct ha_agent_thread *t);
 
+/*
+ * glibc's allocator under the names it exports for interposers (no dlsym:
+ * they work before the loader has resolved anything). interpose.c and
+ * interpose_pages.c call these. They are glibc's: not hidden.
+ */
+#pragma GCC visibility push(default)
+extern void *__libc_malloc(size_t size);
+extern void __libc_free(void *ptr);
+extern void *__libc_calloc(size_t nmemb, size_t size);
+extern void *__libc_realloc(void *ptr, size_t size);
+extern void *__libc_memalign(size_t alignment, size_t size);
+extern void *__libc_valloc(size_t size);
+extern void *__libc_pvalloc(size_t size);
+#pragma GCC visibility pop
+
 /* ---- sample.c: sampled recording (--sample) --------------------------- */
 
 /* A free or a realloc's old block that is not recorded; no stack. */

@@ -127,23 +127,12 @@ static void set_rate(uint64_t ppb)
 		    (uint64_t)(((unsigned __int128)ppb << 64) / PPB);
 }
 
-/* A file's key: as the tracer's library_key(). */
-static uint64_t library_key(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (base = base ? base + 1 : path; *base; base++)
-		h = (h ^ (unsigned char)*base) * 0x100000001b3ull;
-	return (h & 0x3fffffffffffffffull) | 1;
-}
-
 /* Whether this image runs the program the tracer looked the line up in. */
 static bool same_program(uint64_t key)
 {
 	const char *path = (const char *)getauxval(AT_EXECFN);
 
-	return path && library_key(path) == key;
+	return path && halloc_library_key(path) == key;
 }
 
 /* Another program's lines: keep the libraries' ranges only. */
@@ -265,7 +254,7 @@ static const struct object *object_of(const struct link_map *map)
 		return &objects[0];
 	if (nobjects == 1 || !map->l_name)
 		return NULL;
-	key = library_key(map->l_name);
+	key = halloc_library_key(map->l_name);
 	for (unsigned i = 1; i < nobjects; i++)
 		if (objects[i].key == key)
 			return &objects[i];

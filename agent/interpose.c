@@ -25,14 +25,6 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-extern void *__libc_malloc(size_t size);
-extern void __libc_free(void *ptr);
-extern void *__libc_calloc(size_t nmemb, size_t size);
-extern void *__libc_realloc(void *ptr, size_t size);
-extern void *__libc_memalign(size_t alignment, size_t size);
-extern void *__libc_valloc(size_t size);
-extern void *__libc_pvalloc(size_t size);
-
 /*
  * Each entry point takes one of three paths:
  *   plain   neither recorded nor seen by the API: a tail call to glibc

@@ -26,14 +26,6 @@
 #define EXPORT __attribute__((visibility("default")))
 #define SLOW __attribute__((noinline))
 
-extern void *__libc_malloc(size_t size);
-extern void __libc_free(void *ptr);
-extern void *__libc_calloc(size_t nmemb, size_t size);
-extern void *__libc_realloc(void *ptr, size_t size);
-extern void *__libc_memalign(size_t alignment, size_t size);
-extern void *__libc_valloc(size_t size);
-extern void *__libc_pvalloc(size_t size);
-
 static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		      off_t off)
 {

@@ -57,6 +57,25 @@
  */
 #define HALLOC_AGENT_ENV "HALLOC_AGENT"
 
+/*
+ * fail_exe and fail_lib name an object by this key: FNV-1a of its file
+ * name (the part after the last '/'), in 62 bits so that every value fits
+ * a signed long, never 0. The tracer computes it from the path it found,
+ * the agent from the loader's name: the directories may differ.
+ */
+static inline uint64_t halloc_library_key(const char *path)
+{
+	const char *base = path;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (const char *c = path; *c; c++)
+		if (*c == '/')
+			base = c + 1;
+	for (; *base; base++)
+		h = (h ^ (unsigned char)*base) * 0x100000001b3ull;
+	return (h & 0x3fffffffffffffffull) | 1;
+}
+
 #define HALLOC_SHM_MAGIC 0x4d48534f4c4c4148ull /* "HALLOSHM" */
 #define HALLOC_SHM_VERSION 1u
 #define HALLOC_SHM_SLOTS 4096u

@@ -17,6 +17,8 @@
  */
 #include "tracer/faults.h"
 
+#include "agent/transport.h"
+
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
@@ -50,21 +52,6 @@ static const Dwfl_Callbacks offline_callbacks = {
     .section_address = dwfl_offline_section_address,
     .debuginfo_path = &debuginfo_path,
 };
-
-static enum ht_result fail(struct ht_diag *diag, enum ht_result result,
-			   const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum ht_result fail(struct ht_diag *diag, enum ht_result result,
-			   const char *format, ...)
-{
-	va_list ap;
-
-	va_start(ap, format);
-	vsnprintf(diag->message, sizeof(diag->message), format, ap);
-	va_end(ap);
-	return result;
-}
 
 /* "x.c" names /src/x.c; "src/x.c" too; "/src/x.c" only itself. */
 static bool same_file(const char *path, const char *want)
@@ -180,18 +167,6 @@ struct object {
 	bool dwarf; /* it has debug information */
 };
 
-/* What the agent compares a library's name with: FNV-1a of its file
- * name, in 62 bits (every HALLOC_AGENT value fits a signed long). */
-static uint64_t library_key(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (base = base ? base + 1 : path; *base; base++)
-		h = (h ^ (unsigned char)*base) * 0x100000001b3ull;
-	return (h & 0x3fffffffffffffffull) | 1;
-}
-
 /* Scans one object's line tables; whether FILE is in them. */
 static bool scan_object(struct object *o, const char *file, unsigned line)
 {
@@ -248,13 +223,13 @@ static enum ht_result resolve_line(const char *program, const char *name,
 	o = calloc(nlibs + 1, sizeof(*o));
 	if (!o) {
 		ht_needed_free(libs, nlibs);
-		return fail(diag, HT_ERR_NOMEM, "out of memory");
+		return ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 	}
 	o[0].path = program;
-	o[0].exe_key = library_key(program);
+	o[0].exe_key = halloc_library_key(program);
 	for (size_t i = 0; i < nlibs; i++) {
 		o[i + 1].path = libs[i];
-		o[i + 1].key = library_key(libs[i]);
+		o[i + 1].key = halloc_library_key(libs[i]);
 	}
 	n = nlibs + 1;
 	for (size_t i = 0; i < n; i++) {
@@ -268,26 +243,26 @@ static enum ht_result resolve_line(const char *program, const char *name,
 	*objs = o;
 	*nobjs = n;
 	if (nomem)
-		return fail(diag, HT_ERR_NOMEM, "out of memory");
+		return ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 	if (!file_seen && !o[0].dwarf && n == 1)
-		return fail(diag, HT_ERR_USAGE,
+		return ht_fail(diag, HT_ERR_USAGE,
 			    "cannot use --fail-at: '%s' has no debug "
 			    "information (build it with -g)",
 			    name);
 	if (!file_seen)
-		return fail(diag, HT_ERR_USAGE,
+		return ht_fail(diag, HT_ERR_USAGE,
 			    "invalid --fail-at '%s:%u': no file '%s' in the "
 			    "debug information of '%s'%s",
 			    file, line, file, name,
 			    n > 1 ? " or its libraries" : "");
 	if (nat == 0)
-		return fail(diag, HT_ERR_USAGE,
+		return ht_fail(diag, HT_ERR_USAGE,
 			    "invalid --fail-at '%s:%u': line %u of '%s' has "
 			    "no code in '%s'%s",
 			    file, line, line, file, name,
 			    n > 1 ? " or its libraries" : "");
 	if (nat > MAX_RANGES)
-		return fail(diag, HT_ERR_USAGE,
+		return ht_fail(diag, HT_ERR_USAGE,
 			    "invalid --fail-at '%s:%u': its code is spread "
 			    "over more than %d places",
 			    file, line, MAX_RANGES);
@@ -371,7 +346,7 @@ enum ht_result ht_fault_keys(const struct ht_faults *f, const char *program,
 	for (size_t i = 0; ok && i < nobjs; i++)
 		ok = append_object(&s, &objs[i]);
 	if (!ok)
-		result = fail(diag, HT_ERR_NOMEM, "out of memory");
+		result = ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 	else
 		*keys = s;
 out:

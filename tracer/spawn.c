@@ -64,12 +64,8 @@ int ht_result_exit_status(enum ht_result result)
 	}
 }
 
-static enum ht_result fail(struct ht_diag *diag, enum ht_result result,
-			   const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum ht_result fail(struct ht_diag *diag, enum ht_result result,
-			   const char *format, ...)
+enum ht_result ht_fail(struct ht_diag *diag, enum ht_result result,
+		       const char *format, ...)
 {
 	va_list ap;
 
@@ -92,7 +88,7 @@ static enum ht_result find_agent(char **agent, struct ht_diag *diag)
 	} else {
 		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 		if (n < 0)
-			return fail(diag, HT_ERR_AGENT,
+			return ht_fail(diag, HT_ERR_AGENT,
 				    "cannot find the agent: cannot read "
 				    "'/proc/self/exe': %s",
 				    strerror(errno));
@@ -102,14 +98,14 @@ static enum ht_result find_agent(char **agent, struct ht_diag *diag)
 			candidate = NULL;
 	}
 	if (!candidate)
-		return fail(diag, HT_ERR_NOMEM, "out of memory");
+		return ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 
 	/* The program may chdir before its loader reads LD_PRELOAD. */
 	*agent = realpath(candidate, NULL);
 	if (!*agent || stat(*agent, &st) < 0 || !S_ISREG(st.st_mode)) {
 		int err = *agent ? EISDIR : errno;
 
-		fail(diag, HT_ERR_AGENT, "cannot find the agent '%s': %s",
+		ht_fail(diag, HT_ERR_AGENT, "cannot find the agent '%s': %s",
 		     candidate, strerror(err));
 		free(candidate);
 		free(*agent);
@@ -119,7 +115,7 @@ static enum ht_result find_agent(char **agent, struct ht_diag *diag)
 	free(candidate);
 	/* The loader splits LD_PRELOAD at spaces and colons. */
 	if (strpbrk(*agent, " :"))
-		return fail(diag, HT_ERR_AGENT,
+		return ht_fail(diag, HT_ERR_AGENT,
 			    "cannot use the agent '%s': LD_PRELOAD cannot "
 			    "hold a path with a space or a colon",
 			    *agent);
@@ -131,10 +127,10 @@ static enum ht_result create_log(struct ht_session *s, const char *path,
 {
 	s->log_path = strdup(path);
 	if (!s->log_path)
-		return fail(diag, HT_ERR_NOMEM, "out of memory");
+		return ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 	s->log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (s->log_fd < 0)
-		return fail(diag, HT_ERR_LOG, "cannot create the log '%s': %s",
+		return ht_fail(diag, HT_ERR_LOG, "cannot create the log '%s': %s",
 			    path, strerror(errno));
 	return HT_OK;
 }
@@ -157,13 +153,13 @@ static enum ht_result write_log_start(struct ht_session *s,
 
 	info = ht_frame_trace_info(&ti, &size);
 	if (!info)
-		return fail(diag, HT_ERR_NOMEM, "out of memory");
+		return ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 	ht_put_file_header(header);
 	ht_log_write(s, header, sizeof(header));
 	ht_log_write(s, info, size);
 	free(info);
 	if (s->log_errno)
-		return fail(diag, HT_ERR_LOG, "cannot write the log '%s': %s",
+		return ht_fail(diag, HT_ERR_LOG, "cannot write the log '%s': %s",
 			    s->log_path, strerror(s->log_errno));
 	return HT_OK;
 }
@@ -189,14 +185,14 @@ static int open_transport(struct ht_session *s, struct ht_diag *diag)
 	void *map;
 
 	if (pipe2(fds, O_CLOEXEC) < 0) {
-		fail(diag, HT_ERR_SYSTEM, "cannot create a pipe: %s",
+		ht_fail(diag, HT_ERR_SYSTEM, "cannot create a pipe: %s",
 		     strerror(errno));
 		return -1;
 	}
 	s->pipe_fd = above_stdio(fds[0]);
 	fds[1] = above_stdio(fds[1]);
 	if (s->pipe_fd < 0 || fds[1] < 0) {
-		fail(diag, HT_ERR_SYSTEM, "cannot create a pipe: %s",
+		ht_fail(diag, HT_ERR_SYSTEM, "cannot create a pipe: %s",
 		     strerror(errno));
 		close(fds[1]);
 		return -1;
@@ -208,7 +204,7 @@ static int open_transport(struct ht_session *s, struct ht_diag *diag)
 
 	s->shm_fd = above_stdio(memfd_create("halloc-shm", MFD_CLOEXEC));
 	if (s->shm_fd < 0 || ftruncate(s->shm_fd, (off_t)size) < 0) {
-		fail(diag, HT_ERR_SYSTEM, "cannot create shared memory: %s",
+		ht_fail(diag, HT_ERR_SYSTEM, "cannot create shared memory: %s",
 		     strerror(errno));
 		close(fds[1]);
 		return -1;
@@ -216,7 +212,7 @@ static int open_transport(struct ht_session *s, struct ht_diag *diag)
 	map =
 	    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->shm_fd, 0);
 	if (map == MAP_FAILED) {
-		fail(diag, HT_ERR_SYSTEM, "cannot map shared memory: %s",
+		ht_fail(diag, HT_ERR_SYSTEM, "cannot map shared memory: %s",
 		     strerror(errno));
 		close(fds[1]);
 		return -1;
@@ -238,12 +234,12 @@ static enum ht_result watch_signals(struct ht_session *s, struct ht_diag *diag)
 	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
 		sigaddset(&set, signals[i]);
 	if (sigprocmask(SIG_BLOCK, &set, &s->saved_mask) < 0)
-		return fail(diag, HT_ERR_SYSTEM, "cannot block signals: %s",
+		return ht_fail(diag, HT_ERR_SYSTEM, "cannot block signals: %s",
 			    strerror(errno));
 	s->mask_saved = true;
 	s->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (s->signal_fd < 0)
-		return fail(diag, HT_ERR_SYSTEM, "cannot create a signalfd: %s",
+		return ht_fail(diag, HT_ERR_SYSTEM, "cannot create a signalfd: %s",
 			    strerror(errno));
 	return HT_OK;
 }
@@ -331,10 +327,10 @@ static enum ht_result exec_failed(const char *name, int err,
 {
 	/* The file was found, so ENOENT is about its interpreter. */
 	if (err == ENOENT)
-		return fail(diag, HT_ERR_CANNOT_RUN,
+		return ht_fail(diag, HT_ERR_CANNOT_RUN,
 			    "cannot run '%s': its interpreter was not found",
 			    name);
-	return fail(diag, HT_ERR_CANNOT_RUN, "cannot run '%s': %s", name,
+	return ht_fail(diag, HT_ERR_CANNOT_RUN, "cannot run '%s': %s", name,
 		    strerror(err));
 }
 
@@ -387,7 +383,7 @@ static enum ht_result start_child(struct ht_session *s,
 	if (pipe_wr < 0)
 		return HT_ERR_SYSTEM;
 	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(error_pipe, O_CLOEXEC) < 0) {
-		result = fail(diag, HT_ERR_SYSTEM, "cannot create a pipe: %s",
+		result = ht_fail(diag, HT_ERR_SYSTEM, "cannot create a pipe: %s",
 			      strerror(errno));
 		goto cleanup;
 	}
@@ -396,7 +392,7 @@ static enum ht_result start_child(struct ht_session *s,
 		goto cleanup;
 	/* Orphaned descendants are reparented to us, so we see them end. */
 	if (s->follow && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
-		result = fail(diag, HT_ERR_SYSTEM,
+		result = ht_fail(diag, HT_ERR_SYSTEM,
 			      "cannot become a subreaper: %s", strerror(errno));
 		goto cleanup;
 	}
@@ -420,7 +416,7 @@ static enum ht_result start_child(struct ht_session *s,
 	clock_gettime(CLOCK_REALTIME, &now);
 	s->child = fork();
 	if (s->child < 0) {
-		result = fail(diag, HT_ERR_SYSTEM, "cannot fork: %s",
+		result = ht_fail(diag, HT_ERR_SYSTEM, "cannot fork: %s",
 			      strerror(errno));
 		goto cleanup;
 	}
@@ -436,7 +432,7 @@ static enum ht_result start_child(struct ht_session *s,
 		if (asprintf(&path, "halloc.%s.%d.hlog",
 			     basename(config->argv[0]), (int)s->child) < 0) {
 			abandon_child(s, &go[1]);
-			result = fail(diag, HT_ERR_NOMEM, "out of memory");
+			result = ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 			goto cleanup;
 		}
 		result = create_log(s, path, diag);
@@ -490,11 +486,11 @@ enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
 
 	err = ht_resolve_program(name, getenv("PATH"), &program);
 	if (err == ENOMEM) {
-		result = fail(diag, HT_ERR_NOMEM, "out of memory");
+		result = ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 		goto cleanup;
 	}
 	if (err) {
-		result = fail(
+		result = ht_fail(
 		    diag, err == ENOENT ? HT_ERR_NOT_FOUND : HT_ERR_CANNOT_RUN,
 		    "cannot run '%s': %s", name, strerror(err));
 		goto cleanup;
@@ -512,7 +508,7 @@ enum ht_result ht_start(const struct ht_config *config, struct ht_session **out,
 
 	s = session_new();
 	if (!s) {
-		result = fail(diag, HT_ERR_NOMEM, "out of memory");
+		result = ht_fail(diag, HT_ERR_NOMEM, "out of memory");
 		goto cleanup;
 	}
 	s->follow = config->follow_children;

@@ -50,6 +50,11 @@ struct ht_diag {
 /* The exit status halloc-trace uses for a failure, as env(1) does. */
 int ht_result_exit_status(enum ht_result result);
 
+/* Writes the message into diag and returns result, for `return ht_fail(...)`. */
+enum ht_result ht_fail(struct ht_diag *diag, enum ht_result result,
+		       const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /*
  * Fault injection (agent/faults.h): allocation calls the agent refuses.
  * Zero values ask for nothing.
