@@ -1,6 +1,7 @@
 /*
  * analyzer/diff.c - `halloc-report --diff OLD NEW`: how two logs of the same
- * program differ, site by site, largest change first.
+ * program differ, site by site and type by type (halloc(type, n)), largest
+ * change first.
  *
  * Sites are matched across the logs by what a developer reads: function,
  * source file and line (module and offset when there is no source file),
@@ -25,7 +26,8 @@ static const char *const d_keys[D_N] = {"leaked_bytes", "peak_bytes",
 struct row {
 	char *key;
 	const struct ha_log *log; /* the site as the newest log has it */
-	const struct ha_site *site;
+	const struct ha_site *site; /* NULL: a type's row */
+	const char *type;	    /* the type's name, for a type's row */
 	uint64_t v[2][D_N]; /* [old, new] */
 };
 
@@ -54,7 +56,34 @@ static char *site_key(const struct ha_log *log, const struct ha_site *s)
 	return n < 0 ? NULL : k;
 }
 
-/* Appends one row per site of every process of `a`, as side `side`. */
+/* Types match by name: the name as written in halloc(type, n). */
+static bool collect_types(const struct ha_types_result *t, int side,
+			  struct row **rows, size_t *n, size_t *cap)
+{
+	for (size_t k = 0; k < t->ntypes; k++) {
+		const struct ha_type_usage *u = &t->types[k];
+		struct row *r;
+
+		if (!HA_RESERVE(*rows, *cap, *n + 1))
+			return false;
+		r = &(*rows)[(*n)++];
+		memset(r, 0, sizeof(*r));
+		r->type = u->name;
+		/* \x1e sorts type keys apart from every site key. */
+		if (asprintf(&r->key, "\x1e%s", u->name) < 0) {
+			r->key = NULL;
+			return false;
+		}
+		r->v[side][D_LEAKED] = u->leaked_bytes;
+		r->v[side][D_PEAK] = u->peak_bytes;
+		r->v[side][D_ALLOCATED] = u->bytes;
+		r->v[side][D_CALLS] = u->allocations;
+	}
+	return true;
+}
+
+/* Appends one row per site (and per type) of every process of `a`, as side
+ * `side`. */
 static bool collect(const struct ha_analysis *a, int side, struct row **rows,
 		    size_t *n, size_t *cap)
 {
@@ -79,6 +108,8 @@ static bool collect(const struct ha_analysis *a, int side, struct row **rows,
 			r->v[side][D_ALLOCATED] = st->bytes_allocated;
 			r->v[side][D_CALLS] = st->allocations;
 		}
+		if (!collect_types(&p->types, side, rows, n, cap))
+			return false;
 	}
 	return true;
 }
@@ -129,6 +160,7 @@ static size_t merge(struct row *rows, size_t n)
 			if (rows[i].v[1][D_CALLS]) { /* show it as NEW has it */
 				m->log = rows[i].log;
 				m->site = rows[i].site;
+				m->type = rows[i].type;
 			}
 			free(rows[i].key);
 			continue;
@@ -202,6 +234,8 @@ static void write_json(FILE *out, const char *old_name, const char *new_name,
 	for (size_t i = 0; i < n; i++) {
 		const struct ha_site *s = rows[i].site;
 
+		if (!s)
+			continue;
 		ha_json_object(&j, false);
 		ha_json_key(&j, "site");
 		ha_json_object(&j, true);
@@ -214,6 +248,20 @@ static void write_json(FILE *out, const char *old_name, const char *new_name,
 		ha_json_key(&j, "module");
 		ha_json_string(&j, rows[i].log->modfiles[s->modfile].path);
 		ha_json_end(&j);
+		for (int d = 0; d < D_N; d++)
+			write_change_json(&j, d_keys[d], rows[i].v[0][d],
+					  rows[i].v[1][d]);
+		ha_json_end(&j);
+	}
+	ha_json_end(&j);
+	ha_json_key(&j, "types");
+	ha_json_array(&j, false);
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].site)
+			continue;
+		ha_json_object(&j, false);
+		ha_json_key(&j, "type");
+		ha_json_string(&j, rows[i].type);
 		for (int d = 0; d < D_N; d++)
 			write_change_json(&j, d_keys[d], rows[i].v[0][d],
 					  rows[i].v[1][d]);
@@ -265,36 +313,33 @@ static const char *value(char buf[32], uint64_t v, int d)
 static const char *const diff_names[D_N] = {" leaked", ", peak", ", allocated",
 					    ", calls"};
 
-static void write_text(FILE *out, const char *old_name, const char *new_name,
-		       const uint64_t t[2][D_N], const struct row *rows,
-		       size_t n, const struct ha_report_options *o)
+/* The rows of sites (types false) or of types, up to --top of them. */
+static void write_text_rows(FILE *out, const struct row *rows, size_t n,
+			    bool types, const struct ha_report_options *o)
 {
-	static const char *const labels[D_N] = {
-	    "leaked:         ", "peak heap:      ", "bytes allocated:",
-	    "allocations:    "};
-	size_t shown = o->top && o->top < n ? o->top : n;
-	char b[4][40], v[2][32];
+	size_t count = 0, shown = 0;
+	char b[D_N][40];
 
-	fprintf(out, "halloc: from %s to %s\n", old_name, new_name);
-	for (int d = 0; d < D_N; d++)
-		fprintf(out, "  %s %s -> %s (%s%s%s)\n", labels[d],
-			value(v[0], t[0][d], d), value(v[1], t[1][d], d),
-			paint(o, t[0][d], t[1][d]),
-			signed_change(b[0], t[0][d], t[1][d], d != D_CALLS),
-			unpaint(o, t[0][d], t[1][d]));
-	if (!n) {
-		fputs("\nNo site changed.\n", out);
+	for (size_t i = 0; i < n; i++)
+		count += !rows[i].site == types;
+	if (!count)
 		return;
-	}
-	fprintf(out, "\nSITES that changed, largest change first");
-	if (shown < n)
-		fprintf(out, " (top %zu of %zu)", shown, n);
+	fprintf(out, "\n%s that changed, largest change first",
+		types ? "TYPES" : "SITES");
+	if (o->top && o->top < count)
+		fprintf(out, " (top %u of %zu)", o->top, count);
 	fputs(":\n", out);
-	for (size_t i = 0; i < shown; i++) {
+	for (size_t i = 0; i < n && (!o->top || shown < o->top); i++) {
 		const struct row *r = &rows[i];
 
+		if (!r->site != types)
+			continue;
+		shown++;
 		fputs("  ", out);
-		ha_text_site(out, r->log, r->site);
+		if (types)
+			fputs(r->type, out);
+		else
+			ha_text_site(out, r->log, r->site);
 		fputs("\n    ", out);
 		for (int d = 0; d < D_N; d++)
 			fprintf(out, "%s %s%s%s", diff_names[d],
@@ -304,6 +349,30 @@ static void write_text(FILE *out, const char *old_name, const char *new_name,
 				unpaint(o, r->v[0][d], r->v[1][d]));
 		fputc('\n', out);
 	}
+}
+
+static void write_text(FILE *out, const char *old_name, const char *new_name,
+		       const uint64_t t[2][D_N], const struct row *rows,
+		       size_t n, const struct ha_report_options *o)
+{
+	static const char *const labels[D_N] = {
+	    "leaked:         ", "peak heap:      ", "bytes allocated:",
+	    "allocations:    "};
+	char b[40], v[2][32];
+
+	fprintf(out, "halloc: from %s to %s\n", old_name, new_name);
+	for (int d = 0; d < D_N; d++)
+		fprintf(out, "  %s %s -> %s (%s%s%s)\n", labels[d],
+			value(v[0], t[0][d], d), value(v[1], t[1][d], d),
+			paint(o, t[0][d], t[1][d]),
+			signed_change(b, t[0][d], t[1][d], d != D_CALLS),
+			unpaint(o, t[0][d], t[1][d]));
+	if (!n) {
+		fputs("\nNo site changed.\n", out);
+		return;
+	}
+	write_text_rows(out, rows, n, false, o);
+	write_text_rows(out, rows, n, true, o);
 }
 
 enum ha_result ha_diff_write(const struct ha_analysis *old_a,

@@ -81,6 +81,30 @@ def types(c):
     check(want in t.err, f"text report lacks {want!r}")
 
 
+@case("diff-types")
+def diff_types(c):
+    """--diff compares types by name: programs/typed.c against the bundled
+    example, whose only type is struct particle (10 x 56 bytes, freed)."""
+    import json
+    from harness import REPORT
+    old = trace(c, [program("typed")])
+    new = trace(c, [os.path.join(EXAMPLES, "typed")])
+    expect_rc(old, 0)
+    expect_rc(new, 0)
+    p = c.run([REPORT, "--diff", old.log, new.log, "--format", "json"])
+    check(p.returncode == 0, f"--diff: exit {p.returncode}: {p.stderr!r}")
+    got = {t["type"]: (t["leaked_bytes"]["change"], t["peak_bytes"]["change"],
+                       t["bytes_allocated"]["change"], t["allocations"]["change"])
+           for t in json.loads(p.stdout)["types"]}
+    want = {"struct point": (-48, -208, -208, -2), "struct node": (0, -64, -64, -4),
+            "struct particle": (0, 560, 560, 1)}
+    check(got == want, f"types {got}, want {want}")
+    out = c.run([REPORT, "--diff", old.log, new.log]).stdout.decode()
+    want = ("\nTYPES that changed, largest change first:\n  struct particle\n"
+            "     leaked 0 B, peak +560 B, allocated +560 B, calls +1\n")
+    check(want in out, f"text diff lacks {want!r}:\n{out}")
+
+
 @case("example-typed")
 def example_typed(c):
     """examples/typed.c: its output is the one README.md shows."""
