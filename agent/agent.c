@@ -282,6 +282,8 @@ static bool init(struct ha_agent_thread *t)
 		return false;
 	ha_agent.id = new_stream_id();
 	ha_agent.pid = (uint32_t)getpid();
+	if (pr.flags)
+		ha_agent_buf_reclaim_exec();
 	start_clock();
 	ha_agent_self_init();
 	if (ha_agent_stack_init() || ha_agent_modules_init())

@@ -356,6 +356,8 @@ void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end);
 void ha_agent_buf_release(struct ha_agent_thread *t);
 /* At exit: flush other threads' private buffers (they are not in shm). */
 void ha_agent_buf_flush_private(void);
+/* An exec'd image frees the slots of the image before it. */
+void ha_agent_buf_reclaim_exec(void);
 void ha_agent_buf_fork_prepare(void);
 void ha_agent_buf_fork_parent(void);
 void ha_agent_buf_fork_child(struct ha_agent_thread *t);

@@ -273,6 +273,55 @@ static void slot_release(struct ha_agent_thread *t)
 	t->frame = NULL;
 }
 
+/*
+ * An image started by exec: the threads of the image before it are gone,
+ * and the slots they owned would stay owned until the run ends (after
+ * about nslots execs every image would build its frames privately, which
+ * SIGKILL loses). Their unsent frames go to the pipe now, and the slots
+ * are free again. Such a slot is known by its chunk header: our pid, in a
+ * stream that is not ours (no live process can share our pid). A frame
+ * that cannot be sent stays, owned, for the tracer's leftover pass; one
+ * the tracer has appended already is dropped by the reader as a
+ * duplicate (slot, chunk_no).
+ */
+void ha_agent_buf_reclaim_exec(void)
+{
+	struct halloc_shm *shm = ha_agent.shm;
+
+	if (!shm)
+		return;
+	for (uint32_t k = 0; k < shm->nslots; k++) {
+		struct halloc_slot *s = &shm->slots[k];
+		uint32_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+		struct halloc_chunk_header ch;
+		struct halloc_frame_header fh;
+		uint32_t used;
+
+		if (!state || s->stream == ha_agent.id)
+			continue;
+		memcpy(&ch, s->frame + HALLOC_FRAME_HEADER_SIZE, sizeof(ch));
+		if (ch.pid != ha_agent.pid || ch.stream != s->stream ||
+		    ch.slot != k)
+			continue;
+		used = __atomic_load_n(&s->used, __ATOMIC_ACQUIRE);
+		if (used > HALLOC_FRAME_HEADER_SIZE + HALLOC_CHUNK_HEADER_SIZE &&
+		    used <= HALLOC_FRAME_MAX) {
+			fh.length = used - HALLOC_FRAME_HEADER_SIZE;
+			fh.type = HALLOC_FRAME_CHUNK;
+			fh.flags = 0;
+			memcpy(s->frame, &fh, sizeof(fh));
+			if (write_frame(s->frame, used) != SENT)
+				continue;
+			/* Sent: the slot's next owner starts the next chunk. */
+			__atomic_store_n(&s->chunk_no, s->chunk_no + 1,
+					 __ATOMIC_RELEASE);
+		}
+		__atomic_store_n(&s->used, 0, __ATOMIC_RELEASE);
+		__atomic_compare_exchange_n(&s->state, &state, 0, false,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+	}
+}
+
 static struct ha_agent_private *private_get(void)
 {
 	struct ha_agent_private *b;

@@ -70,7 +70,11 @@ static void append_leftovers(struct ht_session *s)
 
 	ht_chunk_set_init(&appended);
 	ht_chunk_set_sort(&s->seen);
-	for (uint32_t i = 0; i < HALLOC_SHM_SLOTS; i++) {
+	/* nslots is ours (spawn.c), but the program could have written it. */
+	uint32_t nslots = s->shm->nslots < HALLOC_SHM_SLOTS ? s->shm->nslots
+							    : HALLOC_SHM_SLOTS;
+
+	for (uint32_t i = 0; i < nslots; i++) {
 		uint32_t slot, chunk_no;
 		size_t size;
 

@@ -177,6 +177,25 @@ static int above_stdio(int fd)
 	return moved;
 }
 
+/*
+ * The slots the agents may take: HALLOC_SHM_SLOTS, or fewer when the
+ * environment says HALLOC_TRACE_SHM_SLOTS=N (16 or more): the tests use it
+ * to run out of slots without starting thousands of processes.
+ */
+static uint32_t shm_slots(void)
+{
+	const char *v = getenv("HALLOC_TRACE_SHM_SLOTS");
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v)
+		return HALLOC_SHM_SLOTS;
+	n = strtoul(v, &end, 10);
+	if (*end || n < 16 || n > HALLOC_SHM_SLOTS)
+		return HALLOC_SHM_SLOTS;
+	return (uint32_t)n;
+}
+
 /* Creates the pipe and the shared memory. Returns the pipe's write end. */
 static int open_transport(struct ht_session *s, struct ht_diag *diag)
 {
@@ -220,7 +239,7 @@ static int open_transport(struct ht_session *s, struct ht_diag *diag)
 	s->shm = map;
 	s->shm->magic = HALLOC_SHM_MAGIC;
 	s->shm->version = HALLOC_SHM_VERSION;
-	s->shm->nslots = HALLOC_SHM_SLOTS;
+	s->shm->nslots = shm_slots();
 	return fds[1];
 }
 

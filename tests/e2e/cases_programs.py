@@ -139,6 +139,24 @@ def fork_follow(c):
     expect_status(proc, {"exit": 0}, reaped_by_parent=True)
 
 
+@case("exec-chain")
+def exec_chain(c):
+    """An image started by exec frees the slots of the image before it."""
+    env = dict(os.environ, HALLOC_TRACE_SHM_SLOTS="32")
+    t = trace(c, [program("exec_chain"), "100"], ["-f"], env=env)
+    expect_rc(t, 137)
+    doc = report_json(c, t.log)
+    procs = doc["processes"]
+    check(len(procs) == 101, f"{len(procs)} images recorded, want 101")
+    for p in procs:
+        check(p["summary"]["allocations"] == 1 and p["summary"]["bytes_allocated"] == 4321,
+              f"image {p['command']}: {p['summary']}")
+    last = [p for p in procs if p["command"][1:] == ["0"]]
+    check(len(last) == 1 and last[0]["summary"]["leaked_bytes"] == 4321
+          and last[0]["status"] == {"signal": 9}, f"the killed image: {last}")
+    check(sum(p["summary"]["leaked_blocks"] for p in procs) == 1, "only the last image leaks")
+
+
 def check_fork_exec(c, mode):
     prog, leaks_prog = program("forker"), program("leaks")
     t = trace(c, [prog, mode, leaks_prog], ["-f"])
