@@ -137,23 +137,6 @@ static void remove_env(void)
 	*w = NULL;
 }
 
-static bool parse_number(const char **s, long *out)
-{
-	const char *p = *s;
-	long v = 0;
-
-	if (*p < '0' || *p > '9')
-		return false;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (LONG_MAX - 9) / 10)
-			return false;
-		v = v * 10 + (*p - '0');
-	}
-	*s = p;
-	*out = v;
-	return true;
-}
-
 /*
  * "fd=N,shm=N,pid=N,depth=N,follow=0|1[,sample=N][,limit=N]"
  * (agent/transport.h); unknown keys are skipped. *follow_at points at
@@ -165,23 +148,20 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 	long fd = -1, shm = -1, depth = HALLOC_DEPTH_DEFAULT, follow = 0;
 	long sample = 0;
 	long limit = 0;
-	const char *p = value;
+	const char *p = value, *key;
+	size_t klen;
+	uint64_t number;
+	int more;
 
 	*pid = 0;
 	*follow_at = NULL;
-	while (*p) {
-		const char *key = p;
-		size_t klen = strcspn(p, "=,");
-		long v;
+	while ((more = halloc_agent_next_key(&p, &key, &klen, &number)) > 0) {
+		long v = (long)number;
 
-		p += klen;
-		if (*p != '=')
+		if (number > LONG_MAX)
 			return false;
-		p++;
 		if (klen == 6 && !strncmp(key, "follow", 6))
-			*follow_at = value + (p - value);
-		if (!parse_number(&p, &v))
-			return false;
+			*follow_at = value + (key + klen + 1 - value);
 		if (klen == 2 && !strncmp(key, "fd", 2))
 			fd = v;
 		else if (klen == 3 && !strncmp(key, "shm", 3))
@@ -196,11 +176,9 @@ static bool parse_config(char *value, long *pid, char **follow_at)
 			sample = v;
 		else if (klen == 5 && !strncmp(key, "limit", 5))
 			limit = v;
-		if (*p == ',')
-			p++;
-		else if (*p)
-			return false;
 	}
+	if (more < 0)
+		return false;
 	if (fd < 0 || shm < 0 || fd > INT_MAX || shm > INT_MAX || follow > 2)
 		return false;
 	c->fd = (int)fd;

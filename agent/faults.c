@@ -94,24 +94,6 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-/* A decimal number at *s; false if there is none or it overflows. */
-static bool get_number(const char **s, uint64_t *out)
-{
-	const char *p = *s;
-	uint64_t v = 0;
-
-	if (*p < '0' || *p > '9')
-		return false;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return false;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	*s = p;
-	*out = v;
-	return true;
-}
-
 static bool key_is(const char *key, size_t len, const char *name)
 {
 	return len == strlen(name) && !strncmp(key, name, len);
@@ -158,14 +140,12 @@ void ha_agent_faults_init(const char *value)
 	bool have_at = false, have_skip = false, keep = true;
 	uint64_t at = 0, skip = 0, exe_key = 0;
 
-	while (*p) {
-		const char *key = p;
-		size_t klen = strcspn(p, "=,");
-		uint64_t v;
+	const char *key;
+	size_t klen;
+	uint64_t v;
 
-		p += klen;
-		if (*p++ != '=' || !get_number(&p, &v))
-			return; /* agent.c refuses the whole value */
+	/* A malformed value: agent.c refuses the whole of it. */
+	while (halloc_agent_next_key(&p, &key, &klen, &v) > 0) {
 		if (key_is(key, klen, "fail_after") && v)
 			fail_after = v;
 		else if (key_is(key, klen, "fail_rate"))
@@ -203,8 +183,6 @@ void ha_agent_faults_init(const char *value)
 				nobjects++;
 			}
 		}
-		if (*p == ',')
-			p++;
 	}
 	if (exe_key && !same_program(exe_key))
 		forget_program();

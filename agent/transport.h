@@ -28,6 +28,7 @@
 #ifndef HALLOC_AGENT_TRANSPORT_H
 #define HALLOC_AGENT_TRANSPORT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "halloc/log.h"
@@ -56,6 +57,41 @@
  * tracer only ever writes 0 or 1.
  */
 #define HALLOC_AGENT_ENV "HALLOC_AGENT"
+
+/*
+ * One step through HALLOC_AGENT's value, "key=N,key=N,...": the next key
+ * (*key, *key_len) and its number (*value), *s moved past them. 1 for a
+ * pair, 0 at the end, -1 when the value is malformed (no '=', no digits,
+ * a number over 64 bits, something else than ',' after it). The agent
+ * reads the value before anything else of it is set up: no libc here.
+ */
+static inline int halloc_agent_next_key(const char **s, const char **key,
+					size_t *key_len, uint64_t *value)
+{
+	const char *p = *s;
+	uint64_t v = 0;
+
+	if (!*p)
+		return 0;
+	*key = p;
+	while (*p && *p != '=' && *p != ',')
+		p++;
+	*key_len = (size_t)(p - *key);
+	if (*p++ != '=' || *p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == ',')
+		p++;
+	else if (*p)
+		return -1;
+	*s = p;
+	*value = v;
+	return 1;
+}
 
 /*
  * fail_exe and fail_lib name an object by this key: FNV-1a of its file
