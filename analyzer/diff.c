@@ -199,10 +199,8 @@ static void write_change_json(struct ha_json *j, const char *key, uint64_t o,
 {
 	ha_json_key(j, key);
 	ha_json_object(j, true);
-	ha_json_key(j, "old");
-	ha_json_uint(j, o);
-	ha_json_key(j, "new");
-	ha_json_uint(j, n);
+	ha_json_counter(j, "old", o);
+	ha_json_counter(j, "new", n);
 	ha_json_key(j, "change");
 	ha_json_int(j, (int64_t)(n - o));
 	ha_json_end(j);

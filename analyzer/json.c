@@ -195,6 +195,12 @@ void ha_json_uint(struct ha_json *j, uint64_t v)
 	fprintf(j->out, "%" PRIu64, v);
 }
 
+void ha_json_counter(struct ha_json *j, const char *key, uint64_t v)
+{
+	ha_json_key(j, key);
+	ha_json_uint(j, v);
+}
+
 void ha_json_int(struct ha_json *j, int64_t v)
 {
 	before_item(j);

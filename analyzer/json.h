@@ -39,6 +39,14 @@ void ha_json_bool(struct ha_json *j, bool v);
 void ha_json_null(struct ha_json *j);
 /* A string of "0x" and lowercase hex digits. */
 void ha_json_hex(struct ha_json *j, uint64_t v);
+/* "key": v, a member of the object being written. */
+void ha_json_counter(struct ha_json *j, const char *key, uint64_t v);
+
+/* report_json.c: a site object, as every section of a report writes it. */
+struct ha_log;
+struct ha_site;
+void ha_json_site(struct ha_json *j, const struct ha_log *log,
+		  const struct ha_site *site);
 
 /* Writes s[0..len) escaped, without quotes: valid UTF-8 out. */
 void ha_json_escape(FILE *out, const char *s, size_t len);

@@ -231,10 +231,8 @@ enum ha_result ha_json_refused(struct ha_json *j, const struct ha_log *log,
 		ha_json_site(j, log, &log->sites[g[i].site]);
 		ha_json_key(j, "reason");
 		ha_json_string(j, reason_key(g[i].reason));
-		ha_json_key(j, "allocations");
-		ha_json_uint(j, g[i].calls);
-		ha_json_key(j, "bytes");
-		ha_json_uint(j, g[i].bytes);
+		ha_json_counter(j, "allocations", g[i].calls);
+		ha_json_counter(j, "bytes", g[i].bytes);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
@@ -250,12 +248,10 @@ enum ha_result ha_json_refused(struct ha_json *j, const struct ha_log *log,
 	ha_json_object(j, false);
 	ha_json_key(j, "function");
 	ha_json_string(j, fn_name(last->fn));
-	ha_json_key(j, "size");
-	ha_json_uint(j, last->size);
+	ha_json_counter(j, "size", last->size);
 	ha_json_key(j, "reason");
 	ha_json_string(j, reason_key(last->reason));
-	ha_json_key(j, "time_us");
-	ha_json_uint(j, last->time);
+	ha_json_counter(j, "time_us", last->time);
 	ha_json_key(j, "site");
 	ha_json_site(j, log, &log->sites[log->stacks[last->stack].site]);
 	ha_json_key(j, "stack");

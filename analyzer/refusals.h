@@ -26,9 +26,7 @@ enum ha_result ha_json_refused(struct ha_json *j, const struct ha_log *log,
 			       const struct ha_process *p,
 			       const struct ha_report_options *o);
 
-/* report_json.c: a site object, a stack array. */
-void ha_json_site(struct ha_json *j, const struct ha_log *log,
-		  const struct ha_site *site);
+/* report_json.c: a stack array. */
 enum ha_result ha_json_stack(struct ha_json *j, const struct ha_log *log,
 			     uint32_t stack);
 

@@ -30,8 +30,8 @@
 #include "analyzer/report_pages.h"
 #include "halloc/log.h"
 
-static void write_site(struct ha_json *j, const struct ha_log *log,
-		       const struct ha_site *site)
+void ha_json_site(struct ha_json *j, const struct ha_log *log,
+		  const struct ha_site *site)
 {
 	ha_json_object(j, true);
 	ha_json_key(j, "function");
@@ -104,30 +104,24 @@ static void write_status(struct ha_json *j, const struct ha_stream *s)
 	}
 }
 
-static void write_counter(struct ha_json *j, const char *key, uint64_t v)
-{
-	ha_json_key(j, key);
-	ha_json_uint(j, v);
-}
-
 static void write_summary(struct ha_json *j, const struct ha_process *p)
 {
 	const struct ha_summary *m = &p->summary;
 
 	ha_json_object(j, false);
-	write_counter(j, "allocations", m->allocations);
-	write_counter(j, "frees", m->frees);
-	write_counter(j, "bytes_allocated", m->bytes_allocated);
-	write_counter(j, "peak_bytes", m->peak_bytes);
-	write_counter(j, "peak_blocks", m->peak_blocks);
-	write_counter(j, "leaked_bytes", m->leaked_bytes);
-	write_counter(j, "leaked_blocks", m->leaked_blocks);
-	write_counter(j, "failed_allocations", m->failed_allocations);
-	write_counter(j, "unmatched_frees", m->unmatched_frees);
-	write_counter(j, "in_use_at_end_bytes", m->end_bytes);
-	write_counter(j, "in_use_at_end_blocks", m->end_blocks);
-	write_counter(j, "peak_time_us", m->peak_time_us);
-	write_counter(j, "duration_us", m->duration_us);
+	ha_json_counter(j, "allocations", m->allocations);
+	ha_json_counter(j, "frees", m->frees);
+	ha_json_counter(j, "bytes_allocated", m->bytes_allocated);
+	ha_json_counter(j, "peak_bytes", m->peak_bytes);
+	ha_json_counter(j, "peak_blocks", m->peak_blocks);
+	ha_json_counter(j, "leaked_bytes", m->leaked_bytes);
+	ha_json_counter(j, "leaked_blocks", m->leaked_blocks);
+	ha_json_counter(j, "failed_allocations", m->failed_allocations);
+	ha_json_counter(j, "unmatched_frees", m->unmatched_frees);
+	ha_json_counter(j, "in_use_at_end_bytes", m->end_bytes);
+	ha_json_counter(j, "in_use_at_end_blocks", m->end_blocks);
+	ha_json_counter(j, "peak_time_us", m->peak_time_us);
+	ha_json_counter(j, "duration_us", m->duration_us);
 	/* allocations per second over the recorded run; null: no time */
 	ha_json_key(j, "allocation_rate");
 	if (m->duration_us)
@@ -135,9 +129,9 @@ static void write_summary(struct ha_json *j, const struct ha_process *p)
 						   m->duration_us));
 	else
 		ha_json_null(j);
-	write_counter(j, "temporary_allocations", m->temporary);
-	write_counter(j, "suppressed_bytes", m->suppressed_bytes);
-	write_counter(j, "suppressed_blocks", m->suppressed_blocks);
+	ha_json_counter(j, "temporary_allocations", m->temporary);
+	ha_json_counter(j, "suppressed_bytes", m->suppressed_bytes);
+	ha_json_counter(j, "suppressed_blocks", m->suppressed_blocks);
 	ha_json_peak_rss(j, p);
 	ha_json_end(j);
 }
@@ -152,11 +146,11 @@ static void write_histogram(struct ha_json *j, const struct ha_process *p)
 		if (!p->sizes[k] && !p->temporary_sizes[k])
 			continue;
 		ha_json_object(j, true);
-		write_counter(j, "min", k ? 1ull << (k - 1) : 0);
-		write_counter(j, "max",
+		ha_json_counter(j, "min", k ? 1ull << (k - 1) : 0);
+		ha_json_counter(j, "max",
 			      k == 0 ? 0 : k == 64 ? UINT64_MAX : (1ull << k) - 1);
-		write_counter(j, "allocations", p->sizes[k]);
-		write_counter(j, "temporary", p->temporary_sizes[k]);
+		ha_json_counter(j, "allocations", p->sizes[k]);
+		ha_json_counter(j, "temporary", p->temporary_sizes[k]);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
@@ -176,10 +170,10 @@ static void write_suppressed(struct ha_json *j, const struct ha_analysis *a,
 		ha_json_object(j, true);
 		ha_json_key(j, "suppression");
 		ha_json_string(j, e ? e->pattern : "");
-		write_counter(j, "line", e ? e->line : 0);
-		write_counter(j, "stacks", u->stacks);
-		write_counter(j, "bytes", u->bytes);
-		write_counter(j, "blocks", u->blocks);
+		ha_json_counter(j, "line", e ? e->line : 0);
+		ha_json_counter(j, "stacks", u->stacks);
+		ha_json_counter(j, "bytes", u->bytes);
+		ha_json_counter(j, "blocks", u->blocks);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
@@ -227,11 +221,11 @@ static enum ha_result write_process(struct ha_json *j,
 		 * in "summary" as Valgrind includes them. */
 		ha_json_key(j, "inherited");
 		ha_json_object(j, true);
-		write_counter(j, "allocations", p->inherited.allocations);
-		write_counter(j, "frees", p->inherited.frees);
-		write_counter(j, "bytes_allocated",
+		ha_json_counter(j, "allocations", p->inherited.allocations);
+		ha_json_counter(j, "frees", p->inherited.frees);
+		ha_json_counter(j, "bytes_allocated",
 			      p->inherited.bytes_allocated);
-		write_counter(j, "failed_allocations",
+		ha_json_counter(j, "failed_allocations",
 			      p->inherited.failed_allocations);
 		ha_json_end(j);
 	}
@@ -243,14 +237,14 @@ static enum ha_result write_process(struct ha_json *j,
 		const struct ha_leak *l = &p->leaks[idx[i]];
 
 		ha_json_object(j, false);
-		write_counter(j, "bytes", l->bytes);
-		write_counter(j, "blocks", l->blocks);
+		ha_json_counter(j, "bytes", l->bytes);
+		ha_json_counter(j, "blocks", l->blocks);
 		/* how long before the end its blocks were allocated */
-		write_counter(j, "oldest_age_us", ha_age_at_end(p, l->first_time));
-		write_counter(j, "youngest_age_us",
+		ha_json_counter(j, "oldest_age_us", ha_age_at_end(p, l->first_time));
+		ha_json_counter(j, "youngest_age_us",
 			      ha_age_at_end(p, l->last_time));
 		ha_json_key(j, "site");
-		write_site(j, log, &log->sites[l->site]);
+		ha_json_site(j, log, &log->sites[l->site]);
 		ha_json_key(j, "stack");
 		if (o->no_stacks) {
 			ha_json_array(j, true);
@@ -266,9 +260,9 @@ static enum ha_result write_process(struct ha_json *j,
 	/* what --top and --min-bytes left out of "leaks" */
 	ha_json_key(j, "leaks_omitted");
 	ha_json_object(j, true);
-	write_counter(j, "leaks", omitted.leaks);
-	write_counter(j, "bytes", omitted.bytes);
-	write_counter(j, "blocks", omitted.blocks);
+	ha_json_counter(j, "leaks", omitted.leaks);
+	ha_json_counter(j, "bytes", omitted.bytes);
+	ha_json_counter(j, "blocks", omitted.blocks);
 	ha_json_end(j);
 	write_suppressed(j, a, p);
 	if (ha_json_refused(j, log, p, o) != HA_OK)
@@ -279,9 +273,9 @@ static enum ha_result write_process(struct ha_json *j,
 	for (size_t i = 0; i < p->npeak_sites; i++) {
 		ha_json_object(j, false);
 		ha_json_key(j, "site");
-		write_site(j, log, &log->sites[p->peak_sites[i].site]);
-		write_counter(j, "bytes", p->peak_sites[i].bytes);
-		write_counter(j, "blocks", p->peak_sites[i].blocks);
+		ha_json_site(j, log, &log->sites[p->peak_sites[i].site]);
+		ha_json_counter(j, "bytes", p->peak_sites[i].bytes);
+		ha_json_counter(j, "blocks", p->peak_sites[i].blocks);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
@@ -294,13 +288,13 @@ static enum ha_result write_process(struct ha_json *j,
 
 		ha_json_object(j, false);
 		ha_json_key(j, "site");
-		write_site(j, log, &log->sites[st->site]);
-		write_counter(j, "allocations", st->allocations);
-		write_counter(j, "bytes_allocated", st->bytes_allocated);
-		write_counter(j, "peak_bytes", st->peak_bytes);
-		write_counter(j, "leaked_bytes", st->leaked_bytes);
-		write_counter(j, "leaked_blocks", st->leaked_blocks);
-		write_counter(j, "temporary", st->temporary);
+		ha_json_site(j, log, &log->sites[st->site]);
+		ha_json_counter(j, "allocations", st->allocations);
+		ha_json_counter(j, "bytes_allocated", st->bytes_allocated);
+		ha_json_counter(j, "peak_bytes", st->peak_bytes);
+		ha_json_counter(j, "leaked_bytes", st->leaked_bytes);
+		ha_json_counter(j, "leaked_blocks", st->leaked_blocks);
+		ha_json_counter(j, "temporary", st->temporary);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
@@ -312,8 +306,8 @@ static enum ha_result write_process(struct ha_json *j,
 	ha_json_array(j, false);
 	for (size_t i = 0; i < p->timeline.n; i++) {
 		ha_json_object(j, true);
-		write_counter(j, "time_us", ha_timeline_time(&p->timeline, i));
-		write_counter(j, "bytes", p->timeline.bytes[i]);
+		ha_json_counter(j, "time_us", ha_timeline_time(&p->timeline, i));
+		ha_json_counter(j, "bytes", p->timeline.bytes[i]);
 		ha_json_rss_point(j, p, i);
 		ha_json_end(j);
 	}
@@ -321,12 +315,6 @@ static enum ha_result write_process(struct ha_json *j,
 	ha_json_page_items(j, log, p);
 	ha_json_end(j);
 	return HA_OK;
-}
-
-void ha_json_site(struct ha_json *j, const struct ha_log *log,
-		  const struct ha_site *site)
-{
-	write_site(j, log, site);
 }
 
 static const char *recorder_name(uint64_t recorder)

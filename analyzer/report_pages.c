@@ -126,12 +126,6 @@ void ha_text_page_items(FILE *out, const struct ha_log *log,
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-static void counter(struct ha_json *j, const char *key, uint64_t v)
-{
-	ha_json_key(j, key);
-	ha_json_uint(j, v);
-}
-
 void ha_json_peak_rss(struct ha_json *j, const struct ha_process *p)
 {
 	/* null: no sample (not recorded by halloc-trace, or too short) */
@@ -165,10 +159,10 @@ void ha_json_page_items(struct ha_json *j, const struct ha_log *log,
 
 	ha_json_key(j, "page_items");
 	ha_json_object(j, false);
-	counter(j, "peak_bytes", r->peak_bytes);
-	counter(j, "peak_time_us", r->peak_time_us);
-	counter(j, "mapped_at_exit_bytes", r->end_bytes);
-	counter(j, "mapped_at_exit_items", r->end_items);
+	ha_json_counter(j, "peak_bytes", r->peak_bytes);
+	ha_json_counter(j, "peak_time_us", r->peak_time_us);
+	ha_json_counter(j, "mapped_at_exit_bytes", r->end_bytes);
+	ha_json_counter(j, "mapped_at_exit_items", r->end_items);
 	ha_json_key(j, "sites");
 	ha_json_array(j, false);
 	for (size_t i = 0; i < r->nsites; i++) {
@@ -180,13 +174,13 @@ void ha_json_page_items(struct ha_json *j, const struct ha_log *log,
 								: "mmap");
 		ha_json_key(j, "site");
 		ha_json_site(j, log, &log->sites[ps->site]);
-		counter(j, "count", ps->count);
-		counter(j, "bytes", ps->bytes);
-		counter(j, "pages", ps->pages);
-		counter(j, "peak_bytes", ps->peak);
-		counter(j, "mapped_at_exit_bytes", ps->end_bytes);
-		counter(j, "mapped_at_exit_pages", ps->end_pages);
-		counter(j, "mapped_at_exit_items", ps->end_items);
+		ha_json_counter(j, "count", ps->count);
+		ha_json_counter(j, "bytes", ps->bytes);
+		ha_json_counter(j, "pages", ps->pages);
+		ha_json_counter(j, "peak_bytes", ps->peak);
+		ha_json_counter(j, "mapped_at_exit_bytes", ps->end_bytes);
+		ha_json_counter(j, "mapped_at_exit_pages", ps->end_pages);
+		ha_json_counter(j, "mapped_at_exit_items", ps->end_items);
 		ha_json_end(j);
 	}
 	ha_json_end(j);

@@ -28,8 +28,4 @@ void ha_json_rss_point(struct ha_json *j, const struct ha_process *p,
 void ha_json_page_items(struct ha_json *j, const struct ha_log *log,
 			const struct ha_process *p);
 
-/* report_json.c: a site object as every section writes it */
-void ha_json_site(struct ha_json *j, const struct ha_log *log,
-		  const struct ha_site *site);
-
 #endif /* HALLOC_ANALYZER_REPORT_PAGES_H */

@@ -104,12 +104,6 @@ void ha_text_types(FILE *out, const struct ha_process *p,
 	}
 }
 
-static void counter(struct ha_json *j, const char *key, uint64_t v)
-{
-	ha_json_key(j, key);
-	ha_json_uint(j, v);
-}
-
 void ha_json_types(struct ha_json *j, const struct ha_process *p)
 {
 	const struct ha_types_result *r = &p->types;
@@ -122,23 +116,23 @@ void ha_json_types(struct ha_json *j, const struct ha_process *p)
 		ha_json_object(j, false);
 		ha_json_key(j, "type");
 		ha_json_string(j, u->name);
-		counter(j, "object_size", u->object_size);
-		counter(j, "allocations", u->allocations);
-		counter(j, "objects", u->objects);
-		counter(j, "bytes", u->bytes);
-		counter(j, "peak_bytes", u->peak_bytes);
-		counter(j, "leaked_bytes", u->leaked_bytes);
-		counter(j, "leaked_blocks", u->leaked_blocks);
+		ha_json_counter(j, "object_size", u->object_size);
+		ha_json_counter(j, "allocations", u->allocations);
+		ha_json_counter(j, "objects", u->objects);
+		ha_json_counter(j, "bytes", u->bytes);
+		ha_json_counter(j, "peak_bytes", u->peak_bytes);
+		ha_json_counter(j, "leaked_bytes", u->leaked_bytes);
+		ha_json_counter(j, "leaked_blocks", u->leaked_blocks);
 		ha_json_key(j, "sites");
 		ha_json_array(j, false);
 		for (size_t k = 0; k < u->nsites; k++) {
 			ha_json_object(j, true);
 			ha_json_key(j, "file");
 			ha_json_string(j, u->sites[k].file);
-			counter(j, "line", u->sites[k].line);
-			counter(j, "allocations", u->sites[k].allocations);
-			counter(j, "objects", u->sites[k].objects);
-			counter(j, "bytes", u->sites[k].bytes);
+			ha_json_counter(j, "line", u->sites[k].line);
+			ha_json_counter(j, "allocations", u->sites[k].allocations);
+			ha_json_counter(j, "objects", u->sites[k].objects);
+			ha_json_counter(j, "bytes", u->sites[k].bytes);
 			ha_json_end(j);
 		}
 		ha_json_end(j);
@@ -151,13 +145,13 @@ void ha_json_types(struct ha_json *j, const struct ha_process *p)
 		const struct ha_size_class *c = &r->classes[i];
 
 		ha_json_object(j, true);
-		counter(j, "min", class_min(c->bucket));
-		counter(j, "max", class_max(c->bucket));
-		counter(j, "allocations", c->allocations);
-		counter(j, "bytes", c->bytes);
-		counter(j, "peak_bytes", c->peak_bytes);
-		counter(j, "leaked_bytes", c->leaked_bytes);
-		counter(j, "leaked_blocks", c->leaked_blocks);
+		ha_json_counter(j, "min", class_min(c->bucket));
+		ha_json_counter(j, "max", class_max(c->bucket));
+		ha_json_counter(j, "allocations", c->allocations);
+		ha_json_counter(j, "bytes", c->bytes);
+		ha_json_counter(j, "peak_bytes", c->peak_bytes);
+		ha_json_counter(j, "leaked_bytes", c->leaked_bytes);
+		ha_json_counter(j, "leaked_blocks", c->leaked_blocks);
 		ha_json_end(j);
 	}
 	ha_json_end(j);
