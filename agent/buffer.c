@@ -287,10 +287,21 @@ static void slot_release(struct ha_agent_thread *t)
 void ha_agent_buf_reclaim_exec(void)
 {
 	struct halloc_shm *shm = ha_agent.shm;
+	uint32_t taken, n;
 
 	if (!shm)
 		return;
-	for (uint32_t k = 0; k < shm->nslots; k++) {
+	/*
+	 * Reading a slot's page maps it into the tracer's memfd for good
+	 * (16 MiB for all of them): look only where a slot may have been
+	 * taken. Until slot_hint reaches nslots, take number j found slot j
+	 * free (all earlier takes got lower slots), so slots from slot_hint
+	 * on were never owned. (Should the counter wrap after 2^32 takes,
+	 * the slots missed stay owned until the run ends, as without this.)
+	 */
+	taken = __atomic_load_n(&shm->slot_hint, __ATOMIC_RELAXED);
+	n = taken < shm->nslots ? taken : shm->nslots;
+	for (uint32_t k = 0; k < n; k++) {
 		struct halloc_slot *s = &shm->slots[k];
 		uint32_t state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
 		struct halloc_chunk_header ch;
