@@ -78,15 +78,6 @@ static uint64_t clock_ns(clockid_t clock)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 /*
  * Unique across the run: the kernel's per-exec random bytes (AT_RANDOM),
  * which a forked child shares with its parent, so also the pid and time.
@@ -100,7 +91,7 @@ static uint64_t new_stream_id(void)
 		memcpy(&a, r, sizeof(a));
 		memcpy(&b, r + sizeof(a), sizeof(b));
 	}
-	id = mix(a ^ mix(b ^ ((uint64_t)getpid() << 32) ^
+	id = ha_agent_mix64(a ^ ha_agent_mix64(b ^ ((uint64_t)getpid() << 32) ^
 			 clock_ns(CLOCK_MONOTONIC)));
 	return id ? id : 1;
 }

@@ -165,6 +165,20 @@ const char *ha_agent_exe_path(size_t *len);
 void ha_agent_thread_attach(struct ha_agent_thread *t);
 
 /*
+ * SplitMix64's finalizer: every bit of x moves every bit of the result.
+ * The agent's hashes, stream ids and pseudo-random draws all use it
+ * (--fail-rate's draws are reproducible only while it stays the same).
+ */
+static inline uint64_t ha_agent_mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/*
  * glibc's allocator under the names it exports for interposers (no dlsym:
  * they work before the loader has resolved anything). interpose.c and
  * interpose_pages.c call these. They are glibc's: not hidden.

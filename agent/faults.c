@@ -85,15 +85,6 @@ static uint32_t threads; /* threads numbered so far */
 static __thread uint64_t thread_calls;
 static __thread uint32_t thread_no; /* 0: not numbered yet */
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 static bool key_is(const char *key, size_t len, const char *name)
 {
 	return len == strlen(name) && !strncmp(key, name, len);
@@ -278,7 +269,7 @@ static bool rate_fails(void)
 
 	if (!thread_no)
 		thread_no = __atomic_add_fetch(&threads, 1, __ATOMIC_RELAXED);
-	draw = mix(mix(seed ^ ((uint64_t)thread_no << 32)) ^ ++thread_calls);
+	draw = ha_agent_mix64(ha_agent_mix64(seed ^ ((uint64_t)thread_no << 32)) ^ ++thread_calls);
 	return rate_always || draw < rate_threshold;
 }
 

@@ -40,16 +40,6 @@ struct stripe {
 
 static struct stripe stripes[STRIPES] __attribute__((aligned(64)));
 
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 static void lock(struct stripe *s)
 {
 	while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE))
@@ -65,7 +55,7 @@ static void unlock(struct stripe *s)
 /* The top bits pick the stripe, the low ones the home slot in it. */
 static struct stripe *stripe_of(uintptr_t addr, uint64_t *h)
 {
-	*h = mix(addr);
+	*h = ha_agent_mix64(addr);
 	return &stripes[*h >> 58];
 }
 
@@ -85,7 +75,7 @@ static void place(uintptr_t *slots, size_t mask, uintptr_t addr)
 {
 	size_t i;
 
-	for (i = mix(addr) & mask; slots[i]; i = (i + 1) & mask)
+	for (i = ha_agent_mix64(addr) & mask; slots[i]; i = (i + 1) & mask)
 		;
 	slots[i] = addr;
 }
@@ -144,7 +134,7 @@ static bool take(uintptr_t addr)
 		j = (j + 1) & s->mask;
 		if (!s->slots[j])
 			break;
-		k = mix(s->slots[j]) & s->mask;
+		k = ha_agent_mix64(s->slots[j]) & s->mask;
 		/* slots[j] may move to i unless its home lies in (i, j]. */
 		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
 			continue;
@@ -210,7 +200,7 @@ bool ha_agent_sample_slow(struct ha_agent_thread *t, uint64_t size)
 
 		/* Any nonzero seed will do; threads must not share one. */
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		t->sample_rng = mix((uintptr_t)t ^ (uint64_t)ts.tv_nsec) | 1;
+		t->sample_rng = ha_agent_mix64((uintptr_t)t ^ (uint64_t)ts.tv_nsec) | 1;
 		t->sample_left = draw(t);
 		if (t->sample_left > (int64_t)size) {
 			t->sample_left -= (int64_t)size;
