@@ -365,6 +365,9 @@ void ha_agent_modules_announce(struct ha_agent_thread *t);
  * commit with the end of what was written.
  */
 unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max);
+/* The same for a record that is not an event (PROCESS, MODULE_*, STACK,
+ * TYPE): its chunk is sent without HALLOC_FRAME_EVENTS_ONLY. */
+unsigned char *ha_agent_buf_begin_defs(struct ha_agent_thread *t, size_t max);
 void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end);
 /* Flush what the thread holds and give its slot or buffer back. */
 void ha_agent_buf_release(struct ha_agent_thread *t);

@@ -151,6 +151,15 @@ static enum sent write_frame(const unsigned char *buf, size_t len)
 	return FAILED;
 }
 
+/*
+ * While a frame is built, its header's flags say whether a record that is
+ * not an event went in (so this survives moving the frame to a slot, and
+ * the exit-time flush of another thread's private buffer); flush() turns
+ * that into HALLOC_FRAME_EVENTS_ONLY. A frame the tracer or an exec'd image
+ * sends for a dead thread goes without the flag, which is always correct.
+ */
+#define DEFS_SEEN 0x8000u
+
 static uint32_t *used_word(struct ha_agent_thread *t)
 {
 	return t->slot ? &t->slot->used : &t->priv->used;
@@ -209,9 +218,10 @@ static bool flush(struct ha_agent_thread *t)
 
 	if (!t->used)
 		return true;
+	memcpy(&fh, t->frame, sizeof(fh));
+	fh.flags = fh.flags & DEFS_SEEN ? 0 : HALLOC_FRAME_EVENTS_ONLY;
 	fh.length = t->used - HALLOC_FRAME_HEADER_SIZE;
 	fh.type = HALLOC_FRAME_CHUNK;
-	fh.flags = 0;
 	memcpy(t->frame, &fh, sizeof(fh));
 	switch (write_frame(t->frame, t->used)) {
 	case SENT:
@@ -460,6 +470,19 @@ off:
 	if (t->priv)
 		spin_unlock(&t->priv->lock);
 	return NULL;
+}
+
+unsigned char *ha_agent_buf_begin_defs(struct ha_agent_thread *t, size_t max)
+{
+	unsigned char *p = ha_agent_buf_begin(t, max);
+	struct halloc_frame_header fh;
+
+	if (p) {
+		memcpy(&fh, t->frame, sizeof(fh));
+		fh.flags |= DEFS_SEEN;
+		memcpy(t->frame, &fh, sizeof(fh));
+	}
+	return p;
 }
 
 void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end)

@@ -172,7 +172,7 @@ void ha_agent_put_type(struct ha_agent_thread *t, unsigned id,
 		file += file_len - TYPE_FILE_MAX;
 		file_len = TYPE_FILE_MAX;
 	}
-	p = ha_agent_buf_begin(t, 1 + 6 * HALLOC_VARINT_MAX + name_len +
+	p = ha_agent_buf_begin_defs(t, 1 + 6 * HALLOC_VARINT_MAX + name_len +
 				      file_len);
 	if (!p)
 		return;
@@ -276,7 +276,7 @@ void ha_agent_put_stack(struct ha_agent_thread *t, uint64_t seq, uint64_t id,
 	uintptr_t prev = 0;
 	unsigned i;
 
-	p = ha_agent_buf_begin(t, 1 + (3 + (size_t)n) * HALLOC_VARINT_MAX);
+	p = ha_agent_buf_begin_defs(t, 1 + (3 + (size_t)n) * HALLOC_VARINT_MAX);
 	if (!p)
 		return;
 	*p++ = HALLOC_RECORD_TAG(HALLOC_REC_STACK, 0);
@@ -310,7 +310,7 @@ void ha_agent_put_module_load(struct ha_agent_thread *t, uint32_t id,
 		path_len = HA_AGENT_RECORD_MAX - fixed;
 	}
 	max = fixed + path_len;
-	p = ha_agent_buf_begin(t, max);
+	p = ha_agent_buf_begin_defs(t, max);
 	if (!p)
 		return;
 	*p++ = HALLOC_RECORD_TAG(HALLOC_REC_MODULE_LOAD, 0);
@@ -329,7 +329,7 @@ void ha_agent_put_module_load(struct ha_agent_thread *t, uint32_t id,
 
 void ha_agent_put_module_unload(struct ha_agent_thread *t, uint32_t id)
 {
-	unsigned char *p = ha_agent_buf_begin(t, EVENT_MAX);
+	unsigned char *p = ha_agent_buf_begin_defs(t, EVENT_MAX);
 
 	if (!p)
 		return;
@@ -385,7 +385,7 @@ void ha_agent_put_process(struct ha_agent_thread *t,
 		exe_len = room / 2;
 	room -= exe_len;
 	argc = fit_args(pr->args, pr->args_len, room, &last_len);
-	p = ha_agent_buf_begin(t, HA_AGENT_RECORD_MAX);
+	p = ha_agent_buf_begin_defs(t, HA_AGENT_RECORD_MAX);
 	if (!p)
 		return;
 	*p++ = HALLOC_RECORD_TAG(HALLOC_REC_PROCESS, 0);

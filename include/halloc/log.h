@@ -62,6 +62,15 @@ struct halloc_frame_header {
 };
 
 #define HALLOC_FRAME_HEADER_SIZE 8u
+
+/*
+ * Frame flags. HALLOC_FRAME_EVENTS_ONLY, on a CHUNK: every record in it is
+ * an event (ALLOC, FREE, REALLOC, ALLOC_FAILED, REFUSED, PAGES), none of
+ * PROCESS, MODULE_LOAD, MODULE_UNLOAD, STACK, TYPE. A reader that wants
+ * only those (symbols, the model of a log) may skip such a chunk without
+ * decoding it. Absent: the chunk may hold any record.
+ */
+#define HALLOC_FRAME_EVENTS_ONLY 1u
 /* Largest frame the agent writes, header included: PIPE_BUF on Linux. */
 #define HALLOC_FRAME_MAX 4096u
 
