@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyzer/chunk_fast.h"
+#include "analyzer/decode.h"
 #include "analyzer/event_merge.h"
 #include "halloc/log.h"
 
@@ -151,6 +153,10 @@ static enum ha_result read_chunk(struct ha_event_iter *it, uint32_t chunk,
 
 	if (!ha_fetch(it->plan->fetch, ref->at, it->buf, ref->len))
 		return HA_ERR_IO;
+	memset(it->buf + ref->len, 0, HA_SLACK);
+	if (ref->events_only &&
+	    ha_chunk_fast_events(it->log, it->buf, ref->len, ev, n, cap))
+		return HA_OK;
 	return ha_chunk_events(it->log, it->buf, ref->len, ev, n, cap);
 }
 
@@ -263,7 +269,7 @@ enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
 	}
 	c = plan->order + plan->start[stream];
 	n = plan->end[stream] - plan->start[stream];
-	it->buf = malloc(HALLOC_FRAME_MAX);
+	it->buf = malloc(HALLOC_FRAME_MAX + HA_SLACK);
 	if (!it->buf)
 		return HA_ERR_NOMEM;
 	if (!mergeable(log, c, n))
@@ -309,16 +315,20 @@ const struct ha_event *ha_events_next(struct ha_event_iter *it)
 		return NULL;
 	g = &it->groups[it->heap[0]];
 	e = &g->ev[g->pos++];
-	/* The caller uses e before the next call: copy it out of the way of
-	 * the group's next chunk. */
-	it->current = *e;
-	if (g->pos == g->nev && !group_advance(it, g)) {
-		if (it->error != HA_OK)
-			return NULL;
-		it->heap[0] = it->heap[--it->nheap];
+	if (g->pos == g->nev) {
+		/* The caller uses e before the next call: copy it out of the
+		 * way of the group's next chunk. */
+		it->current = *e;
+		e = &it->current;
+		if (!group_advance(it, g)) {
+			if (it->error != HA_OK)
+				return NULL;
+			it->heap[0] = it->heap[--it->nheap];
+		}
 	}
-	sift_down(it, 0);
-	return &it->current;
+	if (it->nheap > 1)
+		sift_down(it, 0);
+	return e;
 }
 
 void ha_events_close(struct ha_event_iter *it)
