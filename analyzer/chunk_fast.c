@@ -18,7 +18,7 @@
  * latest time; it still names every stack it mentions, so stacks get the
  * indexes the careful reading gives them.
  *
- * The buffer must be followed by HA_SLACK zero bytes (decode.h).
+ * The buffer must be followed by HA_SLACK readable bytes (decode.h).
  */
 #include "analyzer/chunk_fast.h"
 #include "analyzer/decode.h"

@@ -5,7 +5,7 @@
  * Each returns false, having changed nothing the careful reading
  * (chunk_reader.c) would not change alike, for a chunk it does not read:
  * the caller then reads it with ha_chunk_read or ha_chunk_events. The
- * payload at p must be followed by HA_SLACK zero bytes (decode.h).
+ * payload at p must be followed by HA_SLACK readable bytes (decode.h).
  */
 #ifndef HALLOC_ANALYZER_CHUNK_FAST_H
 #define HALLOC_ANALYZER_CHUNK_FAST_H

@@ -79,13 +79,15 @@ static inline uint64_t ha_le64(const unsigned char *p)
 
 /*
  * Fast readers for the hot loops (chunk_fast.c), over a buffer followed by
- * HA_SLACK zero bytes: they load 8 bytes at a time without looking for the
- * end, so a field running into the slack stops there (a zero byte ends a
- * varint) and the caller finds out by comparing its cursor with the end
- * once per record. NULL for what they do not handle (a varint longer than
- * 8 bytes): the caller decodes that chunk the careful way instead.
+ * HA_SLACK readable bytes: they load 8 bytes at a time without looking for
+ * the end. A field that runs past the end is caught by the caller, which
+ * compares its cursor with the end once per record; each field takes at
+ * most 8 bytes, and a record has at most 7 fields before that check, so
+ * 64 bytes of slack are never read past. NULL for what they do not handle
+ * (a varint longer than 8 bytes): the caller decodes that chunk the
+ * careful way instead.
  */
-#define HA_SLACK 32
+#define HA_SLACK 64
 
 static inline const unsigned char *ha_fast_uv(const unsigned char *p,
 					      uint64_t *out)

@@ -151,13 +151,15 @@ static enum ha_result read_chunk(struct ha_event_iter *it, uint32_t chunk,
 {
 	const struct ha_chunk_ref *ref = &it->log->chunks[chunk];
 
-	if (!ha_fetch(it->plan->fetch, ref->at, it->buf, ref->len))
+	const unsigned char *p =
+	    ha_fetch_view(it->plan->fetch, ref->at, ref->len, it->buf);
+
+	if (!p)
 		return HA_ERR_IO;
-	memset(it->buf + ref->len, 0, HA_SLACK);
 	if (ref->events_only &&
-	    ha_chunk_fast_events(it->log, it->buf, ref->len, ev, n, cap))
+	    ha_chunk_fast_events(it->log, p, ref->len, ev, n, cap))
 		return HA_OK;
-	return ha_chunk_events(it->log, it->buf, ref->len, ev, n, cap);
+	return ha_chunk_events(it->log, p, ref->len, ev, n, cap);
 }
 
 static int cmp_index(const void *a, const void *b)

@@ -176,7 +176,7 @@ static bool read_end(struct ha_log *log, struct ha_cursor *c)
 }
 
 /* Decodes one whole frame of a known type; its payload is in r->buf,
- * followed by HA_SLACK zero bytes. */
+ * followed by HA_SLACK zero bytes (decode.h). */
 static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 			       unsigned type, unsigned flags, size_t len)
 {
