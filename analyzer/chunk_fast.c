@@ -36,7 +36,7 @@ struct fast {
 };
 
 /* What chunk_reader.c's stack_ref does, with its own memo. */
-static bool fast_stack(struct fast *f, uint64_t id, uint32_t *out)
+static inline bool fast_stack(struct fast *f, uint64_t id, uint32_t *out)
 {
 	unsigned m = (unsigned)(id % STACK_MEMO);
 
@@ -208,14 +208,16 @@ bool ha_chunk_fast_events(struct ha_log *log, const unsigned char *buf,
 	struct fast f;
 	struct rec r = {0};
 
-	if (!fast_open(&f, log, buf, len))
+	/* Room for every event it can hold: a record takes 4 bytes at
+	 * least, a realloc (two events) 8. */
+	if (!fast_open(&f, log, buf, len) ||
+	    !HA_RESERVE(*events, *cap, k + len / 4 + 2))
 		return false;
 	end = buf + len;
 	for (bool first = true; p < end; first = false) {
 		struct ha_event *e;
 
-		if (!(p = fast_record(&f, p, end, first, true, &r)) ||
-		    !HA_RESERVE(*events, *cap, k + 2)) {
+		if (!(p = fast_record(&f, p, end, first, true, &r))) {
 			*n = start;
 			return false;
 		}

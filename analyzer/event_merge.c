@@ -11,13 +11,6 @@
 #include "analyzer/event_merge.h"
 #include "halloc/log.h"
 
-struct ha_merge_group {
-	const uint32_t *chunks; /* into log->chunks, in chunk_no order */
-	size_t nchunks, next_chunk;
-	struct ha_event *ev; /* the current chunk's events */
-	size_t nev, pos, cap;
-	uint64_t at; /* the current chunk's offset: ties go by file order */
-};
 
 /* ---- sorting events by sequence number ---------------------------------- */
 
