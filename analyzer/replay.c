@@ -423,7 +423,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 	ok = ha_timeline_start(&r->procs[stream].timeline, s->last_time,
 			       st.live.bytes);
 	while (ok && (e = ha_events_next(&it))) {
-		const struct ha_event *ahead = ha_events_ahead(&it, 8);
+		const struct ha_event *ahead = ha_events_ahead(&it, 16);
 
 		/* The table is bigger than the cache and its accesses random:
 		 * ask for the slot of an event a few ahead now. */
