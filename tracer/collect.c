@@ -68,8 +68,33 @@ static void copy_frames(struct ht_session *s, const unsigned char *data,
 	ht_log_write(s, span, span_len);
 }
 
+/* How long to wait for agents inside a write(2) when we stop reading. */
+#define WRITERS_WAIT_MS 200
+
+/*
+ * From now on agents keep their frames in their slots (agent/transport.h:
+ * they hold a read end of the pipe, so closing ours would not tell them).
+ * Returns once no agent is inside a write; what they wrote is then in the
+ * pipe for the last reads. A writer killed inside its write is waited for
+ * WRITERS_WAIT_MS at most.
+ */
+static void stop_writers(struct ht_session *s)
+{
+	struct timespec ms = {0, 1000000};
+
+	if (!s->shm || __atomic_exchange_n(&s->shm->pipe_state,
+					   HALLOC_PIPE_STOPPED,
+					   __ATOMIC_SEQ_CST) == HALLOC_PIPE_STOPPED)
+		return;
+	for (int i = 0; i < WRITERS_WAIT_MS &&
+			__atomic_load_n(&s->shm->writers, __ATOMIC_SEQ_CST);
+	     i++)
+		nanosleep(&ms, NULL);
+}
+
 static void end_of_pipe(struct ht_session *s)
 {
+	stop_writers(s);
 	if (ht_framer_end(&s->framer))
 		s->frames_dropped++;
 	close(s->pipe_fd);
@@ -223,6 +248,7 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 		}
 	}
 	reap(s); /* those that ended while we gave up on the others */
+	stop_writers(s);
 	read_pipe(s, READS_TO_DRAIN);
 	restore_signals(s);
 
