@@ -115,8 +115,8 @@ fast_record(struct fast *f, const unsigned char *p, const unsigned char *end,
 		r->addr += (uint64_t)halloc_unzigzag(ua);
 		break;
 	case HALLOC_REC_REALLOC:
-		if (!(p = ha_fast_uv(p, &r->seq2)) || !(p = ha_fast_uv(p, &dt)) ||
-		    !(p = value(p, values, &ua)) ||
+		if (!(p = ha_fast_uv(p, &r->seq2)) ||
+		    !(p = ha_fast_uv(p, &dt)) || !(p = value(p, values, &ua)) ||
 		    !(p = value(p, values, &unew)) ||
 		    !(p = value(p, values, &r->size)) ||
 		    !(p = ha_fast_uv(p, &id)) || r->seq2 == 0 ||
@@ -194,9 +194,13 @@ bool ha_chunk_fast_index(struct ha_log *log, const unsigned char *buf,
 static void put(struct ha_event *e, uint64_t seq, unsigned kind, unsigned fn,
 		uint64_t addr, uint64_t size, uint32_t stack, uint64_t time)
 {
-	*e = (struct ha_event){.seq = seq, .addr = addr, .size = size,
-			       .stack = stack, .kind = (uint8_t)kind,
-			       .fn = (uint8_t)fn, .time = time};
+	*e = (struct ha_event){.seq = seq,
+			       .addr = addr,
+			       .size = size,
+			       .stack = stack,
+			       .kind = (uint8_t)kind,
+			       .fn = (uint8_t)fn,
+			       .time = time};
 }
 
 bool ha_chunk_fast_events(struct ha_log *log, const unsigned char *buf,

@@ -11,7 +11,6 @@
 #include "analyzer/event_merge.h"
 #include "halloc/log.h"
 
-
 /* ---- sorting events by sequence number ---------------------------------- */
 
 /* Stable LSD radix sort on seq - min, in as few passes of at most 16 bits

@@ -248,8 +248,8 @@ static bool load_whole(struct ha_fetch *h, size_t k, struct cached_frame *c)
 	if (zlen > SIZE_MAX / 2 || raw > SIZE_MAX / 2 ||
 	    !HA_RESERVE(h->whole, h->whole_cap, (size_t)zlen) ||
 	    !HA_RESERVE(c->data, c->cap, (size_t)raw + HA_SLACK) ||
-	    pread(h->fd, h->whole, (size_t)zlen,
-		  (off_t)h->frames[k].file_at) != (ssize_t)zlen)
+	    pread(h->fd, h->whole, (size_t)zlen, (off_t)h->frames[k].file_at) !=
+		(ssize_t)zlen)
 		return false;
 	got = ZSTD_decompressDCtx(h->dctx, c->data, (size_t)raw, h->whole,
 				  (size_t)zlen);
@@ -333,8 +333,8 @@ static size_t frame_of(const struct ha_fetch *h, uint64_t at)
 	return lo;
 }
 
-const unsigned char *ha_fetch_view(struct ha_fetch *h, uint64_t at,
-				   size_t len, unsigned char *buf)
+const unsigned char *ha_fetch_view(struct ha_fetch *h, uint64_t at, size_t len,
+				   unsigned char *buf)
 {
 	if (h->dctx) {
 		size_t k = frame_of(h, at);
@@ -342,7 +342,8 @@ const unsigned char *ha_fetch_view(struct ha_fetch *h, uint64_t at,
 		uint64_t off = at - h->frames[k].raw_at;
 
 		if (c && off < c->len && len <= c->len - off)
-			return c->data + off; /* the usual: one frame holds it */
+			return c->data +
+			       off; /* the usual: one frame holds it */
 	}
 	if (!ha_fetch(h, at, buf, len))
 		return NULL;

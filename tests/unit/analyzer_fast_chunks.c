@@ -93,7 +93,8 @@ static char *same_everywhere(build_fn build, enum ha_result want)
 
 			build(&b, marked);
 			r = report(&b, how, &res);
-			cr_assert_eq(res, want, "marked %d, how %d", marked, how);
+			cr_assert_eq(res, want, "marked %d, how %d", marked,
+				     how);
 			if (!first)
 				first = r;
 			else {
@@ -145,18 +146,18 @@ static void build_threads(struct lb *b, bool marked)
 		lb_chunk(b, 1, 100, tid);
 		mark(b, marked);
 		for (unsigned i = 0; i < 50; i++) {
-			uint64_t addr = ((uint64_t)tid << 40) + (c / 2) * 0x100000 +
-					i * 0x40;
+			uint64_t addr = ((uint64_t)tid << 40) +
+					(c / 2) * 0x100000 + i * 0x40;
 
-			lb_alloc(b, seq, HALLOC_FN_MALLOC, addr,
-				 16 + i * 1000, 1 + i % 2);
+			lb_alloc(b, seq, HALLOC_FN_MALLOC, addr, 16 + i * 1000,
+				 1 + i % 2);
 			seq += 2;
 			if (i % 3 == 0) {
 				lb_free_rec(b, seq, HALLOC_FREE_FREE, addr);
 				seq += 1000;
 			} else if (i % 3 == 1) {
-				lb_realloc(b, seq, seq + 7, addr, addr + 0x20000,
-					   1u << 20, 2);
+				lb_realloc(b, seq, seq + 7, addr,
+					   addr + 0x20000, 1u << 20, 2);
 				seq += 9;
 			}
 		}
@@ -183,8 +184,20 @@ static void build_wrongly_marked(struct lb *b, bool marked)
 {
 	const uint64_t frames[] = {0x401300};
 	static const unsigned char typed[] = {
-	    HALLOC_RECORD_TAG(HALLOC_REC_TYPE, 0), 15, 1, 24, 4, 'n', 'o',
-	    'd', 'e', 3, 'x', '.', 'c', 7};
+	    HALLOC_RECORD_TAG(HALLOC_REC_TYPE, 0),
+	    15,
+	    1,
+	    24,
+	    4,
+	    'n',
+	    'o',
+	    'd',
+	    'e',
+	    3,
+	    'x',
+	    '.',
+	    'c',
+	    7};
 	static const unsigned char typed_fields[] = {1, 2}; /* site, count */
 
 	head(b);
@@ -259,7 +272,7 @@ Test(fast_chunks, long_varints_read_the_same)
 {
 	char *r = same_everywhere(build_long_varints, HA_OK);
 
-	cr_assert(strstr(r, "\"bytes_allocated\": 1152921504606846986,"),
-		  "%s", r);
+	cr_assert(strstr(r, "\"bytes_allocated\": 1152921504606846986,"), "%s",
+		  r);
 	free(r);
 }
