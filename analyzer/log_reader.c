@@ -333,7 +333,8 @@ enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
 				   "out of memory reading '%s'", name);
 	r.log->skip_events = skip_events;
 	errno = 0;
-	if (!ha_source_open(&r.src, f))
+	/* The replay reads the events again: keep what it would decompress. */
+	if (!ha_source_open(&r.src, f, skip_events ? HA_KEEP_BUDGET : 0))
 		res = ha_diag_set(diag, HA_ERR_NOMEM,
 				  "out of memory reading '%s'", name);
 	else
@@ -347,6 +348,9 @@ enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
 	r.log->zframes = r.src.frames;
 	r.log->nzframes = r.src.nframes;
 	r.src.frames = NULL;
+	r.log->kept = r.src.keep;
+	r.log->kept_size = r.src.keep_size;
+	r.src.keep = NULL;
 	ha_source_close(&r.src);
 	free(r.buf);
 	if (res != HA_OK && res != HA_ERR_CORRUPT) {

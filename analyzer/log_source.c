@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -14,13 +15,14 @@
 /* Appended frames are small and rare: a fast level is enough. */
 #define APPEND_LEVEL 3
 
-bool ha_source_open(struct ha_source *src, FILE *f)
+bool ha_source_open(struct ha_source *src, FILE *f, size_t keep_budget)
 {
 	unsigned char magic[HA_ZSTD_MAGIC_LEN];
 	size_t got;
 
 	memset(src, 0, sizeof(*src));
 	src->f = f;
+	src->keep_budget = keep_budget;
 	got = fread(magic, 1, sizeof(magic), f);
 	if (got < sizeof(magic) && ferror(f))
 		src->io_error = true;
@@ -34,6 +36,7 @@ bool ha_source_open(struct ha_source *src, FILE *f)
 			return false;
 		memcpy(src->out, magic, got);
 		src->out_len = got;
+		src->view = src->out;
 		return true;
 	}
 	src->dctx = ZSTD_createDCtx();
@@ -47,18 +50,62 @@ bool ha_source_open(struct ha_source *src, FILE *f)
 	if (!src->frames)
 		return false;
 	src->frames_cap = 16;
-	src->frames[0] = (struct ha_zframe){0, 0};
+	src->frames[0] = (struct ha_zframe){0, 0, NULL};
 	src->nframes = 1;
 	return true;
 }
 
-/* Decompresses more into src->out; false when nothing more will come. */
+/* While frames are kept: decompress into `keep` after the frames kept so
+ * far instead of into src->out. False when the budget (or memory) will not
+ * take that much more: nothing more is kept then. */
+static bool start_keeping(struct ha_source *src, ZSTD_outBuffer *out)
+{
+	if (!src->keep) {
+		void *p = mmap(NULL, src->keep_budget, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			return false;
+		/* Touched once a 4 KiB page, the kept bytes cost more in
+		 * page faults than decompressing them again (churn on a
+		 * virtual machine): 2 MiB pages where the kernel has them. */
+		madvise(p, src->keep_budget, MADV_HUGEPAGE);
+		src->keep = p;
+		src->keep_size = src->keep_budget;
+	}
+	if (src->keep_used + src->keep_len + out->size + HA_SLACK >
+	    src->keep_size)
+		return false;
+	out->dst = src->keep + src->keep_used + src->keep_len;
+	return true;
+}
+
+/* n more bytes decompressed into keep (src->view points at them); the
+ * frame goes to src->frames when it ends. */
+static void kept_more(struct ha_source *src, size_t n, bool frame_ends)
+{
+	src->keep_len += n;
+	if (!frame_ends)
+		return;
+	/* The frame being read is the last one src->frames holds. Frames
+	 * start 64-byte aligned. */
+	memset(src->keep + src->keep_used + src->keep_len, 0, HA_SLACK);
+	src->frames[src->nframes - 1].plain = src->keep + src->keep_used;
+	src->keep_used += (src->keep_len + HA_SLACK + 63) & ~(size_t)63;
+	src->keep_len = 0;
+}
+
+/* Decompresses more into src->out (or the frame's keep buffer); false when
+ * nothing more will come. */
 static bool refill(struct ha_source *src)
 {
 	while (!src->corrupt) {
 		ZSTD_inBuffer in = {src->in, src->in_len, src->in_pos};
 		ZSTD_outBuffer out = {src->out, ZSTD_DStreamOutSize(), 0};
 		size_t ret;
+
+		if (src->keep_budget && !start_keeping(src, &out))
+			src->keep_budget = 0;
 
 		if (src->in_pos == src->in_len) {
 			if (src->in_eof)
@@ -87,6 +134,9 @@ static bool refill(struct ha_source *src)
 		}
 		src->in_frame = ret != 0;
 		src->raw_total += out.pos;
+		src->view = out.dst;
+		if (out.dst != src->out)
+			kept_more(src, out.pos, ret == 0);
 		if (ret == 0) { /* a frame ends: the next one starts here */
 			if (!HA_RESERVE(src->frames, src->frames_cap,
 					src->nframes + 1))
@@ -94,7 +144,7 @@ static bool refill(struct ha_source *src)
 			else
 				src->frames[src->nframes++] =
 				    (struct ha_zframe){src->in_at + in.pos,
-						       src->raw_total};
+						       src->raw_total, NULL};
 		}
 		if (out.pos > 0) {
 			src->out_pos = 0;
@@ -118,7 +168,7 @@ size_t ha_source_read(struct ha_source *src, void *dst, size_t n)
 		if (have > 0) {
 			size_t take = have < n - done ? have : n - done;
 
-			memcpy(d + done, src->out + src->out_pos, take);
+			memcpy(d + done, src->view + src->out_pos, take);
 			src->out_pos += take;
 			done += take;
 			continue;
@@ -141,6 +191,9 @@ void ha_source_close(struct ha_source *src)
 	ZSTD_freeDCtx(src->dctx);
 	free(src->in);
 	free(src->out);
+	if (src->keep)
+		munmap(src->keep, src->keep_size);
+	src->keep = NULL;
 	free(src->frames);
 	src->frames = NULL;
 	src->dctx = NULL;
@@ -317,6 +370,24 @@ done:
 	return c;
 }
 
+/* Frame k's bytes (followed by HA_SLACK zeros) and their number: kept by
+ * the first reading, or decompressed again. NULL when out of memory. */
+static const unsigned char *frame_bytes(struct ha_fetch *h, size_t k,
+					size_t *len)
+{
+	struct cached_frame *c;
+
+	if (h->frames[k].plain && k + 1 < h->nframes) {
+		*len = (size_t)(h->frames[k + 1].raw_at - h->frames[k].raw_at);
+		return h->frames[k].plain;
+	}
+	c = load_frame(h, k);
+	if (!c)
+		return NULL;
+	*len = c->len;
+	return c->data;
+}
+
 /* The last frame starting at or before `at`. */
 static size_t frame_of(const struct ha_fetch *h, uint64_t at)
 {
@@ -337,13 +408,12 @@ const unsigned char *ha_fetch_view(struct ha_fetch *h, uint64_t at, size_t len,
 				   unsigned char *buf)
 {
 	if (h->dctx) {
-		size_t k = frame_of(h, at);
-		struct cached_frame *c = load_frame(h, k);
+		size_t k = frame_of(h, at), flen;
+		const unsigned char *d = frame_bytes(h, k, &flen);
 		uint64_t off = at - h->frames[k].raw_at;
 
-		if (c && off < c->len && len <= c->len - off)
-			return c->data +
-			       off; /* the usual: one frame holds it */
+		if (d && off < flen && len <= flen - off)
+			return d + off; /* the usual: one frame holds it */
 	}
 	if (!ha_fetch(h, at, buf, len))
 		return NULL;
@@ -358,16 +428,15 @@ bool ha_fetch(struct ha_fetch *h, uint64_t at, void *dst, size_t len)
 	if (!h->dctx)
 		return pread(h->fd, dst, len, (off_t)at) == (ssize_t)len;
 	while (len > 0) {
-		size_t lo = frame_of(h, at), take;
-		struct cached_frame *c;
+		size_t lo = frame_of(h, at), take, flen;
+		const unsigned char *data = frame_bytes(h, lo, &flen);
 		uint64_t off;
 
-		c = load_frame(h, lo);
 		off = at - h->frames[lo].raw_at;
-		if (!c || off >= c->len)
+		if (!data || off >= flen)
 			return false;
-		take = c->len - off < len ? c->len - (size_t)off : len;
-		memcpy(d, c->data + off, take);
+		take = flen - off < len ? flen - (size_t)off : len;
+		memcpy(d, data + off, take);
 		d += take;
 		at += take;
 		len -= take;

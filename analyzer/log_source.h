@@ -22,6 +22,17 @@
 
 #include "analyzer/model.h"
 
+/*
+ * The first reading of a compressed log keeps the zstd frames it
+ * decompresses (struct ha_zframe.plain) for the replay, which would
+ * otherwise decompress each again (a fifth of the report's time on
+ * churn), until they hold this many bytes; frames past it are
+ * decompressed again. So reading a compressed log takes at most this
+ * much more memory than reading it plain (a plain log is read back from
+ * the file). Whole frames only: one the file ends inside is not kept.
+ */
+#define HA_KEEP_BUDGET ((size_t)64 << 20)
+
 /* The first bytes of a zstd frame (RFC 8878), little-endian 0xFD2FB528. */
 #define HA_ZSTD_MAGIC	  "\x28\xb5\x2f\xfd"
 #define HA_ZSTD_MAGIC_LEN 4
@@ -35,7 +46,14 @@ struct ha_source {
 	const char *zstd_error;
 	void *dctx; /* ZSTD_DCtx */
 	unsigned char *in, *out;
+	const unsigned char *view; /* what out_pos/out_len index: out or keep */
 	size_t in_pos, in_len, out_pos, out_len;
+	/* Kept frames lie one after the other in `keep` (keep_budget bytes
+	 * of address space, touched as filled), keep_used bytes so far; the
+	 * frame being decompressed follows them, keep_len bytes so far.
+	 * keep_budget 0: keeping none, or no more. */
+	unsigned char *keep;
+	size_t keep_used, keep_len, keep_budget, keep_size;
 	bool in_eof;
 	uint64_t in_at;	    /* file offset of in[0] */
 	uint64_t raw_total; /* decompressed bytes so far */
@@ -46,8 +64,9 @@ struct ha_source {
 };
 
 /* Peeks at the first bytes of `f` to learn whether it is compressed.
+ * Keeps the frames it decompresses, up to keep_budget bytes (0: none).
  * False when out of memory. */
-bool ha_source_open(struct ha_source *src, FILE *f);
+bool ha_source_open(struct ha_source *src, FILE *f, size_t keep_budget);
 /* Up to n decompressed bytes into dst; short only at the end. */
 size_t ha_source_read(struct ha_source *src, void *dst, size_t n);
 void ha_source_close(struct ha_source *src);

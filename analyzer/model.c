@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "analyzer/model.h"
 #include "analyzer/types.h"
@@ -155,6 +156,8 @@ void ha_log_free(struct ha_log *log)
 	free(log->rss);
 	free(log->stacks);
 	free(log->chunks);
+	if (log->kept)
+		munmap(log->kept, log->kept_size);
 	free(log->zframes);
 	free(log->frame_addrs);
 	free(log->frame_locs);

@@ -117,6 +117,10 @@ struct ha_chunk_ref {
 /* A zstd frame of a compressed log: where it starts, compressed and not. */
 struct ha_zframe {
 	uint64_t file_at, raw_at;
+	/* The frame's decompressed bytes as the first reading saw them,
+	 * followed by HA_SLACK zero bytes, kept for the replay within
+	 * HA_KEEP_BUDGET (log_source.h), in ha_log.kept; NULL when not. */
+	unsigned char *plain;
 };
 
 /* ---- modules and locations -------------------------------------------- */
@@ -293,6 +297,8 @@ struct ha_log {
 	size_t nchunks, chunks_cap;
 	struct ha_zframe *zframes; /* compressed logs: every zstd frame */
 	size_t nzframes, zframes_cap;
+	void *kept; /* the mapping zframes[].plain point into, or NULL */
+	size_t kept_size;
 	uint64_t payload_at; /* while reading: the current frame's payload */
 	bool compressed; /* the file is zstd (analyzer/log_source.h) */
 
