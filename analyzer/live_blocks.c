@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "analyzer/hashmap.h"
 #include "analyzer/live_blocks.h"
@@ -27,13 +28,33 @@ size_t ha_live_find(const struct ha_live *t, uint64_t addr)
 	}
 }
 
+#define HUGE ((size_t)2 << 20)
+
+/* Zeroed slots; a table of 256 KiB or more on a 2 MiB page where the kernel
+ * has them: it is probed at random, once an event. */
+static struct ha_block *alloc_slots(size_t n)
+{
+	size_t bytes = n * sizeof(struct ha_block);
+	void *p;
+
+	if (bytes < HUGE / 8)
+		return calloc(n, sizeof(struct ha_block));
+	bytes = (bytes + HUGE - 1) & ~(HUGE - 1);
+	p = aligned_alloc(HUGE, bytes);
+	if (!p)
+		return NULL;
+	madvise(p, bytes, MADV_HUGEPAGE);
+	memset(p, 0, n * sizeof(struct ha_block));
+	return p;
+}
+
 static bool ha_live_grow(struct ha_live *t)
 {
 	size_t n = t->slots ? (t->mask + 1) * 2 : 1024;
 	struct ha_block *old = t->slots;
 	size_t old_n = t->slots ? t->mask + 1 : 0;
 
-	t->slots = calloc(n, sizeof(*t->slots));
+	t->slots = alloc_slots(n);
 	if (!t->slots) {
 		t->slots = old;
 		return false;
