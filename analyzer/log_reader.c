@@ -321,6 +321,15 @@ static enum ha_result read_frames(struct reader *r)
 enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
 			   struct ha_log **out, struct ha_diag *diag)
 {
+	/* The replay reads the events again: keep what it would decompress. */
+	return ha_log_read_keeping(f, name, skip_events,
+				   skip_events ? HA_KEEP_BUDGET : 0, out, diag);
+}
+
+enum ha_result ha_log_read_keeping(FILE *f, const char *name,
+				   bool skip_events, size_t keep_budget,
+				   struct ha_log **out, struct ha_diag *diag)
+{
 	struct reader r = {.name = name, .diag = diag};
 	enum ha_result res;
 
@@ -333,8 +342,7 @@ enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
 				   "out of memory reading '%s'", name);
 	r.log->skip_events = skip_events;
 	errno = 0;
-	/* The replay reads the events again: keep what it would decompress. */
-	if (!ha_source_open(&r.src, f, skip_events ? HA_KEEP_BUDGET : 0))
+	if (!ha_source_open(&r.src, f, keep_budget))
 		res = ha_diag_set(diag, HA_ERR_NOMEM,
 				  "out of memory reading '%s'", name);
 	else

@@ -339,6 +339,11 @@ const char *ha_basename(const char *path);
  * `skip_events`: see ha_log.skip_events. */
 enum ha_result ha_log_read(FILE *f, const char *name, bool skip_events,
 			   struct ha_log **out, struct ha_diag *diag);
+/* The same, keeping at most keep_budget bytes of decompressed zstd frames
+ * for the replay (ha_log_read: HA_KEEP_BUDGET, analyzer/log_source.h). */
+enum ha_result ha_log_read_keeping(FILE *f, const char *name,
+				   bool skip_events, size_t keep_budget,
+				   struct ha_log **out, struct ha_diag *diag);
 /* Sets diag to a printf-style message; returns `result`. */
 enum ha_result ha_diag_set(struct ha_diag *diag, enum ha_result result,
 			   const char *fmt, ...)
