@@ -218,7 +218,8 @@ static bool group_advance(struct ha_event_iter *it, struct ha_merge_group *g)
 	return false;
 }
 
-static bool before(const struct ha_event_iter *it, uint32_t a, uint32_t b)
+static inline __attribute__((always_inline)) bool
+before(const struct ha_event_iter *it, uint32_t a, uint32_t b)
 {
 	const struct ha_merge_group *x = &it->groups[a], *y = &it->groups[b];
 	uint64_t sx = x->ev[x->pos].seq, sy = y->ev[y->pos].seq;
@@ -320,8 +321,17 @@ const struct ha_event *ha_events_next(struct ha_event_iter *it)
 			it->heap[0] = it->heap[--it->nheap];
 		}
 	}
-	if (it->nheap > 1)
+	if (it->nheap == 2) {
+		/* Two threads, the usual many: one comparison. */
+		uint32_t t = it->heap[0];
+
+		if (before(it, it->heap[1], t)) {
+			it->heap[0] = it->heap[1];
+			it->heap[1] = t;
+		}
+	} else if (it->nheap > 2) {
 		sift_down(it, 0);
+	}
 	return e;
 }
 
