@@ -28,19 +28,20 @@ size_t ha_live_find(const struct ha_live *t, uint64_t addr)
 	}
 }
 
-#define HUGE ((size_t)2 << 20)
+#define HUGE_PAGE ((size_t)2 << 20)
 
-/* Zeroed slots; a table of 256 KiB or more on a 2 MiB page where the kernel
- * has them: it is probed at random, once an event. */
+/* Zeroed slots; a table of 256 KiB or more on 2 MiB pages where the kernel
+ * has them: it is probed at random once an event, and on 4 KiB pages
+ * most probes also miss the TLB. */
 static struct ha_block *alloc_slots(size_t n)
 {
 	size_t bytes = n * sizeof(struct ha_block);
 	void *p;
 
-	if (bytes < HUGE / 8)
+	if (bytes < HUGE_PAGE / 8)
 		return calloc(n, sizeof(struct ha_block));
-	bytes = (bytes + HUGE - 1) & ~(HUGE - 1);
-	p = aligned_alloc(HUGE, bytes);
+	bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	p = aligned_alloc(HUGE_PAGE, bytes);
 	if (!p)
 		return NULL;
 	madvise(p, bytes, MADV_HUGEPAGE);

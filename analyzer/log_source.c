@@ -66,9 +66,10 @@ static bool start_keeping(struct ha_source *src, ZSTD_outBuffer *out)
 
 		if (p == MAP_FAILED)
 			return false;
-		/* Touched once a 4 KiB page, the kept bytes cost more in
-		 * page faults than decompressing them again (churn on a
-		 * virtual machine): 2 MiB pages where the kernel has them. */
+		/* On 4 KiB pages, the page faults and TLB misses of the kept
+		 * bytes cost more than decompressing them again (churn, on
+		 * this virtual machine): 2 MiB pages where the kernel has
+		 * them. Only what is filled is touched. */
 		madvise(p, src->keep_budget, MADV_HUGEPAGE);
 		src->keep = p;
 		src->keep_size = src->keep_budget;
@@ -104,7 +105,9 @@ static bool refill(struct ha_source *src)
 		ZSTD_outBuffer out = {src->out, ZSTD_DStreamOutSize(), 0};
 		size_t ret;
 
-		if (src->keep_budget && !start_keeping(src, &out))
+		/* (A frame index that could not grow would misplace them.) */
+		if (src->keep_budget &&
+		    (src->nomem || !start_keeping(src, &out)))
 			src->keep_budget = 0;
 
 		if (src->in_pos == src->in_len) {
