@@ -5,8 +5,8 @@
  * Each module file gets its own Dwfl, reported at base 0 with its
  * p_vaddr kept, so an address in it is just the location's offset (the
  * recorded address minus 1 minus the load bias). Separate debug info is
- * found the standard way: .gnu_debuglink, then the build-id under
- * /usr/lib/debug. A file whose build-id differs from the recorded one is a
+ * found as libdw does (debuginfo.c): the build-id under /usr/lib/debug,
+ * then .gnu_debuglink. A file whose build-id differs from the recorded one is a
  * different binary: it is not used, rather than giving wrong lines.
  *
  * Inlined frames are found like `eu-addr2line -i`: the scopes around the
@@ -20,20 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "analyzer/debuginfo.h"
 #include "analyzer/model.h"
 #include "halloc/log.h"
 
 char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
-
-/* NULL: libdw's default search path (":.debug:/usr/lib/debug"). */
-static char *debuginfo_path;
-
-static const Dwfl_Callbacks offline_callbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .section_address = dwfl_offline_section_address,
-    .debuginfo_path = &debuginfo_path,
-};
 
 struct module_syms {
 	Dwfl *dwfl;
@@ -77,7 +68,7 @@ static Dwfl_Module *open_module(struct symbolizer *z, uint32_t modfile)
 	ms->tried = true;
 	if (mf->path[0] != '/' || access(mf->path, R_OK) != 0)
 		return NULL;
-	ms->dwfl = dwfl_begin(&offline_callbacks);
+	ms->dwfl = dwfl_begin(&ha_dwfl_offline_callbacks);
 	if (!ms->dwfl)
 		return NULL;
 	dwfl_report_begin(ms->dwfl);
