@@ -22,19 +22,20 @@
 
 #include "analyzer/debuginfo.h"
 #include "analyzer/model.h"
+#include "analyzer/symbolize.h"
 #include "halloc/log.h"
 
 char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
 
-struct module_syms {
+struct ha_module_syms {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
-	bool tried;
+	bool tried, warm;
 };
 
 struct symbolizer {
 	struct ha_log *log;
-	struct module_syms *mods; /* by modfile */
+	struct ha_module_cache *cache;
 	struct ha_sym frames[HALLOC_DEPTH_MAX];
 	uint32_t nframes;
 };
@@ -58,11 +59,22 @@ static bool build_id_matches(Dwfl_Module *mod, const char *want_hex)
 	return true;
 }
 
-static Dwfl_Module *open_module(struct symbolizer *z, uint32_t modfile)
+Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
+				  const struct ha_log *log, uint32_t modfile)
 {
-	struct module_syms *ms = &z->mods[modfile];
-	const struct ha_modfile *mf = &z->log->modfiles[modfile];
+	struct ha_module_syms *ms;
+	const struct ha_modfile *mf = &log->modfiles[modfile];
 
+	if (modfile >= cache->n) {
+		size_t cap = cache->n;
+
+		if (!HA_RESERVE(cache->mods, cap, log->nmodfiles))
+			return NULL;
+		memset(cache->mods + cache->n, 0,
+		       (cap - cache->n) * sizeof(*cache->mods));
+		cache->n = cap;
+	}
+	ms = &cache->mods[modfile];
 	if (ms->tried)
 		return ms->mod;
 	ms->tried = true;
@@ -78,6 +90,32 @@ static Dwfl_Module *open_module(struct symbolizer *z, uint32_t modfile)
 	if (ms->mod && !build_id_matches(ms->mod, mf->build_id))
 		ms->mod = NULL;
 	return ms->mod;
+}
+
+void ha_module_cache_warm(struct ha_module_cache *cache,
+			  const struct ha_log *log, uint32_t modfile)
+{
+	Dwfl_Module *mod = ha_module_cache_open(cache, log, modfile);
+	Dwarf_Addr bias;
+
+	if (!mod || cache->mods[modfile].warm)
+		return;
+	cache->mods[modfile].warm = true;
+	/* What the first lookup would do: find and inflate the debug info,
+	 * read the symbol table, index the compilation units. */
+	dwfl_module_getdwarf(mod, &bias);
+	dwfl_module_getsymtab(mod);
+	dwfl_module_addrdie(mod, 0, &bias);
+}
+
+void ha_module_cache_free(struct ha_module_cache *cache)
+{
+	for (size_t i = 0; i < cache->n; i++)
+		if (cache->mods[i].dwfl)
+			dwfl_end(cache->mods[i].dwfl);
+	free(cache->mods);
+	cache->mods = NULL;
+	cache->n = 0;
 }
 
 static const char *intern(struct symbolizer *z, const char *s)
@@ -340,7 +378,8 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 	return ok;
 }
 
-enum ha_result ha_symbolize_from_files(struct ha_log *log)
+enum ha_result ha_symbolize_cached(struct ha_log *log,
+				   struct ha_module_cache *cache)
 {
 	struct symbolizer *z = calloc(1, sizeof(*z));
 	enum ha_result res = HA_OK;
@@ -348,18 +387,16 @@ enum ha_result ha_symbolize_from_files(struct ha_log *log)
 	if (!z)
 		return HA_ERR_NOMEM;
 	z->log = log;
-	z->mods = calloc(log->nmodfiles ? log->nmodfiles : 1, sizeof(*z->mods));
-	if (!z->mods) {
-		free(z);
-		return HA_ERR_NOMEM;
-	}
+	z->cache = cache;
 	for (size_t i = 0; i < log->nlocs && res == HA_OK; i++) {
 		struct ha_loc *loc = &log->locs[i];
 		Dwfl_Module *mod;
 
 		if (loc->state != HA_LOC_PENDING)
 			continue;
-		mod = loc->modfile ? open_module(z, loc->modfile) : NULL;
+		mod = loc->modfile
+			  ? ha_module_cache_open(cache, log, loc->modfile)
+			  : NULL;
 		if (!mod) {
 			loc->state = HA_LOC_UNKNOWN;
 			continue;
@@ -374,10 +411,15 @@ enum ha_result ha_symbolize_from_files(struct ha_log *log)
 					  z->nframes, HA_LOC_FROM_FILE))
 			res = HA_ERR_NOMEM;
 	}
-	for (size_t i = 0; i < log->nmodfiles; i++)
-		if (z->mods[i].dwfl)
-			dwfl_end(z->mods[i].dwfl);
-	free(z->mods);
 	free(z);
+	return res;
+}
+
+enum ha_result ha_symbolize_from_files(struct ha_log *log)
+{
+	struct ha_module_cache cache = {0};
+	enum ha_result res = ha_symbolize_cached(log, &cache);
+
+	ha_module_cache_free(&cache);
 	return res;
 }
