@@ -114,8 +114,26 @@ void ha_module_cache_free(struct ha_module_cache *cache)
 		if (cache->mods[i].dwfl)
 			dwfl_end(cache->mods[i].dwfl);
 	free(cache->mods);
-	cache->mods = NULL;
-	cache->n = 0;
+	free(cache->pre);
+	free(cache->syms);
+	ha_map_free(&cache->pre_index);
+	memset(cache, 0, sizeof(*cache));
+}
+
+static uint64_t pre_key(uint32_t modfile, uint64_t offset)
+{
+	return ha_hash64(offset) ^ ha_hash64((uint64_t)modfile + 1);
+}
+
+static const struct ha_presym *pre_find(const struct ha_module_cache *cache,
+					uint32_t modfile, uint64_t offset)
+{
+	uint32_t i = ha_map_get(&cache->pre_index, pre_key(modfile, offset));
+
+	if (i == HA_NONE || cache->pre[i].modfile != modfile ||
+	    cache->pre[i].offset != offset)
+		return NULL;
+	return &cache->pre[i];
 }
 
 static const char *intern(struct symbolizer *z, const char *s)
@@ -378,6 +396,46 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 	return ok;
 }
 
+bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
+				  struct ha_log *log, uint32_t modfile,
+				  uint64_t offset)
+{
+	uint64_t key = pre_key(modfile, offset);
+	struct symbolizer *z;
+	Dwfl_Module *mod;
+	struct ha_presym *p;
+	bool ok;
+
+	/* Taken already, or its hash is (a rare clash: the final pass
+	 * symbolizes that one itself). */
+	if (ha_map_get(&cache->pre_index, key) != HA_NONE)
+		return true;
+	mod = ha_module_cache_open(cache, log, modfile);
+	if (!mod)
+		return true;
+	if (!(z = calloc(1, sizeof(*z))))
+		return false;
+	z->log = log;
+	z->cache = cache;
+	ok = symbolize_address(z, mod, offset) &&
+	     HA_RESERVE(cache->pre, cache->pre_cap, cache->npre + 1) &&
+	     HA_RESERVE(cache->syms, cache->syms_cap,
+			cache->nsyms + z->nframes) &&
+	     ha_map_put(&cache->pre_index, key, (uint32_t)cache->npre);
+	if (ok) {
+		p = &cache->pre[cache->npre++];
+		p->offset = offset;
+		p->modfile = modfile;
+		p->first = (uint32_t)cache->nsyms;
+		p->n = z->nframes;
+		memcpy(cache->syms + cache->nsyms, z->frames,
+		       z->nframes * sizeof(*z->frames));
+		cache->nsyms += z->nframes;
+	}
+	free(z);
+	return ok;
+}
+
 enum ha_result ha_symbolize_cached(struct ha_log *log,
 				   struct ha_module_cache *cache)
 {
@@ -390,6 +448,7 @@ enum ha_result ha_symbolize_cached(struct ha_log *log,
 	z->cache = cache;
 	for (size_t i = 0; i < log->nlocs && res == HA_OK; i++) {
 		struct ha_loc *loc = &log->locs[i];
+		const struct ha_presym *pre;
 		Dwfl_Module *mod;
 
 		if (loc->state != HA_LOC_PENDING)
@@ -399,6 +458,16 @@ enum ha_result ha_symbolize_cached(struct ha_log *log,
 			  : NULL;
 		if (!mod) {
 			loc->state = HA_LOC_UNKNOWN;
+			continue;
+		}
+		pre = pre_find(cache, loc->modfile, loc->offset);
+		if (pre) {
+			if (pre->n == 0)
+				loc->state = HA_LOC_UNKNOWN;
+			else if (!ha_log_set_syms(log, (uint32_t)i,
+						  cache->syms + pre->first,
+						  pre->n, HA_LOC_FROM_FILE))
+				res = HA_ERR_NOMEM;
 			continue;
 		}
 		if (!symbolize_address(z, mod, loc->offset)) {

@@ -16,9 +16,23 @@
 
 struct ha_module_syms;
 
+/* An address symbolized ahead of the final pass: syms[first, +n). */
+struct ha_presym {
+	uint64_t offset;
+	uint32_t modfile, first, n;
+};
+
 struct ha_module_cache {
 	struct ha_module_syms *mods; /* by modfile */
 	size_t n;
+	/* Addresses symbolized while the program ran (symbols_feed.c);
+	 * symbolizing is a function of (modfile, offset), so the final
+	 * pass takes these as they are. Strings are the log's. */
+	struct ha_presym *pre;
+	size_t npre, pre_cap;
+	struct ha_map pre_index; /* hash of (modfile, offset) -> pre */
+	struct ha_sym *syms;
+	size_t nsyms, syms_cap;
 };
 
 /* The module file, opened on first use (NULL: unreadable, or not the
@@ -30,6 +44,11 @@ Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
 void ha_module_cache_warm(struct ha_module_cache *cache,
 			  const struct ha_log *log, uint32_t modfile);
 void ha_module_cache_free(struct ha_module_cache *cache);
+/* Symbolizes (modfile, offset) now, for ha_symbolize_cached to find.
+ * False on no memory. */
+bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
+				  struct ha_log *log, uint32_t modfile,
+				  uint64_t offset);
 
 /* ha_symbolize_from_files with the files in `cache` (filled as needed). */
 enum ha_result ha_symbolize_cached(struct ha_log *log,

@@ -227,11 +227,16 @@ static void warm_address(struct ha_symbols_feed *f, uint32_t stream,
 		else
 			hi = mid;
 	}
-	for (size_t i = lo; i-- > 0 && x->segs[i].max_end > addr;)
-		if (addr < x->segs[i].end)
-			ha_module_cache_warm(
-			    &f->cache, f->log,
-			    s->modules[x->segs[i].module].modfile);
+	for (size_t i = lo; i-- > 0 && x->segs[i].max_end > addr;) {
+		const struct ha_module *m = &s->modules[x->segs[i].module];
+
+		if (addr >= x->segs[i].end)
+			continue;
+		ha_module_cache_warm(&f->cache, f->log, m->modfile);
+		/* What the final pass will look up, if this is the module. */
+		ha_module_cache_presymbolize(&f->cache, f->log, m->modfile,
+					     (addr ? addr - 1 : 0) - m->bias);
+	}
 }
 
 static void warm_stacks(struct ha_symbols_feed *f)
