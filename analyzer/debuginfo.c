@@ -42,7 +42,8 @@ static bool same_build_id(int fd, const unsigned char *want, int want_len)
 	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	const void *bits = NULL;
 	ssize_t n = elf ? dwelf_elf_gnu_build_id(elf, &bits) : -1;
-	bool same = n == want_len && n > 0 && memcmp(bits, want, (size_t)n) == 0;
+	bool same =
+	    n == want_len && n > 0 && memcmp(bits, want, (size_t)n) == 0;
 
 	if (elf)
 		elf_end(elf);
@@ -76,8 +77,8 @@ static bool same_crc(int fd, GElf_Word want)
 
 /* The debug file at `path` if it is this module's; -1 otherwise. */
 static int try_candidate(const char *path, const char *file_name,
-			 const unsigned char *bits, int bits_len,
-			 GElf_Word crc, char **found)
+			 const unsigned char *bits, int bits_len, GElf_Word crc,
+			 char **found)
 {
 	int fd;
 	bool ok;
@@ -124,8 +125,7 @@ static int find_by_debuglink(const char *file_name, const char *debuglink,
 
 	if (!slash)
 		return -1;
-	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - file_name),
-		 file_name);
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - file_name), file_name);
 	if (debuglink && *debuglink)
 		snprintf(name, sizeof(name), "%s", debuglink);
 	else
@@ -247,7 +247,8 @@ static bool make_plain_copy(int fd, off_t size, const char *path,
 	while (ok && (scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr shdr;
 
-		if (gelf_getshdr(scn, &shdr) && (shdr.sh_flags & SHF_COMPRESSED))
+		if (gelf_getshdr(scn, &shdr) &&
+		    (shdr.sh_flags & SHF_COMPRESSED))
 			ok = elf_compress(scn, 0, 0) >= 0;
 	}
 	ok = ok && elf_update(elf, ELF_C_WRITE) >= 0;
@@ -321,9 +322,9 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata,
 		fd = find_by_build_id(file_name, bits, bits_len,
 				      debuginfo_file_name);
 	if (fd < 0)
-		fd = find_by_debuglink(file_name, debuglink_file, bits,
-				       bits_len, debuglink_crc,
-				       debuginfo_file_name);
+		fd =
+		    find_by_debuglink(file_name, debuglink_file, bits, bits_len,
+				      debuglink_crc, debuginfo_file_name);
 	return fd >= 0 ? plain_debug_file(fd, debuginfo_file_name) : fd;
 }
 

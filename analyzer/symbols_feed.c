@@ -52,7 +52,7 @@ struct ha_symbols_feed {
 	bool corrupt; /* a chunk did not decode: later ones are not read */
 	const char *why;
 	uint64_t corrupt_at;
-	uint64_t offset; /* of the next frame, in the bytes fed */
+	uint64_t offset;       /* of the next frame, in the bytes fed */
 	size_t stacks_checked; /* stacks before this are all defined+seen */
 	bool *checked;	       /* by stack */
 	size_t checked_cap;
@@ -129,16 +129,19 @@ static enum ha_result decode(struct ha_symbols_feed *f, const unsigned char *p,
 		if (size > len - HALLOC_FRAME_HEADER_SIZE)
 			break;
 		if (type == HALLOC_FRAME_CHUNK) {
-			f->log->payload_at = f->offset + HALLOC_FRAME_HEADER_SIZE;
-			res = ha_chunk_read(f->log, p + HALLOC_FRAME_HEADER_SIZE,
-					    size, &bad, &f->why);
+			f->log->payload_at =
+			    f->offset + HALLOC_FRAME_HEADER_SIZE;
+			res =
+			    ha_chunk_read(f->log, p + HALLOC_FRAME_HEADER_SIZE,
+					  size, &bad, &f->why);
 		}
 		if (res == HA_ERR_NOMEM)
 			return res;
 		if (res == HA_ERR_CORRUPT) {
 			/* As a reader of the file does: what came before. */
 			f->corrupt = true;
-			f->corrupt_at = f->offset + HALLOC_FRAME_HEADER_SIZE + bad;
+			f->corrupt_at =
+			    f->offset + HALLOC_FRAME_HEADER_SIZE + bad;
 		}
 		f->offset += HALLOC_FRAME_HEADER_SIZE + size;
 		p += HALLOC_FRAME_HEADER_SIZE + size;
@@ -311,10 +314,11 @@ enum ha_result ha_symbols_feed_append(struct ha_symbols_feed *f,
 				   path);
 	res = ha_symbols_append_file(f->log, path, diag);
 	if (res == HA_OK && f->corrupt)
-		return ha_diag_set(diag, HA_ERR_CORRUPT,
-				   "'%s' is corrupt at byte %llu of its "
-				   "definitions: %s; symbolized what came before",
-				   path, (unsigned long long)f->corrupt_at,
-				   f->why ? f->why : "bad record");
+		return ha_diag_set(
+		    diag, HA_ERR_CORRUPT,
+		    "'%s' is corrupt at byte %llu of its "
+		    "definitions: %s; symbolized what came before",
+		    path, (unsigned long long)f->corrupt_at,
+		    f->why ? f->why : "bad record");
 	return res;
 }
