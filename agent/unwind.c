@@ -29,26 +29,37 @@
 /* A stack outside the thread's and the signal stack (coroutines): how far. */
 #define UNKNOWN_STACK (256u << 10)
 
+/*
+ * A cached rule, unpacked so that a hit is a probe and a few loads. The
+ * plain rule (the common frame): CFA = rsp or rbp + cfa_off, the return
+ * address at CFA - 8 (where a call puts it on x86_64), rbp saved at CFA +
+ * rbp_off, or unchanged when rbp_off is 0 (no frame saves rbp at the CFA
+ * itself: that is the caller's). Anything else looks the CFI up each time.
+ */
 struct cache_entry {
 	uint64_t key; /* pc | generation << 48; 0: empty */
-	uint64_t rule;
+	int32_t cfa_off;
+	int16_t rbp_off;
+	uint8_t kind; /* enum rule_kind */
+	uint8_t unused;
 };
 
-/*
- * Packed rules. Bits 0-1: kind; for RULE_SIMPLE: bit 2 the CFA is based on
- * rbp (else rsp), bit 3 the return address is undefined, bits 4-5 rbp's
- * rule (same, offset, undefined), 6-21 the return address's offset,
- * 22-37 rbp's offset, 38-63 the CFA's offset (all signed).
- */
-#define RULE_SIMPLE 1u /* fields below */
-#define RULE_SLOW   2u /* look the CFI up every time */
-#define RULE_NONE   3u /* no CFI: the walk ends */
+enum rule_kind {
+	RULE_MISS,	/* not cached (what an empty entry holds) */
+	RULE_PLAIN_RSP, /* plain, the CFA based on rsp */
+	RULE_PLAIN_RBP, /* plain, the CFA based on rbp */
+	RULE_END,	/* the return address is undefined: the walk's end */
+	RULE_SLOW,	/* look the CFI up every time */
+	RULE_NONE,	/* no CFI: the walk ends */
+};
 
 static struct cache_entry *cache;
 
+/* rsp and rbp apart: stored side by side, gcc pairs them in a vector. */
 struct regs {
-	uintptr_t rip, rsp, rbp;
+	uintptr_t rip, rsp;
 	bool rbp_known;
+	uintptr_t rbp;
 };
 
 struct range {
@@ -58,13 +69,35 @@ struct range {
 struct walk {
 	struct regs r;
 	struct range stack[2];
+	/*
+	 * The 8-aligned words of stack[0], for the common check (fast_ok):
+	 * the first one, and how many (0: none).
+	 */
+	uintptr_t first;
+	uint64_t words;
 	uint64_t gen; /* the modules' generation, read once per walk */
 };
 
+/*
+ * addr is an aligned word of the thread's stack: one subtraction, one
+ * rotation, one compare. Rotated, a misaligned distance has its low bits
+ * on top and an address below `first` wraps around: both exceed `words`.
+ * It accepts a subset of what readable() does.
+ */
+static inline bool fast_ok(uintptr_t first, uint64_t words, uintptr_t addr)
+{
+	uint64_t d = addr - first;
+
+	return (d >> 3 | d << 61) < words;
+}
+
+/* Any of the walk's ranges: the signal stack, or one left after a switch. */
 static bool readable(const struct walk *w, uintptr_t addr)
 {
 	unsigned i;
 
+	if (fast_ok(w->first, w->words, addr))
+		return true;
 	if (addr & 7)
 		return false;
 	for (i = 0; i < 2; i++)
@@ -338,60 +371,66 @@ static bool recover(const struct walk *w, const struct ha_cfi_reg *rule,
 	}
 }
 
-static uint64_t pack(const struct ha_cfi *c)
+/* The cache's form of the rules at an address. */
+static void pack(const struct ha_cfi *c, struct cache_entry *e)
 {
-	uint64_t rbp_kind;
-
+	e->cfa_off = 0;
+	e->rbp_off = 0;
+	if (c->ra.kind == HA_RULE_UNDEF) {
+		e->kind = RULE_END;
+		return;
+	}
+	e->kind = RULE_SLOW;
 	if (c->signal || c->cfa_expr || c->rsp.kind != HA_RULE_CFA ||
 	    (c->cfa_reg != HA_REG_RSP && c->cfa_reg != HA_REG_RBP) ||
-	    c->cfa_off < -(1 << 25) || c->cfa_off >= (1 << 25))
-		return RULE_SLOW;
-	if (c->ra.kind != HA_RULE_UNDEF &&
-	    (c->ra.kind != HA_RULE_OFFSET || c->ra.off != (int16_t)c->ra.off))
-		return RULE_SLOW;
-	if (c->rbp.kind == HA_RULE_SAME)
-		rbp_kind = 0;
-	else if (c->rbp.kind == HA_RULE_OFFSET &&
-		 c->rbp.off == (int16_t)c->rbp.off)
-		rbp_kind = 1;
-	else if (c->rbp.kind == HA_RULE_UNDEF)
-		rbp_kind = 2;
-	else
-		return RULE_SLOW;
-	return RULE_SIMPLE | (uint64_t)(c->cfa_reg == HA_REG_RBP) << 2 |
-	       (uint64_t)(c->ra.kind == HA_RULE_UNDEF) << 3 | rbp_kind << 4 |
-	       (uint64_t)(uint16_t)c->ra.off << 6 |
-	       (uint64_t)(uint16_t)c->rbp.off << 22 |
-	       (uint64_t)c->cfa_off << 38;
+	    c->cfa_off != (int32_t)c->cfa_off)
+		return;
+	if (c->ra.kind != HA_RULE_OFFSET || c->ra.off != -8)
+		return;
+	/* rbp undefined (rare): in the full rules only */
+	if (c->rbp.kind == HA_RULE_OFFSET) {
+		if (!c->rbp.off || c->rbp.off != (int16_t)c->rbp.off)
+			return;
+		e->rbp_off = (int16_t)c->rbp.off;
+	} else if (c->rbp.kind != HA_RULE_SAME) {
+		return;
+	}
+	e->kind = c->cfa_reg == HA_REG_RBP ? RULE_PLAIN_RBP : RULE_PLAIN_RSP;
+	e->cfa_off = (int32_t)c->cfa_off;
 }
 
-static struct cache_entry *slot_of(uint64_t key)
+static struct cache_entry *slot_of(const struct cache_entry *table,
+				   uint64_t key)
 {
-	return &cache[(key * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_BITS)];
+	return (struct cache_entry *)&table[(key * 0x9e3779b97f4a7c15ull) >>
+					    (64 - CACHE_BITS)];
 }
 
 /*
  * A seqlock on the key. A writer first claims the entry (key BUSY, which
  * no address can be), so writers never interleave; a reader that sees the
- * key change around its read of the rule takes it for a miss.
+ * key change around its reads of the fields takes it for a miss.
  */
 #define BUSY 1u
 
-static uint64_t cache_get(uint64_t key)
+/* The rule cached for key in *out; false: a miss. */
+static inline bool cache_get(const struct cache_entry *table, uint64_t key,
+			     struct cache_entry *out)
 {
-	struct cache_entry *e = slot_of(key);
-	uint64_t rule;
+	struct cache_entry *e = slot_of(table, key);
 
 	if (__atomic_load_n(&e->key, __ATOMIC_ACQUIRE) != key)
-		return 0;
-	rule = __atomic_load_n(&e->rule, __ATOMIC_RELAXED);
+		return false;
+	out->kind = __atomic_load_n(&e->kind, __ATOMIC_RELAXED);
+	out->cfa_off = __atomic_load_n(&e->cfa_off, __ATOMIC_RELAXED);
+	out->rbp_off = __atomic_load_n(&e->rbp_off, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return __atomic_load_n(&e->key, __ATOMIC_RELAXED) == key ? rule : 0;
+	return __atomic_load_n(&e->key, __ATOMIC_RELAXED) == key;
 }
 
-static void cache_put(uint64_t key, uint64_t rule)
+static void cache_put(uint64_t key, const struct cache_entry *rule)
 {
-	struct cache_entry *e = slot_of(key);
+	struct cache_entry *e = slot_of(cache, key);
 	uint64_t old = __atomic_load_n(&e->key, __ATOMIC_RELAXED);
 
 	/* Another writer has it: this rule just goes uncached. */
@@ -400,45 +439,10 @@ static void cache_put(uint64_t key, uint64_t rule)
 					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		return;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&e->rule, rule, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->kind, rule->kind, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->cfa_off, rule->cfa_off, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->rbp_off, rule->rbp_off, __ATOMIC_RELAXED);
 	__atomic_store_n(&e->key, key, __ATOMIC_RELEASE);
-}
-
-/* Field of a packed rule, sign-extended. */
-static int64_t field(uint64_t rule, unsigned at, unsigned bits)
-{
-	return (int64_t)(rule << (64 - at - bits)) >> (64 - bits);
-}
-
-/* The common frame, from its packed rule: no expression, no signal. */
-static int step_simple(struct walk *w, uint64_t rule)
-{
-	uintptr_t cfa, ra, rbp = w->r.rbp;
-	unsigned rbp_kind = rule >> 4 & 3;
-
-	if (rule & 8) /* the return address is undefined: the end */
-		return 0;
-	if (rule & 4) {
-		if (!w->r.rbp_known)
-			return -1;
-		cfa = w->r.rbp;
-	} else {
-		cfa = w->r.rsp;
-	}
-	cfa += (uintptr_t)field(rule, 38, 26);
-	if (!load(w, cfa + (uintptr_t)field(rule, 6, 16), &ra))
-		return -1;
-	if (rbp_kind == 1 &&
-	    !load(w, cfa + (uintptr_t)field(rule, 22, 16), &rbp))
-		return -1;
-	if (cfa <= w->r.rsp)
-		return -1;
-	w->r.rip = ra;
-	w->r.rsp = cfa;
-	w->r.rbp = rbp;
-	/* same: as known as before; offset: loaded; undefined: lost */
-	w->r.rbp_known = rbp_kind == 1 || (rbp_kind == 0 && w->r.rbp_known);
-	return ra ? 1 : 0;
 }
 
 /* One frame up from the full rules. 1: done, 0: the end, -1: stuck. */
@@ -475,27 +479,35 @@ static int step_full(struct walk *w, const struct ha_cfi *c, bool *signal)
 }
 
 /*
- * One frame up from the frame executing at pc: by the cached rule, else
- * from the CFI (and cache what it says).
+ * One frame up from the frame executing at pc, when its cached rule (kind:
+ * RULE_MISS if none) is not a plain one: from the CFI, and cache what it
+ * says when nothing was cached.
  */
-static int step(struct walk *w, uintptr_t pc, bool *signal)
+static __attribute__((noinline)) int step_slow(struct walk *w, uintptr_t pc,
+					       unsigned kind, bool *signal)
 {
 	uint64_t key = pc | w->gen << 48;
-	uint64_t rule = cache ? cache_get(key) : 0;
+	struct cache_entry rule;
 	struct ha_cfi c;
 
 	*signal = false;
-	if ((rule & 3) == RULE_SIMPLE)
-		return step_simple(w, rule);
-	if ((rule & 3) == RULE_NONE)
+	if (kind == RULE_END)
+		return 0;
+	if (kind == RULE_NONE)
 		return -1;
 	if (!ha_agent_cfi_find(pc, &c)) {
-		if (cache)
-			cache_put(key, RULE_NONE);
+		if (cache) {
+			rule.kind = RULE_NONE;
+			rule.cfa_off = 0;
+			rule.rbp_off = 0;
+			cache_put(key, &rule);
+		}
 		return -1;
 	}
-	if (cache && !rule)
-		cache_put(key, pack(&c));
+	if (cache && kind == RULE_MISS) {
+		pack(&c, &rule);
+		cache_put(key, &rule);
+	}
 	return step_full(w, &c, signal);
 }
 
@@ -523,6 +535,11 @@ static void stack_bounds(struct walk *w)
 	w->stack[0].lo = t->stack_lo;
 	w->stack[0].hi = t->stack_hi;
 	w->stack[1].lo = w->stack[1].hi = 0;
+	/* [first, last]: the aligned words x with x >= lo and x + 8 <= hi */
+	w->first = (t->stack_lo + 7) & ~(uintptr_t)7;
+	w->words = 0;
+	if (t->stack_hi >= 8 && t->stack_hi - 8 >= w->first)
+		w->words = (((t->stack_hi - 8) & ~(uintptr_t)7) - w->first) / 8 + 1;
 	if (rsp >= t->stack_lo && rsp < t->stack_hi)
 		return;
 	/* A signal stack, or a stack of the program's own (coroutines). */
@@ -547,36 +564,87 @@ void ha_agent_unwind_init(void)
 	cache = m == MAP_FAILED ? NULL : m;
 }
 
+/*
+ * The walk. A frame whose cached rule is plain (most) is stepped here, its
+ * registers kept in locals; any other goes through step_slow() with the
+ * same outcome it had through the full rules. w.r.rip is brought up to
+ * date only for step_slow(): after a plain step it is the frame stored.
+ */
 __attribute__((noinline)) unsigned
 ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		unsigned max)
 {
+	const struct cache_entry *table = cache;
 	struct ha_agent_regs here;
+	struct cache_entry rule;
 	struct walk w;
-	uintptr_t pc;
-	bool signal = false;
-	unsigned n = 0;
+	uintptr_t pc, rsp, rbp, cfa, ra, first;
+	uintptr_t *out = frames, *end = frames + max, *slow_end;
+	uint64_t gen, words;
+	bool rbp_known = true, signal;
 
 	if (!from) {
 		HA_AGENT_HERE(&here);
 		from = &here;
 	}
 	w.r.rip = from->rip;
-	w.r.rsp = from->rsp;
-	w.r.rbp = from->rbp;
-	w.r.rbp_known = true;
+	w.r.rsp = rsp = from->rsp;
+	rbp = from->rbp;
 	w.gen = ha_agent_modules_generation();
 	stack_bounds(&w);
+	gen = w.gen << 48;
+	first = w.first;
+	words = w.words;
 	/* Mid-function, not a return address: look up rip itself. */
 	pc = w.r.rip;
-	while (n < max && step(&w, pc, &signal) > 0) {
-		/*
-		 * A return address: the call is the instruction before it. Past
-		 * a signal frame the address is the interrupted instruction
-		 * itself; it is stored + 1 so that "address - 1" finds it too.
-		 */
-		frames[n++] = signal ? w.r.rip + 1 : w.r.rip;
-		pc = signal ? w.r.rip : w.r.rip - 1;
+	slow_end = out;
+	while (out < end) {
+		if (!table || !cache_get(table, pc | gen, &rule))
+			rule.kind = RULE_MISS;
+		if (rule.kind == RULE_PLAIN_RSP) {
+			cfa = rsp + (uintptr_t)(intptr_t)rule.cfa_off;
+		} else if (rule.kind == RULE_PLAIN_RBP) {
+			if (!rbp_known)
+				break;
+			cfa = rbp + (uintptr_t)(intptr_t)rule.cfa_off;
+		} else {
+			if (out != slow_end)
+				w.r.rip = out[-1];
+			w.r.rsp = rsp;
+			w.r.rbp = rbp;
+			w.r.rbp_known = rbp_known;
+			if (step_slow(&w, pc, rule.kind, &signal) <= 0)
+				break;
+			rsp = w.r.rsp;
+			rbp = w.r.rbp;
+			rbp_known = w.r.rbp_known;
+			/*
+			 * A return address: the call is the instruction before
+			 * it. Past a signal frame the address is the
+			 * interrupted instruction itself; it is stored + 1 so
+			 * that "address - 1" finds it too.
+			 */
+			*out++ = signal ? w.r.rip + 1 : w.r.rip;
+			pc = signal ? w.r.rip : w.r.rip - 1;
+			slow_end = out;
+			continue;
+		}
+		if (!fast_ok(first, words, cfa - 8) && !readable(&w, cfa - 8))
+			break;
+		ra = *(const uintptr_t *)(cfa - 8);
+		if (rule.rbp_off) {
+			uintptr_t at = cfa + (uintptr_t)(intptr_t)rule.rbp_off;
+
+			if (!fast_ok(first, words, at) && !readable(&w, at))
+				break;
+			rbp = *(const uintptr_t *)at;
+			rbp_known = true;
+		}
+		if (cfa <= rsp || !ra)
+			break;
+		rsp = cfa;
+		*out++ = ra;
+		pc = ra - 1;
 	}
-	return n;
+	return (unsigned)(out - frames);
 }
