@@ -572,7 +572,7 @@ void ha_agent_unwind_init(void)
  */
 __attribute__((noinline)) unsigned
 ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-		unsigned max)
+		unsigned max, uint64_t *hash)
 {
 	const struct cache_entry *table = cache;
 	struct ha_agent_regs here;
@@ -580,7 +580,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 	struct walk w;
 	uintptr_t pc, rsp, rbp, cfa, ra, first;
 	uintptr_t *out = frames, *end = frames + max, *slow_end;
-	uint64_t gen, words;
+	uint64_t gen, words, h = HA_AGENT_HASH_SEED;
 	bool rbp_known = true, signal;
 
 	if (!from) {
@@ -624,7 +624,9 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 			 * interrupted instruction itself; it is stored + 1 so
 			 * that "address - 1" finds it too.
 			 */
-			*out++ = signal ? w.r.rip + 1 : w.r.rip;
+			ra = signal ? w.r.rip + 1 : w.r.rip;
+			*out++ = ra;
+			h = ha_agent_hash_step(h, ra);
 			pc = signal ? w.r.rip : w.r.rip - 1;
 			slow_end = out;
 			continue;
@@ -644,7 +646,10 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 			break;
 		rsp = cfa;
 		*out++ = ra;
+		h = ha_agent_hash_step(h, ra);
 		pc = ra - 1;
 	}
+	if (hash)
+		*hash = h;
 	return (unsigned)(out - frames);
 }

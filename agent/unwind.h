@@ -71,12 +71,25 @@ struct ha_agent_regs {
 void ha_agent_unwind_init(void);
 
 /*
+ * A running hash of return addresses, for stack.c's table: the walk
+ * computes it as it stores the frames, so that a stack costs no second
+ * pass to hash. Start from HA_AGENT_HASH_SEED, step once per frame.
+ */
+#define HA_AGENT_HASH_SEED 0x9e3779b97f4a7c15ull
+
+static inline uint64_t ha_agent_hash_step(uint64_t h, uintptr_t frame)
+{
+	return (h ^ frame) * 0xff51afd7ed558ccdull;
+}
+
+/*
  * The return addresses of the calling code, innermost first: of the
  * function that took `from`, or (from == NULL) of ha_agent_unwind()'s
- * caller. Returns how many were stored (<= max).
+ * caller. Returns how many were stored (<= max); *hash (unless NULL) is
+ * the hash of all of them.
  */
 unsigned ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-			 unsigned max);
+			 unsigned max, uint64_t *hash);
 
 #pragma GCC visibility pop
 
