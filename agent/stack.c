@@ -78,7 +78,6 @@ static bool map_table(void)
 
 int ha_agent_stack_init(void)
 {
-	ha_agent_unwind_init();
 	return map_table() ? 0 : -1;
 }
 

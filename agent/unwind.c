@@ -19,7 +19,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "agent/agent.h"
 #include "agent/unwind.h"
@@ -53,7 +52,12 @@ enum rule_kind {
 	RULE_NONE,	/* no CFI: the walk ends */
 };
 
-static struct cache_entry *cache;
+/*
+ * Zero pages until used (bss), like an anonymous mapping, and never
+ * missing: the walk tests no pointer. A fork inherits it, which is right:
+ * the child has the same code mapped.
+ */
+static struct cache_entry cache[CACHE_SIZE];
 
 /* rsp and rbp apart: stored side by side, gcc pairs them in a vector. */
 struct regs {
@@ -496,15 +500,13 @@ static __attribute__((noinline)) int step_slow(struct walk *w, uintptr_t pc,
 	if (kind == RULE_NONE)
 		return -1;
 	if (!ha_agent_cfi_find(pc, &c)) {
-		if (cache) {
-			rule.kind = RULE_NONE;
-			rule.cfa_off = 0;
-			rule.rbp_off = 0;
-			cache_put(key, &rule);
-		}
+		rule.kind = RULE_NONE;
+		rule.cfa_off = 0;
+		rule.rbp_off = 0;
+		cache_put(key, &rule);
 		return -1;
 	}
-	if (cache && kind == RULE_MISS) {
+	if (kind == RULE_MISS) {
 		pack(&c, &rule);
 		cache_put(key, &rule);
 	}
@@ -554,16 +556,6 @@ static void stack_bounds(struct walk *w)
 	}
 }
 
-void ha_agent_unwind_init(void)
-{
-	void *m =
-	    mmap(NULL, CACHE_SIZE * sizeof(*cache), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	/* Without a cache the walk still works, only slower. */
-	cache = m == MAP_FAILED ? NULL : m;
-}
-
 /*
  * The walk. A frame whose cached rule is plain (most) is stepped here, its
  * registers kept in locals; any other goes through step_slow() with the
@@ -574,7 +566,6 @@ __attribute__((noinline)) unsigned
 ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		unsigned max, uint64_t *hash)
 {
-	const struct cache_entry *table = cache;
 	struct ha_agent_regs here;
 	struct cache_entry rule;
 	struct walk w;
@@ -599,7 +590,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 	pc = w.r.rip;
 	slow_end = out;
 	while (out < end) {
-		if (!table || !cache_get(table, pc | gen, &rule))
+		if (!cache_get(cache, pc | gen, &rule))
 			rule.kind = RULE_MISS;
 		if (rule.kind == RULE_PLAIN_RSP) {
 			cfa = rsp + (uintptr_t)(intptr_t)rule.cfa_off;
@@ -607,6 +598,8 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 			if (!rbp_known)
 				break;
 			cfa = rbp + (uintptr_t)(intptr_t)rule.cfa_off;
+		} else if (rule.kind == RULE_END) {
+			break; /* as step_slow() would: every walk ends so */
 		} else {
 			if (out != slow_end)
 				w.r.rip = out[-1];

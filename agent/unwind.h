@@ -67,9 +67,6 @@ struct ha_agent_regs {
 			 :                                                     \
 			 : "memory")
 
-/* Once, before the first walk. */
-void ha_agent_unwind_init(void);
-
 /*
  * A running hash of return addresses, for stack.c's table: the walk
  * computes it as it stores the frames, so that a stack costs no second
