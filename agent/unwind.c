@@ -57,7 +57,7 @@ enum rule_kind {
  * missing: the walk tests no pointer. A fork inherits it, which is right:
  * the child has the same code mapped.
  */
-static struct cache_entry cache[CACHE_SIZE];
+static struct cache_entry cache[CACHE_SIZE] __attribute__((aligned(64)));
 
 /* rsp and rbp apart: stored side by side, gcc pairs them in a vector. */
 struct regs {
@@ -403,11 +403,17 @@ static void pack(const struct ha_cfi *c, struct cache_entry *e)
 	e->cfa_off = (int32_t)c->cfa_off;
 }
 
-static struct cache_entry *slot_of(const struct cache_entry *table,
+/*
+ * Two ways: a key may sit in either entry of its pair (one cache line), so
+ * that two hot addresses whose hashes collide do not evict each other on
+ * every walk (each miss is a CFI lookup, thousands of instructions).
+ */
+static struct cache_entry *pair_of(const struct cache_entry *table,
 				   uint64_t key)
 {
 	return (struct cache_entry *)&table[(key * 0x9e3779b97f4a7c15ull) >>
-					    (64 - CACHE_BITS)];
+						(64 - CACHE_BITS) &
+					    ~(uint64_t)1];
 }
 
 /*
@@ -421,9 +427,10 @@ static struct cache_entry *slot_of(const struct cache_entry *table,
 static inline bool cache_get(const struct cache_entry *table, uint64_t key,
 			     struct cache_entry *out)
 {
-	struct cache_entry *e = slot_of(table, key);
+	struct cache_entry *e = pair_of(table, key);
 
-	if (__atomic_load_n(&e->key, __ATOMIC_ACQUIRE) != key)
+	if (__atomic_load_n(&e->key, __ATOMIC_ACQUIRE) != key &&
+	    __atomic_load_n(&(++e)->key, __ATOMIC_ACQUIRE) != key)
 		return false;
 	out->kind = __atomic_load_n(&e->kind, __ATOMIC_RELAXED);
 	out->cfa_off = __atomic_load_n(&e->cfa_off, __ATOMIC_RELAXED);
@@ -434,8 +441,14 @@ static inline bool cache_get(const struct cache_entry *table, uint64_t key,
 
 static void cache_put(uint64_t key, const struct cache_entry *rule)
 {
-	struct cache_entry *e = slot_of(cache, key);
+	struct cache_entry *e = pair_of(cache, key);
 	uint64_t old = __atomic_load_n(&e->key, __ATOMIC_RELAXED);
+
+	/* The first entry while it is free, else the second one. */
+	if (old && old != key) {
+		e++;
+		old = __atomic_load_n(&e->key, __ATOMIC_RELAXED);
+	}
 
 	/* Another writer has it: this rule just goes uncached. */
 	if (old == BUSY ||
