@@ -1,7 +1,7 @@
 /*
  * agent/unwind.h - walking the call stack from DWARF CFI (x86_64).
  * Internal to the agent: cfi.c finds the rules at an address, unwind.c
- * applies them frame by frame.
+ * applies them frame by frame (unwind_full.c the uncommon ones).
  *
  * Only what a stack walk needs is tracked: the CFA, rbp, rsp and the
  * return address (DWARF registers 6, 7 and 16). A rule that needs another
@@ -66,6 +66,44 @@ struct ha_agent_regs {
 			 : "=&r"((r)->rip), "=&r"((r)->rsp), "=&r"((r)->rbp)   \
 			 :                                                     \
 			 : "memory")
+
+/*
+ * The state of one walk: unwind.c steps the common frames, unwind_full.c
+ * the others, both through these.
+ */
+/* rsp and rbp apart: stored side by side, gcc pairs them in a vector. */
+struct ha_agent_walk_regs {
+	uintptr_t rip, rsp;
+	bool rbp_known;
+	uintptr_t rbp;
+};
+
+struct ha_agent_walk_range {
+	uintptr_t lo, hi;
+};
+
+struct ha_agent_walk {
+	struct ha_agent_walk_regs r;
+	struct ha_agent_walk_range stack[2];
+	/*
+	 * The 8-aligned words of stack[0], for the common check (fast_ok):
+	 * the first one, and how many (0: none).
+	 */
+	uintptr_t first;
+	uint64_t words;
+	uint64_t gen; /* the modules' generation, read once per walk */
+};
+
+
+/* A word of the walk's stacks; false (nothing read) outside them. */
+bool ha_agent_walk_load(const struct ha_agent_walk *w, uintptr_t addr,
+			uintptr_t *out);
+/*
+ * One frame up by the full rules c. 1: done, 0: the end, -1: stuck;
+ * *signal: the frame left was a signal trampoline.
+ */
+int ha_agent_step_full(struct ha_agent_walk *w, const struct ha_cfi *c,
+		       bool *signal);
 
 /*
  * A running hash of return addresses, for stack.c's table: the walk
