@@ -187,8 +187,8 @@ static void cache_put(uint64_t key, const struct cache_entry *rule)
  * RULE_MISS if none) is not a plain one: from the CFI, and cache what it
  * says when nothing was cached.
  */
-static __attribute__((noinline)) int step_slow(struct ha_agent_walk *w, uintptr_t pc,
-					       unsigned kind, bool *signal)
+static __attribute__((noinline)) int
+step_slow(struct ha_agent_walk *w, uintptr_t pc, unsigned kind, bool *signal)
 {
 	uint64_t key = pc | w->gen << 48;
 	struct cache_entry rule;
@@ -213,10 +213,10 @@ static __attribute__((noinline)) int step_slow(struct ha_agent_walk *w, uintptr_
 	return ha_agent_step_full(w, &c, signal);
 }
 
-static void stack_bounds(struct ha_agent_walk *w)
+/* The ranges a walk from rsp may read. */
+static void stack_bounds(struct ha_agent_walk *w, uintptr_t rsp)
 {
 	struct ha_agent_thread *t = &ha_agent_self;
-	uintptr_t rsp = w->r.rsp;
 	stack_t ss;
 
 	if (!t->stack_hi) {
@@ -241,7 +241,8 @@ static void stack_bounds(struct ha_agent_walk *w)
 	w->first = (t->stack_lo + 7) & ~(uintptr_t)7;
 	w->words = 0;
 	if (t->stack_hi >= 8 && t->stack_hi - 8 >= w->first)
-		w->words = (((t->stack_hi - 8) & ~(uintptr_t)7) - w->first) / 8 + 1;
+		w->words =
+		    (((t->stack_hi - 8) & ~(uintptr_t)7) - w->first) / 8 + 1;
 	if (rsp >= t->stack_lo && rsp < t->stack_hi)
 		return;
 	/* A signal stack, or a stack of the program's own (coroutines). */
@@ -282,7 +283,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 	w.r.rsp = rsp = from->rsp;
 	rbp = from->rbp;
 	w.gen = ha_agent_modules_generation();
-	stack_bounds(&w);
+	stack_bounds(&w, rsp);
 	gen = w.gen << 48;
 	first = w.first;
 	words = w.words;

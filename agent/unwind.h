@@ -94,7 +94,6 @@ struct ha_agent_walk {
 	uint64_t gen; /* the modules' generation, read once per walk */
 };
 
-
 /* A word of the walk's stacks; false (nothing read) outside them. */
 bool ha_agent_walk_load(const struct ha_agent_walk *w, uintptr_t addr,
 			uintptr_t *out);

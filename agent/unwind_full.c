@@ -9,7 +9,8 @@
 
 #include "agent/unwind.h"
 
-static bool reg_value(const struct ha_agent_walk *w, uint64_t reg, uintptr_t *out)
+static bool reg_value(const struct ha_agent_walk *w, uint64_t reg,
+		      uintptr_t *out)
 {
 	if (reg == HA_REG_RSP)
 		*out = w->r.rsp;
@@ -237,8 +238,9 @@ static bool eval(const struct ha_agent_walk *w, const uint8_t *p, uint32_t len,
 }
 
 /* The value of a register in the caller, by its rule. */
-static bool recover(const struct ha_agent_walk *w, const struct ha_cfi_reg *rule,
-		    uintptr_t cfa, uintptr_t self, uintptr_t *out)
+static bool recover(const struct ha_agent_walk *w,
+		    const struct ha_cfi_reg *rule, uintptr_t cfa,
+		    uintptr_t self, uintptr_t *out)
 {
 	uintptr_t addr;
 
@@ -267,7 +269,8 @@ static bool recover(const struct ha_agent_walk *w, const struct ha_cfi_reg *rule
 }
 
 /* One frame up from the full rules. 1: done, 0: the end, -1: stuck. */
-int ha_agent_step_full(struct ha_agent_walk *w, const struct ha_cfi *c, bool *signal)
+int ha_agent_step_full(struct ha_agent_walk *w, const struct ha_cfi *c,
+		       bool *signal)
 {
 	uintptr_t cfa, ra, rsp, rbp = 0;
 	bool rbp_known;
@@ -298,4 +301,3 @@ int ha_agent_step_full(struct ha_agent_walk *w, const struct ha_cfi *c, bool *si
 	*signal = c->signal;
 	return ra ? 1 : 0;
 }
-
