@@ -40,7 +40,7 @@
 #include "agent/faults.h"
 
 int ha_agent_status;
-struct ha_agent_stream ha_agent;
+struct ha_agent_stream ha_agent = {.reader = -1};
 uint64_t ha_agent_seq_next __attribute__((aligned(64))) = 1;
 __thread struct ha_agent_thread ha_agent_self;
 

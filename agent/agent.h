@@ -71,6 +71,7 @@ struct ha_agent_stream {
 	uint32_t pid;
 	uint64_t base_us; /* CLOCK_MONOTONIC_COARSE at the stream's start */
 	int fd;		  /* where frames go: a high duplicate of cfg.fd */
+	int reader;	  /* our read end of the pipe (no SIGPIPE); -1: none */
 	dev_t pipe_dev;	  /* identity of the pipe */
 	ino_t pipe_ino;
 };

@@ -19,9 +19,13 @@
  * record and gives its slot back at once, so no slot stays owned by a dead
  * thread of a live process.
  *
- * The write blocks SIGPIPE: if the tracer is gone, the program must not
- * die of it. Without a pipe (the tracer stopped reading, or the program
- * closed our descriptor and it cannot be found again), full frames stay in
+ * The program must not die of SIGPIPE if the tracer is gone: the agent
+ * holds a read end of the pipe itself, and the tracer says in shared
+ * memory when it stops reading (transport.h); without a read end of its
+ * own, the write blocks SIGPIPE.
+ *
+ * Without a pipe (the tracer stopped reading, or the program closed our
+ * descriptor and it cannot be found again), full frames stay in
  * their slots, owned, for the tracer's leftover pass; when no slot is left,
  * recording stops.
  */
@@ -79,6 +83,56 @@ enum sent {
 	FAILED,	 /* the tracer is gone: recording is off */
 };
 
+/* How long a writer to a full pipe waits before it asks whether the
+ * tracer is still there. */
+#define FULL_PIPE_WAIT_MS 100
+
+static bool tracer_gone(void)
+{
+	pid_t pid = (pid_t)ha_agent.shm->tracer_pid;
+
+	return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/*
+ * One frame into a pipe we hold a read end of (transport.c): it never
+ * raises SIGPIPE, so no signal mask is needed. fd is non-blocking and a
+ * frame is at most PIPE_BUF bytes: it goes in whole or not at all. 0, or
+ * EPIPE when the tracer stopped reading or is gone, or errno.
+ */
+static int write_held(int fd, const unsigned char *buf, size_t len)
+{
+	struct halloc_shm *shm = ha_agent.shm;
+
+	for (;;) {
+		ssize_t n;
+		int err;
+
+		/* Counted before the check: the tracer, which sets the state
+		 * and then waits for writers to be 0, sees this write, or
+		 * this write sees the state (transport.h). */
+		__atomic_fetch_add(&shm->writers, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&shm->pipe_state, __ATOMIC_SEQ_CST) !=
+		    HALLOC_PIPE_READING) {
+			__atomic_fetch_sub(&shm->writers, 1, __ATOMIC_RELEASE);
+			return EPIPE;
+		}
+		n = write(fd, buf, len);
+		err = n == (ssize_t)len ? 0 : n < 0 ? errno : EIO;
+		__atomic_fetch_sub(&shm->writers, 1, __ATOMIC_RELEASE);
+		if (err == EAGAIN) {
+			/* Full: wait for the tracer to read, if it is there. */
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+
+			if (poll(&pfd, 1, FULL_PIPE_WAIT_MS) == 0 &&
+			    tracer_gone())
+				return EPIPE;
+		} else if (err != EINTR) {
+			return err;
+		}
+	}
+}
+
 /* One write(2) with SIGPIPE blocked; 0 or errno. */
 static int write_all(int fd, const unsigned char *buf, size_t len)
 {
@@ -131,7 +185,8 @@ static enum sent write_frame(const unsigned char *buf, size_t len)
 			return FAILED;
 		if (fd < 0)
 			return NO_PIPE;
-		err = write_all(fd, buf, len);
+		err = ha_agent.reader >= 0 ? write_held(fd, buf, len)
+					   : write_all(fd, buf, len);
 		if (!err)
 			return SENT;
 		if (err == EPIPE) {

@@ -183,8 +183,56 @@ static int open_pipe_of(pid_t pid, int fd, struct stat *st)
 	return p;
 }
 
-static void use_pipe(int fd, const struct stat *st)
+/*
+ * A read end of the pipe fd is a write end of, held so that no write of
+ * ours ever finds the pipe without a reader (transport.h: pipe_state).
+ * It sits below the write end in the table: a program that closes every
+ * descriptor from some number on closes the write end with it, and a
+ * write then fails with EBADF instead of raising SIGPIPE.
+ */
+static void hold_reader(int fd, const struct stat *st)
 {
+	char path[64];
+	struct stat rst;
+	int r;
+
+	proc_fd_path(path, getpid(), fd);
+	r = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (r >= 0 && (fstat(r, &rst) || rst.st_dev != st->st_dev ||
+		       rst.st_ino != st->st_ino)) {
+		close(r);
+		r = -1;
+	}
+	ha_agent.reader = r;
+}
+
+/*
+ * Use the write end fd (closing it, when `replace`, once it has a high
+ * duplicate). Without a read end of our own, writes block SIGPIPE
+ * instead (buffer.c).
+ */
+static void use_pipe(int fd, bool replace, const struct stat *st)
+{
+	int flags;
+
+	ha_agent.reader = -1;
+	if (fd >= 0) {
+		hold_reader(fd, st);
+		if (ha_agent.reader >= 0)
+			ha_agent.reader = high_fd(ha_agent.reader, true);
+		fd = high_fd(fd, replace);
+		if (ha_agent.reader > fd) {
+			close(ha_agent.reader);
+			ha_agent.reader = -1;
+		}
+		/* A full pipe must not block us for good (buffer.c). */
+		flags = fcntl(fd, F_GETFL);
+		if (ha_agent.reader >= 0 &&
+		    (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
+			close(ha_agent.reader);
+			ha_agent.reader = -1;
+		}
+	}
 	ha_agent.pipe_dev = st->st_dev;
 	ha_agent.pipe_ino = st->st_ino;
 	__atomic_store_n(&ha_agent.fd, fd, __ATOMIC_RELEASE);
@@ -211,7 +259,7 @@ static bool open_from_ancestor(void)
 		close(fd); /* the mapping stays */
 		fd = open_pipe_of(pid, c->fd, &st);
 		if (fd >= 0)
-			use_pipe(high_fd(fd, true), &st);
+			use_pipe(fd, true, &st);
 		else /* only the shared memory: frames stay in slots */
 			__atomic_store_n(&ha_agent.fd, -1, __ATOMIC_RELEASE);
 		return true;
@@ -236,7 +284,7 @@ bool ha_agent_transport_open(void)
 		set_cloexec(c->fd);
 		set_cloexec(c->shm_fd);
 	}
-	use_pipe(high_fd(c->fd, false), &st);
+	use_pipe(c->fd, false, &st);
 	return true;
 }
 
@@ -279,6 +327,15 @@ static int find_pipe_in(pid_t pid)
 	return fd;
 }
 
+/* Closes fd only if it is still the file we were given. */
+static void close_ours(int fd, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	if (fd >= 0 && !fstat(fd, &st) && st.st_dev == dev && st.st_ino == ino)
+		close(fd);
+}
+
 int ha_agent_transport_reconnect(int broken)
 {
 	pid_t pid = getppid();
@@ -293,19 +350,21 @@ int ha_agent_transport_reconnect(int broken)
 	for (n = 0; fd < 0 && pid > 1 && n < MAX_ANCESTORS;
 	     n++, pid = parent_of(pid))
 		fd = find_pipe_in(pid);
-	fd = fd >= 0 ? high_fd(fd, true) : -1;
-	__atomic_store_n(&ha_agent.fd, fd, __ATOMIC_RELEASE);
+	if (fd >= 0) {
+		struct stat st = {.st_dev = ha_agent.pipe_dev,
+				  .st_ino = ha_agent.pipe_ino};
+		int old_reader = ha_agent.reader;
+
+		use_pipe(fd, true, &st);
+		/* The old read end, if the program left it open, is ours. */
+		if (old_reader >= 0 && old_reader != ha_agent.reader)
+			close_ours(old_reader, st.st_dev, st.st_ino);
+		fd = __atomic_load_n(&ha_agent.fd, __ATOMIC_RELAXED);
+	} else {
+		__atomic_store_n(&ha_agent.fd, -1, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&reconnect_lock);
 	return fd;
-}
-
-/* Closes fd only if it is still the file we were given. */
-static void close_ours(int fd, dev_t dev, ino_t ino)
-{
-	struct stat st;
-
-	if (fd >= 0 && !fstat(fd, &st) && st.st_dev == dev && st.st_ino == ino)
-		close(fd);
 }
 
 void ha_agent_transport_close(void)
@@ -316,6 +375,8 @@ void ha_agent_transport_close(void)
 	if (ha_agent.fd != c->fd)
 		close_ours(ha_agent.fd, ha_agent.pipe_dev, ha_agent.pipe_ino);
 	close_ours(c->shm_fd, shm_dev, shm_ino);
+	close_ours(ha_agent.reader, ha_agent.pipe_dev, ha_agent.pipe_ino);
+	ha_agent.reader = -1;
 }
 
 void ha_agent_transport_fork_child(void)

@@ -116,6 +116,11 @@ static inline uint64_t halloc_library_key(const char *path)
 #define HALLOC_SHM_VERSION 1u
 #define HALLOC_SHM_SLOTS 4096u
 
+enum halloc_pipe_state {
+	HALLOC_PIPE_READING = 0, /* the memfd starts zeroed */
+	HALLOC_PIPE_STOPPED = 1,
+};
+
 struct halloc_slot {
 	uint32_t state;    /* 0 free, else owned (the owner's tid); atomic */
 	uint32_t used;     /* bytes of frame[] filled, whole records; atomic */
@@ -133,7 +138,21 @@ struct halloc_shm {
 	uint32_t nslots;     /* HALLOC_SHM_SLOTS */
 	uint32_t slot_hint;  /* where to start looking for a free slot; atomic */
 	uint32_t slots_full; /* times a thread found no free slot; atomic */
-	uint64_t reserved[5];
+	/*
+	 * The pipe. Agents hold a read end of it themselves, so a write never
+	 * raises SIGPIPE (blocking it around every write cost two system
+	 * calls a frame); instead the tracer says here when it stops reading:
+	 * it sets pipe_state to HALLOC_PIPE_STOPPED, waits until no agent is
+	 * inside a write (writers, counted around each), then reads what is
+	 * left. An agent that finds it stopped keeps its frames in their
+	 * slots, as it did on EPIPE. tracer_pid: for an agent whose pipe is
+	 * full to find out that the tracer is gone.
+	 */
+	uint32_t tracer_pid;
+	uint32_t pipe_state; /* enum halloc_pipe_state; atomic */
+	uint32_t writers;    /* agents inside a write(2) to the pipe; atomic */
+	uint32_t reserved32;
+	uint64_t reserved[3];
 	struct halloc_slot slots[]; /* nslots of them */
 };
 

@@ -496,6 +496,7 @@ static bool index_chunk(struct chunk *k, const unsigned char *p, size_t len)
 	ref->slot = ha_le32(p + 16);
 	ref->chunk_no = ha_le32(p + 20);
 	ref->sorted = k->sorted;
+	ref->events_only = false;
 	return true;
 }
 

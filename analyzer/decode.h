@@ -77,4 +77,66 @@ static inline uint64_t ha_le64(const unsigned char *p)
 	return (uint64_t)ha_le32(p) | (uint64_t)ha_le32(p + 4) << 32;
 }
 
+/*
+ * Fast readers for the hot loops (chunk_fast.c), over a buffer followed by
+ * HA_SLACK readable bytes: they load 8 bytes at a time without looking for
+ * the end. A field that runs past the end is caught by the caller, which
+ * compares its cursor with the end once per record; each field takes at
+ * most 8 bytes, and a record has at most 7 fields before that check, so
+ * 64 bytes of slack are never read past. NULL for what they do not handle
+ * (a varint longer than 8 bytes): the caller decodes that chunk the
+ * careful way instead.
+ */
+#define HA_SLACK 64
+
+static inline const unsigned char *ha_fast_uv(const unsigned char *p,
+					      uint64_t *out)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t w, stop, x;
+	unsigned bits;
+
+	if (!(*p & 0x80)) {
+		*out = *p;
+		return p + 1;
+	}
+	memcpy(&w, p, sizeof(w));
+	stop = ~w & 0x8080808080808080ull; /* bytes without continuation */
+	if (!stop)
+		return NULL;
+	bits = (unsigned)__builtin_ctzll(stop) + 1; /* 8 x bytes used */
+	x = w & 0x7f7f7f7f7f7f7f7full;
+	if (bits < 64)
+		x &= ((uint64_t)1 << bits) - 1;
+	/* 7-bit groups to one number: pairs, then quads, then all eight */
+	x = ((x & 0x7f007f007f007f00ull) >> 1) | (x & 0x007f007f007f007full);
+	x = ((x & 0x3fff00003fff0000ull) >> 2) | (x & 0x00003fff00003fffull);
+	x = ((x & 0x0fffffff00000000ull) >> 4) | (x & 0x000000000fffffffull);
+	*out = x;
+	return p + bits / 8;
+#else
+	const unsigned char *q = p;
+
+	return halloc_get_uv(&q, p + 8, out) ? q : NULL;
+#endif
+}
+
+/* Steps over a varint whose value is not needed. */
+static inline const unsigned char *ha_fast_skip(const unsigned char *p)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t w, stop;
+
+	if (!(*p & 0x80))
+		return p + 1;
+	memcpy(&w, p, sizeof(w));
+	stop = ~w & 0x8080808080808080ull;
+	return stop ? p + ((unsigned)__builtin_ctzll(stop) + 1) / 8 : NULL;
+#else
+	uint64_t v;
+
+	return ha_fast_uv(p, &v);
+#endif
+}
+
 #endif /* HALLOC_ANALYZER_DECODE_H */

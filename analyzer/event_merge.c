@@ -6,16 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyzer/chunk_fast.h"
+#include "analyzer/decode.h"
 #include "analyzer/event_merge.h"
 #include "halloc/log.h"
-
-struct ha_merge_group {
-	const uint32_t *chunks; /* into log->chunks, in chunk_no order */
-	size_t nchunks, next_chunk;
-	struct ha_event *ev; /* the current chunk's events */
-	size_t nev, pos, cap;
-	uint64_t at; /* the current chunk's offset: ties go by file order */
-};
 
 /* ---- sorting events by sequence number ---------------------------------- */
 
@@ -149,9 +143,15 @@ static enum ha_result read_chunk(struct ha_event_iter *it, uint32_t chunk,
 {
 	const struct ha_chunk_ref *ref = &it->log->chunks[chunk];
 
-	if (!ha_fetch(it->plan->fetch, ref->at, it->buf, ref->len))
+	const unsigned char *p =
+	    ha_fetch_view(it->plan->fetch, ref->at, ref->len, it->buf);
+
+	if (!p)
 		return HA_ERR_IO;
-	return ha_chunk_events(it->log, it->buf, ref->len, ev, n, cap);
+	if (ref->events_only &&
+	    ha_chunk_fast_events(it->log, p, ref->len, ev, n, cap))
+		return HA_OK;
+	return ha_chunk_events(it->log, p, ref->len, ev, n, cap);
 }
 
 static int cmp_index(const void *a, const void *b)
@@ -263,7 +263,7 @@ enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
 	}
 	c = plan->order + plan->start[stream];
 	n = plan->end[stream] - plan->start[stream];
-	it->buf = malloc(HALLOC_FRAME_MAX);
+	it->buf = malloc(HALLOC_FRAME_MAX + HA_SLACK);
 	if (!it->buf)
 		return HA_ERR_NOMEM;
 	if (!mergeable(log, c, n))
@@ -309,16 +309,20 @@ const struct ha_event *ha_events_next(struct ha_event_iter *it)
 		return NULL;
 	g = &it->groups[it->heap[0]];
 	e = &g->ev[g->pos++];
-	/* The caller uses e before the next call: copy it out of the way of
-	 * the group's next chunk. */
-	it->current = *e;
-	if (g->pos == g->nev && !group_advance(it, g)) {
-		if (it->error != HA_OK)
-			return NULL;
-		it->heap[0] = it->heap[--it->nheap];
+	if (g->pos == g->nev) {
+		/* The caller uses e before the next call: copy it out of the
+		 * way of the group's next chunk. */
+		it->current = *e;
+		e = &it->current;
+		if (!group_advance(it, g)) {
+			if (it->error != HA_OK)
+				return NULL;
+			it->heap[0] = it->heap[--it->nheap];
+		}
 	}
-	sift_down(it, 0);
-	return &it->current;
+	if (it->nheap > 1)
+		sift_down(it, 0);
+	return e;
 }
 
 void ha_events_close(struct ha_event_iter *it)

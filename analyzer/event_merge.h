@@ -29,7 +29,14 @@ enum ha_result ha_merge_plan(struct ha_log *log, struct ha_fetch *fetch,
 			     struct ha_merge_plan *plan);
 void ha_merge_plan_free(struct ha_merge_plan *plan);
 
-struct ha_merge_group; /* one thread's chunks */
+/* One thread's chunks. */
+struct ha_merge_group {
+	const uint32_t *chunks; /* into log->chunks, in chunk_no order */
+	size_t nchunks, next_chunk;
+	struct ha_event *ev; /* the current chunk's events */
+	size_t nev, pos, cap;
+	uint64_t at; /* the current chunk's offset: ties go by file order */
+};
 
 struct ha_event_iter {
 	struct ha_log *log;
@@ -53,6 +60,21 @@ enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
 			      uint32_t stream);
 /* The next event, NULL at the end or on an error (it->error). */
 const struct ha_event *ha_events_next(struct ha_event_iter *it);
+/* An event that comes k after the last one ha_events_next returned, or
+ * likely will (the same thread's), or NULL: for prefetching only. */
+static inline const struct ha_event *
+ha_events_ahead(const struct ha_event_iter *it, size_t k)
+{
+	const struct ha_merge_group *g;
+
+	if (!it->groups)
+		return it->next + k < it->nevents ? &it->events[it->next + k]
+						  : NULL;
+	if (it->nheap == 0)
+		return NULL;
+	g = &it->groups[it->heap[0]];
+	return g->pos + k < g->nev ? &g->ev[g->pos + k] : NULL;
+}
 void ha_events_close(struct ha_event_iter *it);
 
 #endif /* HALLOC_ANALYZER_EVENT_MERGE_H */

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyzer/hashmap.h"
+
 struct ha_block {
 	uint64_t addr, size;
 	uint64_t time; /* allocated at, us since the stream's start */
@@ -36,6 +38,12 @@ bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
 size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
 		   uint32_t blocks, uint32_t stack, uint64_t time,
 		   struct ha_block *old);
+/* Starts loading addr's home slot into the cache. */
+static inline void ha_live_prefetch(const struct ha_live *t, uint64_t addr)
+{
+	if (t->slots)
+		__builtin_prefetch(&t->slots[ha_hash64(addr) & t->mask]);
+}
 /* Removes slot i (from ha_live_find). */
 void ha_live_remove(struct ha_live *t, size_t i);
 /* dst becomes a copy of src; false when out of memory. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyzer/chunk_fast.h"
 #include "analyzer/decode.h"
 #include "analyzer/log_source.h"
 #include "analyzer/model.h"
@@ -174,9 +175,10 @@ static bool read_end(struct ha_log *log, struct ha_cursor *c)
 	return true;
 }
 
-/* Decodes one whole frame of a known type; its payload is in r->buf. */
+/* Decodes one whole frame of a known type; its payload is in r->buf,
+ * followed by HA_SLACK zero bytes (decode.h). */
 static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
-			       unsigned type, size_t len)
+			       unsigned type, unsigned flags, size_t len)
 {
 	struct ha_cursor c = {r->buf, r->buf + len};
 	uint64_t payload_at = frame_at + HALLOC_FRAME_HEADER_SIZE;
@@ -199,6 +201,11 @@ static enum ha_result dispatch(struct reader *r, uint64_t frame_at,
 		return HA_OK;
 	case HALLOC_FRAME_CHUNK:
 		r->log->payload_at = payload_at;
+		/* Marked as holding only events, the chunk is most likely
+		 * one the fast reading takes whole. */
+		if (r->log->skip_events && (flags & HALLOC_FRAME_EVENTS_ONLY) &&
+		    ha_chunk_fast_index(r->log, r->buf, len))
+			break;
 		res = ha_chunk_read(r->log, r->buf, len, &bad, &why);
 		break;
 	case HALLOC_FRAME_SYMBOLS:
@@ -287,20 +294,22 @@ static enum ha_result read_frames(struct reader *r)
 		if (len > FRAME_PAYLOAD_LIMIT)
 			return corrupt(r, frame_at,
 				       "frame length out of range");
-		if (len > r->buf_cap) {
-			unsigned char *b = realloc(r->buf, len);
+		if (len + HA_SLACK > r->buf_cap) {
+			unsigned char *b = realloc(r->buf, len + HA_SLACK);
 
 			if (!b)
 				return ha_diag_set(r->diag, HA_ERR_NOMEM,
 						   "out of memory reading '%s'",
 						   r->name);
 			r->buf = b;
-			r->buf_cap = len;
+			r->buf_cap = len + HA_SLACK;
 		}
 		if (read_bytes(r, r->buf, len) < len)
 			return input_ended(r);
+		memset(r->buf + len, 0, HA_SLACK);
 		{
-			enum ha_result res = dispatch(r, frame_at, type, len);
+			enum ha_result res =
+			    dispatch(r, frame_at, type, h[6] | h[7] << 8, len);
 
 			if (res != HA_OK)
 				return res;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "analyzer/decode.h"
 #include "analyzer/log_source.h"
 
 /* Appended frames are small and rare: a fast level is enough. */
@@ -204,6 +205,8 @@ struct ha_fetch {
 	size_t nframes;
 	ZSTD_DCtx *dctx;
 	unsigned char *in;
+	unsigned char *whole; /* a frame's compressed bytes */
+	size_t whole_cap;
 	struct cached_frame cache[FETCH_CACHE];
 	uint64_t clock;
 };
@@ -231,7 +234,33 @@ struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log)
 	return h;
 }
 
-/* Decompresses frame k whole (what the file holds of it). */
+/*
+ * A frame the first reading saw end: its sizes, compressed and not, are
+ * known, so it is read and decompressed in one call, straight into the
+ * cache (streaming would decompress into zstd's window, then copy).
+ */
+static bool load_whole(struct ha_fetch *h, size_t k, struct cached_frame *c)
+{
+	uint64_t zlen = h->frames[k + 1].file_at - h->frames[k].file_at;
+	uint64_t raw = h->frames[k + 1].raw_at - h->frames[k].raw_at;
+	size_t got;
+
+	if (zlen > SIZE_MAX / 2 || raw > SIZE_MAX / 2 ||
+	    !HA_RESERVE(h->whole, h->whole_cap, (size_t)zlen) ||
+	    !HA_RESERVE(c->data, c->cap, (size_t)raw + HA_SLACK) ||
+	    pread(h->fd, h->whole, (size_t)zlen, (off_t)h->frames[k].file_at) !=
+		(ssize_t)zlen)
+		return false;
+	got = ZSTD_decompressDCtx(h->dctx, c->data, (size_t)raw, h->whole,
+				  (size_t)zlen);
+	if (ZSTD_isError(got) || got != raw)
+		return false;
+	c->len = got;
+	return true;
+}
+
+/* Decompresses frame k whole (what the file holds of it). The cached
+ * bytes are followed by HA_SLACK zero bytes (decode.h). */
 static struct cached_frame *load_frame(struct ha_fetch *h, size_t k)
 {
 	struct cached_frame *c = &h->cache[0];
@@ -247,6 +276,10 @@ static struct cached_frame *load_frame(struct ha_fetch *h, size_t k)
 			c = &h->cache[i];
 	}
 	c->frame = SIZE_MAX;
+	c->len = 0;
+	if (k + 1 < h->nframes && load_whole(h, k, c))
+		goto done;
+	/* Cut short, damaged, or out of memory: what streaming gets. */
 	c->len = 0;
 	ZSTD_DCtx_reset(h->dctx, ZSTD_reset_session_only);
 	while (ret != 0) {
@@ -275,9 +308,47 @@ static struct cached_frame *load_frame(struct ha_fetch *h, size_t k)
 			break;
 		at += in.pos;
 	}
+	if (!HA_RESERVE(c->data, c->cap, c->len + HA_SLACK))
+		return NULL;
+done:
+	memset(c->data + c->len, 0, HA_SLACK);
 	c->frame = k;
 	c->used = ++h->clock;
 	return c;
+}
+
+/* The last frame starting at or before `at`. */
+static size_t frame_of(const struct ha_fetch *h, uint64_t at)
+{
+	size_t lo = 0, hi = h->nframes;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (h->frames[mid].raw_at <= at)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const unsigned char *ha_fetch_view(struct ha_fetch *h, uint64_t at, size_t len,
+				   unsigned char *buf)
+{
+	if (h->dctx) {
+		size_t k = frame_of(h, at);
+		struct cached_frame *c = load_frame(h, k);
+		uint64_t off = at - h->frames[k].raw_at;
+
+		if (c && off < c->len && len <= c->len - off)
+			return c->data +
+			       off; /* the usual: one frame holds it */
+	}
+	if (!ha_fetch(h, at, buf, len))
+		return NULL;
+	memset(buf + len, 0, HA_SLACK);
+	return buf;
 }
 
 bool ha_fetch(struct ha_fetch *h, uint64_t at, void *dst, size_t len)
@@ -287,19 +358,10 @@ bool ha_fetch(struct ha_fetch *h, uint64_t at, void *dst, size_t len)
 	if (!h->dctx)
 		return pread(h->fd, dst, len, (off_t)at) == (ssize_t)len;
 	while (len > 0) {
-		size_t lo = 0, hi = h->nframes, take;
+		size_t lo = frame_of(h, at), take;
 		struct cached_frame *c;
 		uint64_t off;
 
-		/* The last frame starting at or before `at`. */
-		while (hi - lo > 1) {
-			size_t mid = lo + (hi - lo) / 2;
-
-			if (h->frames[mid].raw_at <= at)
-				lo = mid;
-			else
-				hi = mid;
-		}
 		c = load_frame(h, lo);
 		off = at - h->frames[lo].raw_at;
 		if (!c || off >= c->len)
@@ -321,5 +383,6 @@ void ha_fetch_free(struct ha_fetch *h)
 		free(h->cache[i].data);
 	ZSTD_freeDCtx(h->dctx);
 	free(h->in);
+	free(h->whole);
 	free(h);
 }

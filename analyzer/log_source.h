@@ -62,6 +62,12 @@ struct ha_fetch;
 struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log);
 /* Copies len bytes at offset `at` to dst; false on a read error. */
 bool ha_fetch(struct ha_fetch *fetch, uint64_t at, void *dst, size_t len);
+/* The len bytes at `at`, followed by HA_SLACK readable bytes (decode.h):
+ * in the cache of decompressed frames when one holds them all, else
+ * copied to buf (len + HA_SLACK bytes), the slack zeroed. NULL on a read
+ * error. Valid until the next call. */
+const unsigned char *ha_fetch_view(struct ha_fetch *fetch, uint64_t at,
+				   size_t len, unsigned char *buf);
 void ha_fetch_free(struct ha_fetch *fetch);
 
 /* Whether the file at `fd` starts with the zstd magic (offset kept). */

@@ -111,6 +111,7 @@ struct ha_chunk_ref {
 	uint32_t len;
 	uint32_t stream, slot, chunk_no;
 	bool sorted; /* its events come in increasing seq order */
+	bool events_only; /* plain events only: chunk_fast.c reads it */
 };
 
 /* A zstd frame of a compressed log: where it starts, compressed and not. */

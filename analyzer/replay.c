@@ -423,6 +423,12 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 	ok = ha_timeline_start(&r->procs[stream].timeline, s->last_time,
 			       st.live.bytes);
 	while (ok && (e = ha_events_next(&it))) {
+		const struct ha_event *ahead = ha_events_ahead(&it, 16);
+
+		/* The table is bigger than the cache and its accesses random:
+		 * ask for the slot of an event a few ahead now. */
+		if (ahead)
+			ha_live_prefetch(&st.live, ahead->addr);
 		/* A child forked at seq Q has seen every event up to Q. */
 		while (ok && kid < r->kids_end[stream] &&
 		       r->kids[kid].parent_seq < e->seq)

@@ -30,6 +30,8 @@
 #define STOP_GRACE_MS 300
 /* Reads per wake-up, so that signals are not starved by a busy pipe. */
 #define READS_PER_WAKE 16
+/* How long to let the pipe fill after reading from it (see ht_collect). */
+#define BATCH_US 1000
 /* Reads when draining at the end, in case a writer never stops. */
 #define READS_TO_DRAIN 256
 /* How much recording time a tracer killed mid-way can lose from the log
@@ -68,29 +70,59 @@ static void copy_frames(struct ht_session *s, const unsigned char *data,
 	ht_log_write(s, span, span_len);
 }
 
+/* How long to wait for agents inside a write(2) when we stop reading. */
+#define WRITERS_WAIT_MS 200
+
+/*
+ * From now on agents keep their frames in their slots (agent/transport.h:
+ * they hold a read end of the pipe, so closing ours would not tell them).
+ * Returns once no agent is inside a write; what they wrote is then in the
+ * pipe for the last reads. A writer killed inside its write is waited for
+ * WRITERS_WAIT_MS at most.
+ */
+static void stop_writers(struct ht_session *s)
+{
+	struct timespec ms = {0, 1000000};
+
+	if (!s->shm || __atomic_exchange_n(&s->shm->pipe_state,
+					   HALLOC_PIPE_STOPPED,
+					   __ATOMIC_SEQ_CST) == HALLOC_PIPE_STOPPED)
+		return;
+	for (int i = 0; i < WRITERS_WAIT_MS &&
+			__atomic_load_n(&s->shm->writers, __ATOMIC_SEQ_CST);
+	     i++)
+		nanosleep(&ms, NULL);
+}
+
 static void end_of_pipe(struct ht_session *s)
 {
+	stop_writers(s);
 	if (ht_framer_end(&s->framer))
 		s->frames_dropped++;
 	close(s->pipe_fd);
 	s->pipe_fd = -1;
 }
 
-static void read_pipe(struct ht_session *s, unsigned max_reads)
+/* Bytes read, or 0 when the pipe was empty. */
+static size_t read_pipe(struct ht_session *s, unsigned max_reads)
 {
+	size_t total = 0;
+
 	for (unsigned i = 0; s->pipe_fd >= 0 && i < max_reads; i++) {
 		ssize_t n = read(s->pipe_fd, s->buffer, s->buffer_size);
 
 		if (n > 0) {
 			copy_frames(s, s->buffer, (size_t)n);
+			total += (size_t)n;
 		} else if (n == 0) {
 			end_of_pipe(s);
 		} else if (errno == EAGAIN) {
-			return;
+			break;
 		} else if (errno != EINTR) {
 			end_of_pipe(s);
 		}
 	}
+	return total;
 }
 
 static void add_exit(struct ht_session *s, pid_t pid, int status)
@@ -183,6 +215,13 @@ static void restore_signals(struct ht_session *s)
 
 enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 {
+	/*
+	 * After reading, let frames gather in the (1 MiB) pipe for a while:
+	 * each write(2) that finds us waiting in poll(2) pays for waking us
+	 * (about 4 us a frame in a VM), a write to a pipe nobody waits on
+	 * does not.
+	 */
+	const struct timespec batch = {0, BATCH_US * 1000};
 	long long deadline = 0;
 
 	diag->message[0] = '\0';
@@ -215,14 +254,16 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 		}
 		if (fds[0].revents)
 			handle_signals(s, &deadline);
-		if (s->pipe_fd >= 0 && fds[1].revents)
-			read_pipe(s, READS_PER_WAKE);
+		if (s->pipe_fd >= 0 && fds[1].revents &&
+		    read_pipe(s, READS_PER_WAKE) > 0)
+			nanosleep(&batch, NULL);
 		if (now_ms() - s->flushed_ms >= FLUSH_EVERY_MS) {
 			ht_log_flush(s);
 			s->flushed_ms = now_ms();
 		}
 	}
 	reap(s); /* those that ended while we gave up on the others */
+	stop_writers(s);
 	read_pipe(s, READS_TO_DRAIN);
 	restore_signals(s);
 

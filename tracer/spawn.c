@@ -240,6 +240,7 @@ static int open_transport(struct ht_session *s, struct ht_diag *diag)
 	s->shm->magic = HALLOC_SHM_MAGIC;
 	s->shm->version = HALLOC_SHM_VERSION;
 	s->shm->nslots = shm_slots();
+	s->shm->tracer_pid = (uint32_t)getpid();
 	return fds[1];
 }
 

@@ -61,6 +61,9 @@ struct call {
 	__u64 seq;  /* realloc of a block: when the old one is freed */
 	__u64 size; /* requested; ~0 on overflow */
 	__u64 ptr;  /* realloc: the old block; posix_memalign: memptr */
+	/* DWARF mode: the mapping the thread's stack was in at the last
+	 * copy; the copy stops at its end (stack_in_vma). */
+	__u64 stack_lo, stack_hi;
 	__u8 fn;    /* enum halloc_alloc_fn */
 	__u8 active;
 };
@@ -359,8 +362,50 @@ static __always_inline void agg_failed(struct pt_regs *ctx, __u8 fn)
 
 /* ---- streaming ----------------------------------------------------------- */
 
+struct vma_bounds {
+	__u64 lo, hi;
+};
+
+static long vma_bounds_of(struct task_struct *task, struct vm_area_struct *vma,
+			  void *data)
+{
+	struct vma_bounds *b = data;
+
+	b->lo = vma->vm_start;
+	b->hi = vma->vm_end;
+	return 0;
+}
+
+/*
+ * How much of the stack above sp to copy: stack_bytes, or less when the
+ * stack's mapping ends sooner. Nothing is above a thread's outermost
+ * frame but its start-up data, so most copies are a few hundred bytes
+ * instead of 8 KiB of cold ring memory. The mapping is looked up once per
+ * thread (again when sp leaves it); when it cannot be (mmap_lock busy),
+ * the whole stack_bytes are copied, as before.
+ */
+static __always_inline __u32 stack_in_vma(struct call *c, __u64 sp)
+{
+	__u64 left;
+
+	if (sp < c->stack_lo || sp >= c->stack_hi) {
+		struct vma_bounds b = {0, 0};
+
+		if (bpf_find_vma(bpf_get_current_task_btf(), sp, vma_bounds_of,
+				 &b, 0) || sp < b.lo || sp >= b.hi)
+			b.lo = b.hi = 0;
+		c->stack_lo = b.lo;
+		c->stack_hi = b.hi;
+		if (!b.hi)
+			return stack_bytes;
+	}
+	left = c->stack_hi - sp;
+	return left < stack_bytes ? (__u32)left : stack_bytes;
+}
+
 /* Sends an event with the caller's stack. */
 static __always_inline void emit_with_stack(struct pt_regs *ctx,
+					    struct call *c,
 					    struct hb_event *proto)
 {
 	if (stack_mode == HB_STACK_DWARF) {
@@ -370,6 +415,7 @@ static __always_inline void emit_with_stack(struct pt_regs *ctx,
 		struct hb_regs *r;
 		__u8 *stk;
 		__u64 sp = PT_REGS_SP(ctx);
+		__u32 want = stack_in_vma(c, sp);
 
 		if (!ev) {
 			count(HB_CNT_LOST);
@@ -386,8 +432,11 @@ static __always_inline void emit_with_stack(struct pt_regs *ctx,
 		r->r14 = ctx->r14;
 		r->r15 = ctx->r15;
 		stk = (__u8 *)(r + 1);
-		ev->stack_size = stack_bytes;
-		if (bpf_probe_read_user(stk, stack_bytes, (void *)sp)) {
+		if (want > stack_bytes)
+			want = stack_bytes;
+		barrier_var(want); /* the verifier must see the bound */
+		ev->stack_size = want;
+		if (bpf_probe_read_user(stk, want, (void *)sp)) {
 			/* The stack ends before stack_bytes: copy what is
 			 * mapped, page by page (stack_bytes >= 4096). */
 			__u32 got = 0;
@@ -492,7 +541,7 @@ int BPF_KRETPROBE(alloc_exit, __u64 ret)
 			ev.old_addr = c->ptr;
 			ev.addr = addr;
 			ev.size = c->size;
-			emit_with_stack(ctx, &ev);
+			emit_with_stack(ctx, c, &ev);
 			return 0;
 		}
 	}
@@ -510,7 +559,7 @@ int BPF_KRETPROBE(alloc_exit, __u64 ret)
 	ev.size = c->size;
 	if (!addr)
 		ev.err = err;
-	emit_with_stack(ctx, &ev);
+	emit_with_stack(ctx, c, &ev);
 	return 0;
 }
 

@@ -4,11 +4,14 @@ compared with that truth (see each program's header comment).
 import os
 import re
 import shutil
+import signal
 import struct
+import subprocess
+import time
 
 from harness import (EXAMPLES, ROOT, case, check, compare, expect_leak, expect_rc,
                      expect_status, leaks_at, line_of, only_process, process_by, program,
-                     report_json, same_file, site_at, source, summary_of, trace)
+                     report_json, same_file, site_at, source, summary_of, trace, TRACE)
 
 
 # ---- 1. leaks at known lines --------------------------------------------------
@@ -389,6 +392,41 @@ def sigkill(c):
         "peak_bytes": sum(sizes), "peak_blocks": 3000,
         "leaked_bytes": live, "leaked_blocks": 1500})
     expect_leak(proc, source("sigkill"), "LEAK:kill", live, 1500, "main")
+
+
+# ---- the tracer dies while the program runs ---------------------------------------
+
+@case("tracer-killed")
+def tracer_killed(c):
+    """The agent holds a read end of the pipe, so a dead tracer neither kills
+    the program with SIGPIPE nor leaves it blocked on a full pipe."""
+    d = c.path("marks")
+    os.mkdir(d)
+    log = c.fresh("trace", ".hlog")
+    argv = [TRACE, "-q", "-o", log, "--", program("outlive"), d]
+    c.note("$ " + " ".join(argv))
+    tracer = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=c.env())
+    try:
+        for _ in range(200):
+            if os.path.exists(os.path.join(d, "started")):
+                break
+            time.sleep(0.05)
+        check(os.path.exists(os.path.join(d, "started")), "the program did not start")
+        tracer.send_signal(signal.SIGKILL)
+        tracer.wait(timeout=10)
+        # Reaped: from here the agent can tell that the tracer is gone.
+        for _ in range(300):
+            if os.path.exists(os.path.join(d, "done")):
+                break
+            time.sleep(0.05)
+        check(os.path.exists(os.path.join(d, "done")),
+              "the program did not finish after its tracer was killed "
+              "(killed by SIGPIPE, or blocked on the full pipe)")
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
 
 
 # ---- the program closes the descriptors it was given -----------------------------
