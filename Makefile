@@ -37,7 +37,7 @@ AGENT_LIBS := -ldl -pthread
 ANALYZER_SRC := $(wildcard analyzer/*.c)
 ANALYZER_OBJ := $(ANALYZER_SRC:%.c=$(BUILD)/obj/%.o)
 ANALYZER_LIB := $(BUILD)/lib/libhalloc-analyzer.a
-ANALYZER_LIBS := -ldw -lelf -lz -lzstd -lstdc++ -lm
+ANALYZER_LIBS := -ldw -lelf -lz -lzstd -lstdc++ -lm -pthread
 
 # ---- the tracer: libhalloc-tracer.a (spawn, collect, finish a log) --------
 TRACER_SRC := $(wildcard tracer/*.c)

@@ -271,6 +271,7 @@ static bool init(struct ha_agent_thread *t)
 	pr.args_len = args_len;
 	ha_agent_put_process(t, &pr);
 	ha_agent_modules_rescan(t);
+	ha_agent_buf_send(t);
 	return true;
 }
 
@@ -304,6 +305,7 @@ static void start_pending(struct ha_agent_thread *t)
 	t->guard++;
 	ha_agent_put_process(t, &pending);
 	ha_agent_modules_announce(t);
+	ha_agent_buf_send(t);
 	t->guard--;
 	expected = HA_AGENT_STARTING;
 	__atomic_compare_exchange_n(&ha_agent_status, &expected, HA_AGENT_ON,

@@ -370,6 +370,13 @@ unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max);
  * TYPE): its chunk is sent without HALLOC_FRAME_EVENTS_ONLY. */
 unsigned char *ha_agent_buf_begin_defs(struct ha_agent_thread *t, size_t max);
 void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end);
+/*
+ * Send what the thread holds now, keeping its slot: the start of a stream
+ * (PROCESS, MODULE_LOAD), so that the tracer knows the modules while the
+ * program runs (it opens their debug information meanwhile) even when the
+ * thread that started the stream makes no more records until the end.
+ */
+void ha_agent_buf_send(struct ha_agent_thread *t);
 /* Flush what the thread holds and give its slot or buffer back. */
 void ha_agent_buf_release(struct ha_agent_thread *t);
 /* At exit: flush other threads' private buffers (they are not in shm). */

@@ -552,6 +552,20 @@ void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end)
 		ha_agent_buf_release(t);
 }
 
+void ha_agent_buf_send(struct ha_agent_thread *t)
+{
+	if (!t->frame)
+		return;
+	if (t->priv) {
+		spin_lock(&t->priv->lock);
+		t->used = t->priv->used;
+		flush(t);
+		spin_unlock(&t->priv->lock);
+		return;
+	}
+	flush(t);
+}
+
 void ha_agent_buf_release(struct ha_agent_thread *t)
 {
 	if (!t->frame)

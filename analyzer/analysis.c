@@ -19,6 +19,7 @@
 #include "analyzer/analysis.h"
 #include "analyzer/event_merge.h"
 #include "analyzer/log_source.h"
+#include "analyzer/symbolize.h"
 
 const char *ha_result_name(enum ha_result result)
 {
@@ -353,12 +354,34 @@ static enum ha_result append_compressed_symbols(struct ha_log *log, int fd)
 	return res;
 }
 
+enum ha_result ha_symbols_append_file(struct ha_log *log, const char *path,
+				      struct ha_diag *diag)
+{
+	enum ha_result res;
+	int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+
+	if (fd < 0)
+		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s",
+				   path, strerror(errno));
+	errno = 0;
+	res = ha_fd_is_compressed(fd) ? append_compressed_symbols(log, fd)
+				      : ha_symbols_write(log, fd);
+	if (close(fd) != 0 && res == HA_OK)
+		res = HA_ERR_IO;
+	if (res == HA_ERR_IO)
+		return ha_diag_set(diag, res, "cannot write to '%s': %s", path,
+				   strerror(errno ? errno : EIO));
+	if (res != HA_OK)
+		return ha_diag_set(diag, res, "out of memory symbolizing '%s'",
+				   path);
+	return HA_OK;
+}
+
 enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 {
 	FILE *f = fopen(path, "rb");
 	struct ha_log *log;
 	enum ha_result read_res, res;
-	int fd;
 
 	if (!f)
 		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s",
@@ -390,24 +413,7 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 		ha_log_free(log);
 		return res;
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-	if (fd < 0) {
-		res = ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s", path,
-				  strerror(errno));
-		ha_log_free(log);
-		return res;
-	}
-	errno = 0;
-	res = log->compressed ? append_compressed_symbols(log, fd)
-			      : ha_symbols_write(log, fd);
-	if (close(fd) != 0 && res == HA_OK)
-		res = HA_ERR_IO;
+	res = ha_symbols_append_file(log, path, diag);
 	ha_log_free(log);
-	if (res == HA_ERR_IO)
-		return ha_diag_set(diag, res, "cannot write to '%s': %s", path,
-				   strerror(errno ? errno : EIO));
-	if (res != HA_OK)
-		return ha_diag_set(diag, res, "out of memory symbolizing '%s'",
-				   path);
-	return read_res;
+	return res != HA_OK ? res : read_res;
 }

@@ -244,4 +244,24 @@ enum ha_result ha_diff_write(const struct ha_analysis *old_analysis,
  */
 enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag);
 
+/*
+ * The same, without reading the log again (symbols_feed.c): halloc-trace
+ * feeds each frame it writes that may define modules or stacks (all but
+ * CHUNK frames with HALLOC_FRAME_EVENTS_ONLY), in log order, and calls
+ * ha_symbols_feed_append when the log is written but for SYMBOLS and END.
+ * Feeding may happen on one thread while another calls
+ * ha_symbols_feed_work (it decodes what was fed and opens the module
+ * files its stacks lie in, so append finds them open; true when it
+ * found something to do); append only after the last work returned.
+ * Past 64 MiB fed, append reads the file as ha_append_symbols does.
+ */
+struct ha_symbols_feed;
+struct ha_symbols_feed *ha_symbols_feed_new(void);
+void ha_symbols_feed_frame(struct ha_symbols_feed *feed, const void *frame,
+			   size_t size);
+bool ha_symbols_feed_work(struct ha_symbols_feed *feed);
+enum ha_result ha_symbols_feed_append(struct ha_symbols_feed *feed,
+				      const char *path, struct ha_diag *diag);
+void ha_symbols_feed_free(struct ha_symbols_feed *feed);
+
 #endif /* HALLOC_ANALYZER_H */

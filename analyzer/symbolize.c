@@ -5,8 +5,8 @@
  * Each module file gets its own Dwfl, reported at base 0 with its
  * p_vaddr kept, so an address in it is just the location's offset (the
  * recorded address minus 1 minus the load bias). Separate debug info is
- * found the standard way: .gnu_debuglink, then the build-id under
- * /usr/lib/debug. A file whose build-id differs from the recorded one is a
+ * found as libdw does (debuginfo.c): the build-id under /usr/lib/debug,
+ * then .gnu_debuglink. A file whose build-id differs from the recorded one is a
  * different binary: it is not used, rather than giving wrong lines.
  *
  * Inlined frames are found like `eu-addr2line -i`: the scopes around the
@@ -20,30 +20,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "analyzer/debuginfo.h"
 #include "analyzer/model.h"
+#include "analyzer/symbolize.h"
 #include "halloc/log.h"
 
 char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
 
-/* NULL: libdw's default search path (":.debug:/usr/lib/debug"). */
-static char *debuginfo_path;
-
-static const Dwfl_Callbacks offline_callbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .section_address = dwfl_offline_section_address,
-    .debuginfo_path = &debuginfo_path,
-};
-
-struct module_syms {
+struct ha_module_syms {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
-	bool tried;
+	bool tried, warm;
 };
 
 struct symbolizer {
 	struct ha_log *log;
-	struct module_syms *mods; /* by modfile */
+	struct ha_module_cache *cache;
 	struct ha_sym frames[HALLOC_DEPTH_MAX];
 	uint32_t nframes;
 };
@@ -67,17 +59,28 @@ static bool build_id_matches(Dwfl_Module *mod, const char *want_hex)
 	return true;
 }
 
-static Dwfl_Module *open_module(struct symbolizer *z, uint32_t modfile)
+Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
+				  const struct ha_log *log, uint32_t modfile)
 {
-	struct module_syms *ms = &z->mods[modfile];
-	const struct ha_modfile *mf = &z->log->modfiles[modfile];
+	struct ha_module_syms *ms;
+	const struct ha_modfile *mf = &log->modfiles[modfile];
 
+	if (modfile >= cache->n) {
+		size_t cap = cache->n;
+
+		if (!HA_RESERVE(cache->mods, cap, log->nmodfiles))
+			return NULL;
+		memset(cache->mods + cache->n, 0,
+		       (cap - cache->n) * sizeof(*cache->mods));
+		cache->n = cap;
+	}
+	ms = &cache->mods[modfile];
 	if (ms->tried)
 		return ms->mod;
 	ms->tried = true;
 	if (mf->path[0] != '/' || access(mf->path, R_OK) != 0)
 		return NULL;
-	ms->dwfl = dwfl_begin(&offline_callbacks);
+	ms->dwfl = dwfl_begin(&ha_dwfl_offline_callbacks);
 	if (!ms->dwfl)
 		return NULL;
 	dwfl_report_begin(ms->dwfl);
@@ -87,6 +90,50 @@ static Dwfl_Module *open_module(struct symbolizer *z, uint32_t modfile)
 	if (ms->mod && !build_id_matches(ms->mod, mf->build_id))
 		ms->mod = NULL;
 	return ms->mod;
+}
+
+void ha_module_cache_warm(struct ha_module_cache *cache,
+			  const struct ha_log *log, uint32_t modfile)
+{
+	Dwfl_Module *mod = ha_module_cache_open(cache, log, modfile);
+	Dwarf_Addr bias;
+
+	if (!mod || cache->mods[modfile].warm)
+		return;
+	cache->mods[modfile].warm = true;
+	/* What the first lookup would do: find and inflate the debug info,
+	 * read the symbol table, index the compilation units. */
+	dwfl_module_getdwarf(mod, &bias);
+	dwfl_module_getsymtab(mod);
+	dwfl_module_addrdie(mod, 0, &bias);
+}
+
+void ha_module_cache_free(struct ha_module_cache *cache)
+{
+	for (size_t i = 0; i < cache->n; i++)
+		if (cache->mods[i].dwfl)
+			dwfl_end(cache->mods[i].dwfl);
+	free(cache->mods);
+	free(cache->pre);
+	free(cache->syms);
+	ha_map_free(&cache->pre_index);
+	memset(cache, 0, sizeof(*cache));
+}
+
+static uint64_t pre_key(uint32_t modfile, uint64_t offset)
+{
+	return ha_hash64(offset) ^ ha_hash64((uint64_t)modfile + 1);
+}
+
+static const struct ha_presym *pre_find(const struct ha_module_cache *cache,
+					uint32_t modfile, uint64_t offset)
+{
+	uint32_t i = ha_map_get(&cache->pre_index, pre_key(modfile, offset));
+
+	if (i == HA_NONE || cache->pre[i].modfile != modfile ||
+	    cache->pre[i].offset != offset)
+		return NULL;
+	return &cache->pre[i];
 }
 
 static const char *intern(struct symbolizer *z, const char *s)
@@ -349,7 +396,48 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 	return ok;
 }
 
-enum ha_result ha_symbolize_from_files(struct ha_log *log)
+bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
+				  struct ha_log *log, uint32_t modfile,
+				  uint64_t offset)
+{
+	uint64_t key = pre_key(modfile, offset);
+	struct symbolizer *z;
+	Dwfl_Module *mod;
+	struct ha_presym *p;
+	bool ok;
+
+	/* Taken already, or its hash is (a rare clash: the final pass
+	 * symbolizes that one itself). */
+	if (ha_map_get(&cache->pre_index, key) != HA_NONE)
+		return true;
+	mod = ha_module_cache_open(cache, log, modfile);
+	if (!mod)
+		return true;
+	if (!(z = calloc(1, sizeof(*z))))
+		return false;
+	z->log = log;
+	z->cache = cache;
+	ok = symbolize_address(z, mod, offset) &&
+	     HA_RESERVE(cache->pre, cache->pre_cap, cache->npre + 1) &&
+	     HA_RESERVE(cache->syms, cache->syms_cap,
+			cache->nsyms + z->nframes) &&
+	     ha_map_put(&cache->pre_index, key, (uint32_t)cache->npre);
+	if (ok) {
+		p = &cache->pre[cache->npre++];
+		p->offset = offset;
+		p->modfile = modfile;
+		p->first = (uint32_t)cache->nsyms;
+		p->n = z->nframes;
+		memcpy(cache->syms + cache->nsyms, z->frames,
+		       z->nframes * sizeof(*z->frames));
+		cache->nsyms += z->nframes;
+	}
+	free(z);
+	return ok;
+}
+
+enum ha_result ha_symbolize_cached(struct ha_log *log,
+				   struct ha_module_cache *cache)
 {
 	struct symbolizer *z = calloc(1, sizeof(*z));
 	enum ha_result res = HA_OK;
@@ -357,20 +445,29 @@ enum ha_result ha_symbolize_from_files(struct ha_log *log)
 	if (!z)
 		return HA_ERR_NOMEM;
 	z->log = log;
-	z->mods = calloc(log->nmodfiles ? log->nmodfiles : 1, sizeof(*z->mods));
-	if (!z->mods) {
-		free(z);
-		return HA_ERR_NOMEM;
-	}
+	z->cache = cache;
 	for (size_t i = 0; i < log->nlocs && res == HA_OK; i++) {
 		struct ha_loc *loc = &log->locs[i];
+		const struct ha_presym *pre;
 		Dwfl_Module *mod;
 
 		if (loc->state != HA_LOC_PENDING)
 			continue;
-		mod = loc->modfile ? open_module(z, loc->modfile) : NULL;
+		mod = loc->modfile
+			  ? ha_module_cache_open(cache, log, loc->modfile)
+			  : NULL;
 		if (!mod) {
 			loc->state = HA_LOC_UNKNOWN;
+			continue;
+		}
+		pre = pre_find(cache, loc->modfile, loc->offset);
+		if (pre) {
+			if (pre->n == 0)
+				loc->state = HA_LOC_UNKNOWN;
+			else if (!ha_log_set_syms(log, (uint32_t)i,
+						  cache->syms + pre->first,
+						  pre->n, HA_LOC_FROM_FILE))
+				res = HA_ERR_NOMEM;
 			continue;
 		}
 		if (!symbolize_address(z, mod, loc->offset)) {
@@ -383,10 +480,15 @@ enum ha_result ha_symbolize_from_files(struct ha_log *log)
 					  z->nframes, HA_LOC_FROM_FILE))
 			res = HA_ERR_NOMEM;
 	}
-	for (size_t i = 0; i < log->nmodfiles; i++)
-		if (z->mods[i].dwfl)
-			dwfl_end(z->mods[i].dwfl);
-	free(z->mods);
 	free(z);
+	return res;
+}
+
+enum ha_result ha_symbolize_from_files(struct ha_log *log)
+{
+	struct ha_module_cache cache = {0};
+	enum ha_result res = ha_symbolize_cached(log, &cache);
+
+	ha_module_cache_free(&cache);
 	return res;
 }

@@ -52,6 +52,7 @@ static void copy_frames(struct ht_session *s, const unsigned char *data,
 		ht_chunk_key(frame, &slot, &chunk_no);
 		if (ht_chunk_set_add(&s->seen, slot, chunk_no) < 0)
 			s->seen_incomplete = true;
+		ht_symbols_frame(s, frame, size);
 		if (span && frame == span + span_len) {
 			span_len += size;
 			continue;
@@ -225,6 +226,7 @@ enum ht_result ht_collect(struct ht_session *s, struct ht_diag *diag)
 	long long deadline = 0;
 
 	diag->message[0] = '\0';
+	ht_symbols_start(s);
 	ht_log_flush(s); /* the header and TRACE_INFO are on disk */
 	s->flushed_ms = now_ms();
 	while (!recording_ended(s)) {

@@ -18,6 +18,7 @@
 #include "tracer/faults.h"
 
 #include "agent/transport.h"
+#include "analyzer/debuginfo.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -42,15 +43,6 @@ struct ranges {
 	struct range *r;
 	size_t n, cap;
 	bool nomem;
-};
-
-static char *debuginfo_path;
-
-static const Dwfl_Callbacks offline_callbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .section_address = dwfl_offline_section_address,
-    .debuginfo_path = &debuginfo_path,
 };
 
 /* "x.c" names /src/x.c; "src/x.c" too; "/src/x.c" only itself. */
@@ -170,7 +162,7 @@ struct object {
 /* Scans one object's line tables; whether FILE is in them. */
 static bool scan_object(struct object *o, const char *file, unsigned line)
 {
-	Dwfl *dwfl = dwfl_begin(&offline_callbacks);
+	Dwfl *dwfl = dwfl_begin(&ha_dwfl_offline_callbacks);
 	Dwfl_Module *mod = NULL;
 	Dwarf *dwarf = NULL;
 	Dwarf_Addr bias;

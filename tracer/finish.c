@@ -86,6 +86,7 @@ static void append_leftovers(struct ht_session *s)
 		if (!size)
 			continue;
 		ht_log_write(s, frame, size);
+		ht_symbols_frame(s, frame, size);
 		ht_chunk_key(frame, &slot, &chunk_no);
 		if (ht_chunk_set_add(&appended, slot, chunk_no) < 0)
 			s->seen_incomplete = true;
@@ -147,19 +148,21 @@ enum ht_result ht_finish(struct ht_session *s, struct ht_diag *diag)
 	 * to lose the last chunk of each thread than to count twice. */
 	if (!s->seen_incomplete)
 		append_leftovers(s);
-	for (size_t i = 0; i < s->nexits; i++)
-		ht_log_write(s, frame,
-			     ht_frame_process_exit(frame, s->exits[i].pid,
-						   s->exits[i].status));
-	/* ha_append_symbols reads the log and appends to it: the frame being
-	 * compressed must end first. */
+	for (size_t i = 0; i < s->nexits; i++) {
+		size_t size = ht_frame_process_exit(frame, s->exits[i].pid,
+						    s->exits[i].status);
+
+		ht_log_write(s, frame, size);
+		ht_symbols_frame(s, frame, size);
+	}
+	/* The symbols are appended through another descriptor (and the log
+	 * read again, when it was not fed): the zstd frame must end first. */
 	ht_log_seal(s);
 	if (s->log_errno)
 		goto write_error;
 
 	/* --no-symbols: reports read the binaries on disk instead. */
-	if (!s->no_symbols &&
-	    ha_append_symbols(s->log_path, &symbols_diag) != HA_OK)
+	if (!s->no_symbols && ht_symbols_append(s, &symbols_diag) != HA_OK)
 		snprintf(diag->message, sizeof(diag->message),
 			 "while adding symbols to the log: %.470s",
 			 symbols_diag.message[0] ? symbols_diag.message

@@ -5,12 +5,14 @@
 #ifndef HALLOC_TRACER_SESSION_H
 #define HALLOC_TRACER_SESSION_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "agent/transport.h"
+#include "analyzer/analyzer.h"
 #include "tracer/chunks.h"
 #include "tracer/frames.h"
 #include "tracer/rss.h"
@@ -64,6 +66,13 @@ struct ht_session {
 	uint64_t frames_dropped; /* could not be delimited: lost */
 
 	struct ht_rss rss; /* resident memory samples (rss.c) */
+
+	/* The symbols pass, prepared while the program runs (symbols.c). */
+	struct ha_symbols_feed *symbols; /* NULL: read the log at the end */
+	pthread_t symbols_thread;
+	bool symbols_thread_running, symbols_sync, symbols_stop;
+	pthread_mutex_t symbols_lock; /* guards symbols_stop */
+	pthread_cond_t symbols_wake;
 };
 
 /*
@@ -80,5 +89,19 @@ void ht_log_write(struct ht_session *session, const void *data, size_t size);
 void ht_log_flush(struct ht_session *session);
 void ht_log_seal(struct ht_session *session);
 void ht_log_file_free(struct ht_session *session);
+
+/*
+ * symbols.c. ht_symbols_start (before the first frame is copied) starts
+ * the thread that opens module files while the program runs; every frame
+ * written to the log goes to ht_symbols_frame too, in log order;
+ * ht_symbols_append stops the thread and appends the SYMBOLS frames
+ * (without --no-symbols); ht_symbols_free at any point.
+ */
+void ht_symbols_start(struct ht_session *session);
+void ht_symbols_frame(struct ht_session *session, const unsigned char *frame,
+		      size_t size);
+enum ha_result ht_symbols_append(struct ht_session *session,
+				 struct ha_diag *diag);
+void ht_symbols_free(struct ht_session *session);
 
 #endif /* HALLOC_TRACER_SESSION_H */

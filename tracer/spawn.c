@@ -563,6 +563,7 @@ void ht_session_free(struct ht_session *s)
 {
 	if (!s)
 		return;
+	ht_symbols_free(s);
 	ht_log_file_free(s);
 	close_fd(&s->log_fd);
 	close_fd(&s->pipe_fd);

@@ -1,0 +1,62 @@
+/*
+ * analyzer/symbolize.h - the module files symbolize.c opens, kept open
+ * across calls, so a recording's files can be opened while it runs
+ * (symbols_feed.c) and its end-of-run pass finds them ready. Internal to
+ * the analyzer.
+ *
+ * A cache serves one log: it is indexed by that log's modfile numbers.
+ * One thread at a time uses a cache (libdw's Dwfl is not thread-safe).
+ */
+#ifndef HALLOC_ANALYZER_SYMBOLIZE_H
+#define HALLOC_ANALYZER_SYMBOLIZE_H
+
+#include <elfutils/libdwfl.h>
+
+#include "analyzer/model.h"
+
+struct ha_module_syms;
+
+/* An address symbolized ahead of the final pass: syms[first, +n). */
+struct ha_presym {
+	uint64_t offset;
+	uint32_t modfile, first, n;
+};
+
+struct ha_module_cache {
+	struct ha_module_syms *mods; /* by modfile */
+	size_t n;
+	/* Addresses symbolized while the program ran (symbols_feed.c);
+	 * symbolizing is a function of (modfile, offset), so the final
+	 * pass takes these as they are. Strings are the log's. */
+	struct ha_presym *pre;
+	size_t npre, pre_cap;
+	struct ha_map pre_index; /* hash of (modfile, offset) -> pre */
+	struct ha_sym *syms;
+	size_t nsyms, syms_cap;
+};
+
+/* The module file, opened on first use (NULL: unreadable, or not the
+ * recorded build-id; asked once). */
+Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
+				  const struct ha_log *log, uint32_t modfile);
+/* Opens it and does now what its first lookup would: reading and
+ * inflating its debug info and its symbol table. */
+void ha_module_cache_warm(struct ha_module_cache *cache,
+			  const struct ha_log *log, uint32_t modfile);
+void ha_module_cache_free(struct ha_module_cache *cache);
+/* Symbolizes (modfile, offset) now, for ha_symbolize_cached to find.
+ * False on no memory. */
+bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
+				  struct ha_log *log, uint32_t modfile,
+				  uint64_t offset);
+
+/* ha_symbolize_from_files with the files in `cache` (filled as needed). */
+enum ha_result ha_symbolize_cached(struct ha_log *log,
+				   struct ha_module_cache *cache);
+
+/* analysis.c: appends SYMBOLS frames for every location symbolized
+ * from files to the log at `path`, compressed if the file is. */
+enum ha_result ha_symbols_append_file(struct ha_log *log, const char *path,
+				      struct ha_diag *diag);
+
+#endif /* HALLOC_ANALYZER_SYMBOLIZE_H */
