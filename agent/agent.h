@@ -365,11 +365,38 @@ void ha_agent_modules_announce(struct ha_agent_thread *t);
  * headers); NULL when recording stopped. Every begin is followed by one
  * commit with the end of what was written.
  */
-unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max);
+unsigned char *ha_agent_buf_begin_slow(struct ha_agent_thread *t, size_t max);
+void ha_agent_buf_commit_slow(struct ha_agent_thread *t, unsigned char *end);
+
+/* Inline, the common case: a chunk under way in a slot, with room. (A
+ * thread with a slot has no private buffer, and frame is the slot's.) */
+static inline unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t,
+						size_t max)
+{
+	if (__builtin_expect(t->slot && t->used &&
+				 t->used + max <= HALLOC_FRAME_MAX &&
+				 __atomic_load_n(&ha_agent_status,
+						 __ATOMIC_RELAXED) !=
+				     HA_AGENT_OFF,
+			     1))
+		return t->frame + t->used;
+	return ha_agent_buf_begin_slow(t, max);
+}
+
+static inline void ha_agent_buf_commit(struct ha_agent_thread *t,
+				       unsigned char *end)
+{
+	if (__builtin_expect(t->slot && !t->exiting, 1)) {
+		t->used = (uint32_t)(end - t->frame);
+		/* The record is whole: now the tracer may see it. */
+		__atomic_store_n(&t->slot->used, t->used, __ATOMIC_RELEASE);
+		return;
+	}
+	ha_agent_buf_commit_slow(t, end);
+}
 /* The same for a record that is not an event (PROCESS, MODULE_*, STACK,
  * TYPE): its chunk is sent without HALLOC_FRAME_EVENTS_ONLY. */
 unsigned char *ha_agent_buf_begin_defs(struct ha_agent_thread *t, size_t max);
-void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end);
 /*
  * Send what the thread holds now, keeping its slot: the start of a stream
  * (PROCESS, MODULE_LOAD), so that the tracer knows the modules while the

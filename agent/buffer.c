@@ -487,7 +487,7 @@ static bool ready(struct ha_agent_thread *t)
 	return true;
 }
 
-unsigned char *ha_agent_buf_begin(struct ha_agent_thread *t, size_t max)
+unsigned char *ha_agent_buf_begin_slow(struct ha_agent_thread *t, size_t max)
 {
 	struct halloc_chunk_header ch;
 
@@ -540,7 +540,7 @@ unsigned char *ha_agent_buf_begin_defs(struct ha_agent_thread *t, size_t max)
 	return p;
 }
 
-void ha_agent_buf_commit(struct ha_agent_thread *t, unsigned char *end)
+void ha_agent_buf_commit_slow(struct ha_agent_thread *t, unsigned char *end)
 {
 	t->used = (uint32_t)(end - t->frame);
 	/* The record is whole: now the tracer may see it. */

@@ -22,7 +22,7 @@
 /* Tag + up to seven varints: the largest event record (REALLOC). */
 #define EVENT_MAX (1 + 7 * HALLOC_VARINT_MAX)
 
-static uint64_t now_us(void)
+static inline uint64_t now_us(void)
 {
 	struct timespec ts;
 
@@ -39,7 +39,8 @@ static unsigned char *put_seq(struct ha_agent_thread *t, unsigned char *p,
 }
 
 /* Microseconds since the stream started, as a delta in the chunk. */
-static unsigned char *put_time(struct ha_agent_thread *t, unsigned char *p)
+static inline __attribute__((always_inline)) unsigned char *
+put_time(struct ha_agent_thread *t, unsigned char *p)
 {
 	return halloc_put_time_delta(p, &t->last_time,
 				     now_us() - ha_agent.base_us);

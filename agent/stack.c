@@ -78,7 +78,6 @@ static bool map_table(void)
 
 int ha_agent_stack_init(void)
 {
-	ha_agent_unwind_init();
 	return map_table() ? 0 : -1;
 }
 
@@ -96,18 +95,10 @@ void ha_agent_stack_fork_child(void)
 		munmap(old_arena, old_size);
 }
 
-static uint64_t hash_frames(const uintptr_t *f, unsigned n, uint32_t gen)
+/* The table's hash: the walk's running hash (unwind.h), finished. */
+static uint64_t hash_of(uint64_t running, unsigned n, uint32_t gen)
 {
-	uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)n << 32) ^ gen;
-	unsigned i;
-
-	for (i = 0; i < n; i++) {
-		h ^= f[i];
-		h *= 0xff51afd7ed558ccdull;
-		h ^= h >> 32;
-	}
-	h ^= h >> 29;
-	return h;
+	return ha_agent_mix64(running ^ (uint64_t)n << 32 ^ gen);
 }
 
 static bool same(const struct entry *e, uint64_t h, const uintptr_t *f,
@@ -147,11 +138,12 @@ static uint64_t unremembered(struct ha_agent_thread *t, const uintptr_t *f,
 	return id;
 }
 
+/* running: ha_agent_hash_step() over f[0..n) */
 static uint64_t lookup(struct ha_agent_thread *t, const uintptr_t *f,
-		       unsigned n)
+		       unsigned n, uint64_t running)
 {
 	uint32_t gen = ha_agent_modules_generation();
-	uint64_t h = hash_frames(f, n, gen), seq = 0;
+	uint64_t h = hash_of(running, n, gen), seq = 0;
 	struct entry *mine = NULL, *e;
 	uint32_t i, k;
 
@@ -197,21 +189,25 @@ static uint64_t lookup(struct ha_agent_thread *t, const uintptr_t *f,
 uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 {
 	uintptr_t frames[HALLOC_DEPTH_MAX + SKIP_MAX];
-	unsigned depth = ha_agent.cfg.depth;
-	int n, first = 0, saved = errno;
-	uint64_t id;
+	unsigned depth = ha_agent.cfg.depth, walked, n, first = 0, i;
+	int saved = errno;
+	uint64_t id, h;
 
-	n = (int)ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
-				 depth + SKIP_MAX);
-	while (first < n && first < SKIP_MAX &&
+	walked = ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
+				 depth + SKIP_MAX, &h);
+	while (first < walked && first < SKIP_MAX &&
 	       ha_agent_self_frame(frames[first]))
 		first++;
-	n -= first;
-	if (n < 0)
-		n = 0;
-	if ((unsigned)n > depth)
-		n = (int)depth;
-	id = lookup(t, frames + first, (unsigned)n);
+	n = walked - first;
+	if (n > depth)
+		n = depth;
+	/* The walk hashed what it stored: other frames, another hash. */
+	if (n != walked) {
+		h = HA_AGENT_HASH_SEED;
+		for (i = 0; i < n; i++)
+			h = ha_agent_hash_step(h, frames[first + i]);
+	}
+	id = lookup(t, frames + first, n, h);
 	errno = saved;
 	return id;
 }

@@ -1,7 +1,7 @@
 /*
  * agent/unwind.h - walking the call stack from DWARF CFI (x86_64).
  * Internal to the agent: cfi.c finds the rules at an address, unwind.c
- * applies them frame by frame.
+ * applies them frame by frame (unwind_full.c the uncommon ones).
  *
  * Only what a stack walk needs is tracked: the CFA, rbp, rsp and the
  * return address (DWARF registers 6, 7 and 16). A rule that needs another
@@ -67,16 +67,63 @@ struct ha_agent_regs {
 			 :                                                     \
 			 : "memory")
 
-/* Once, before the first walk. */
-void ha_agent_unwind_init(void);
+/*
+ * The state of one walk: unwind.c steps the common frames, unwind_full.c
+ * the others, both through these.
+ */
+/* rsp and rbp apart: stored side by side, gcc pairs them in a vector. */
+struct ha_agent_walk_regs {
+	uintptr_t rip, rsp;
+	bool rbp_known;
+	uintptr_t rbp;
+};
+
+struct ha_agent_walk_range {
+	uintptr_t lo, hi;
+};
+
+struct ha_agent_walk {
+	struct ha_agent_walk_regs r;
+	struct ha_agent_walk_range stack[2];
+	/*
+	 * The 8-aligned words of stack[0], for the common check (fast_ok):
+	 * the first one, and how many (0: none).
+	 */
+	uintptr_t first;
+	uint64_t words;
+	uint64_t gen; /* the modules' generation, read once per walk */
+};
+
+/* A word of the walk's stacks; false (nothing read) outside them. */
+bool ha_agent_walk_load(const struct ha_agent_walk *w, uintptr_t addr,
+			uintptr_t *out);
+/*
+ * One frame up by the full rules c. 1: done, 0: the end, -1: stuck;
+ * *signal: the frame left was a signal trampoline.
+ */
+int ha_agent_step_full(struct ha_agent_walk *w, const struct ha_cfi *c,
+		       bool *signal);
+
+/*
+ * A running hash of return addresses, for stack.c's table: the walk
+ * computes it as it stores the frames, so that a stack costs no second
+ * pass to hash. Start from HA_AGENT_HASH_SEED, step once per frame.
+ */
+#define HA_AGENT_HASH_SEED 0x9e3779b97f4a7c15ull
+
+static inline uint64_t ha_agent_hash_step(uint64_t h, uintptr_t frame)
+{
+	return (h ^ frame) * 0xff51afd7ed558ccdull;
+}
 
 /*
  * The return addresses of the calling code, innermost first: of the
  * function that took `from`, or (from == NULL) of ha_agent_unwind()'s
- * caller. Returns how many were stored (<= max).
+ * caller. Returns how many were stored (<= max); *hash (unless NULL) is
+ * the hash of all of them.
  */
 unsigned ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-			 unsigned max);
+			 unsigned max, uint64_t *hash);
 
 #pragma GCC visibility pop
 
