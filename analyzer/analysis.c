@@ -386,7 +386,8 @@ enum ha_result ha_append_symbols(const char *path, struct ha_diag *diag)
 	if (!f)
 		return ha_diag_set(diag, HA_ERR_IO, "cannot open '%s': %s",
 				   path, strerror(errno));
-	read_res = ha_log_read(f, path, true, &log, diag);
+	/* No replay follows: keep no decompressed frames for one. */
+	read_res = ha_log_read_keeping(f, path, true, 0, &log, diag);
 	fclose(f);
 	if (!log)
 		return read_res;
