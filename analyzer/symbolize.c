@@ -288,6 +288,58 @@ static bool push_frame(struct symbolizer *z, const char *function,
 	return true;
 }
 
+/*
+ * The DIEs that contain die, die first, out to the root of its unit: what
+ * dwarf_getscopes_die returns. That walks the unit in order until it
+ * meets die, which in a big unit (CPython's ceval.c) is most of it for
+ * every address; here, from the root down, each level's child whose
+ * subtree holds die's offset (a DIE's subtree spans the offsets up to its
+ * next sibling's), so only the siblings before the path are passed, most
+ * in one step each (DW_AT_sibling). -1 when die is not found (no memory,
+ * or bad DWARF).
+ */
+static int path_to_die(Dwarf_Die *die, Dwarf_Die **out)
+{
+	Dwarf_Off target = dwarf_dieoffset(die);
+	Dwarf_Die cur, child, next, *chain = NULL, *grown;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	if (!dwarf_diecu(die, &cur, NULL, NULL))
+		return -1;
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			grown = realloc(chain, cap * sizeof(*chain));
+			if (!grown)
+				goto fail;
+			chain = grown;
+		}
+		chain[n++] = cur;
+		if (dwarf_dieoffset(&cur) == target)
+			break;
+		if (dwarf_child(&cur, &child) != 0 ||
+		    dwarf_dieoffset(&child) > target)
+			goto fail;
+		while (dwarf_siblingof(&child, &next) == 0 &&
+		       dwarf_dieoffset(&next) <= target)
+			child = next;
+		cur = child;
+	}
+	/* Innermost first, as dwarf_getscopes_die gives them. */
+	for (size_t i = 0; i < n / 2; i++) {
+		Dwarf_Die t = chain[i];
+
+		chain[i] = chain[n - 1 - i];
+		chain[n - 1 - i] = t;
+	}
+	*out = chain;
+	return (int)n;
+fail:
+	free(chain);
+	return -1;
+}
+
 /* The scopes at addr, from the innermost DIE outwards through the real
  * nesting (eu-addr2line's way: dwarf_getscopes alone continues into the
  * abstract definition of an inlined function). */
@@ -308,7 +360,7 @@ static int scopes_at(Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf_Addr addr,
 	}
 	free(*scopes);
 	*scopes = NULL;
-	return dwarf_getscopes_die(&innermost, scopes);
+	return path_to_die(&innermost, scopes);
 }
 
 /* Fills z->frames for one address. False on no memory. */
