@@ -30,6 +30,7 @@ char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
 struct ha_module_syms {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
+	struct ha_scope_index *scopes; /* NULL: ask dwarf_getscopes */
 	bool tried, warm;
 };
 
@@ -89,6 +90,8 @@ Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
 	dwfl_report_end(ms->dwfl, NULL, NULL);
 	if (ms->mod && !build_id_matches(ms->mod, mf->build_id))
 		ms->mod = NULL;
+	if (ms->mod)
+		ms->scopes = ha_scopes_new();
 	return ms->mod;
 }
 
@@ -110,9 +113,11 @@ void ha_module_cache_warm(struct ha_module_cache *cache,
 
 void ha_module_cache_free(struct ha_module_cache *cache)
 {
-	for (size_t i = 0; i < cache->n; i++)
+	for (size_t i = 0; i < cache->n; i++) {
 		if (cache->mods[i].dwfl)
 			dwfl_end(cache->mods[i].dwfl);
+		ha_scopes_free(cache->mods[i].scopes);
+	}
 	free(cache->mods);
 	free(cache->pre);
 	free(cache->syms);
@@ -343,13 +348,24 @@ fail:
 /* The scopes at addr, from the innermost DIE outwards through the real
  * nesting (eu-addr2line's way: dwarf_getscopes alone continues into the
  * abstract definition of an inlined function). */
-static int scopes_at(Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf_Addr addr,
-		     Dwarf_Die **scopes)
+static int scopes_at(Dwfl_Module *mod, struct ha_scope_index *ix,
+		     Dwarf_Die *cudie, Dwarf_Addr addr, Dwarf_Die **scopes)
 {
-	Dwarf_Die innermost;
+	Dwarf_Die innermost, found;
 	Dwarf_Addr bias;
 	Dwarf *dwarf;
-	int n = dwarf_getscopes(cudie, addr, scopes);
+	int n;
+
+	*scopes = NULL;
+	/* The same innermost DIE as dwarf_getscopes, found faster. */
+	n = ix ? ha_scopes_innermost(ix, cudie, addr, &found) : -1;
+	if (n == 0)
+		return 0;
+	dwarf = dwfl_module_getdwarf(mod, &bias);
+	if (n > 0 && dwarf &&
+	    dwarf_offdie(dwarf, dwarf_dieoffset(&found), &innermost))
+		return path_to_die(&innermost, scopes);
+	n = dwarf_getscopes(cudie, addr, scopes);
 
 	if (n <= 0)
 		return n;
@@ -365,7 +381,7 @@ static int scopes_at(Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf_Addr addr,
 
 /* Fills z->frames for one address. False on no memory. */
 static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
-			      GElf_Addr addr)
+			      struct ha_scope_index *ix, GElf_Addr addr)
 {
 	GElf_Off sym_off;
 	GElf_Sym sym;
@@ -394,7 +410,7 @@ static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
 	cur_line = lineno > 0 ? (uint32_t)lineno : 0;
 	cur_col = col > 0 ? (uint32_t)col : 0;
 
-	n = scopes_at(mod, cudie, addr - bias, &scopes);
+	n = scopes_at(mod, ix, cudie, addr - bias, &scopes);
 	for (int i = 0; ok && i < n && !outer_done; i++) {
 		Dwarf_Die *die = &scopes[i];
 		Dwarf_Attribute attr;
@@ -469,7 +485,8 @@ bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
 		return false;
 	z->log = log;
 	z->cache = cache;
-	ok = symbolize_address(z, mod, offset) &&
+	ok = symbolize_address(z, mod, cache->mods[modfile].scopes,
+			       offset) &&
 	     HA_RESERVE(cache->pre, cache->pre_cap, cache->npre + 1) &&
 	     HA_RESERVE(cache->syms, cache->syms_cap,
 			cache->nsyms + z->nframes) &&
@@ -522,7 +539,9 @@ enum ha_result ha_symbolize_cached(struct ha_log *log,
 				res = HA_ERR_NOMEM;
 			continue;
 		}
-		if (!symbolize_address(z, mod, loc->offset)) {
+		if (!symbolize_address(z, mod,
+				       cache->mods[loc->modfile].scopes,
+				       loc->offset)) {
 			res = HA_ERR_NOMEM;
 			break;
 		}

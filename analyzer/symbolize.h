@@ -16,6 +16,17 @@
 
 struct ha_module_syms;
 
+/* scopes.c: per module file, the top level of each unit indexed by the
+ * ranges of its children. One thread at a time, as the cache. */
+struct ha_scope_index;
+struct ha_scope_index *ha_scopes_new(void);
+void ha_scopes_free(struct ha_scope_index *ix);
+/* The innermost DIE whose ranges hold pc, below the unit DIE `unit`: the
+ * DIE dwarf_getscopes would give first. 1 found, 0 none, -1 no memory or
+ * bad DWARF. */
+int ha_scopes_innermost(struct ha_scope_index *ix, Dwarf_Die *unit,
+			Dwarf_Addr pc, Dwarf_Die *out);
+
 /* An address symbolized ahead of the final pass: syms[first, +n). */
 struct ha_presym {
 	uint64_t offset;
