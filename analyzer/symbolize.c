@@ -31,6 +31,7 @@ struct ha_module_syms {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
 	struct ha_scope_index *scopes; /* NULL: ask dwarf_getscopes */
+	struct ha_symtab_memo *names;  /* NULL: ask dwfl_module_addrinfo */
 	bool tried, warm;
 };
 
@@ -90,8 +91,10 @@ Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
 	dwfl_report_end(ms->dwfl, NULL, NULL);
 	if (ms->mod && !build_id_matches(ms->mod, mf->build_id))
 		ms->mod = NULL;
-	if (ms->mod)
+	if (ms->mod) {
 		ms->scopes = ha_scopes_new();
+		ms->names = ha_symtab_new();
+	}
 	return ms->mod;
 }
 
@@ -117,6 +120,7 @@ void ha_module_cache_free(struct ha_module_cache *cache)
 		if (cache->mods[i].dwfl)
 			dwfl_end(cache->mods[i].dwfl);
 		ha_scopes_free(cache->mods[i].scopes);
+		ha_symtab_free(cache->mods[i].names);
 	}
 	free(cache->mods);
 	free(cache->pre);
@@ -380,13 +384,12 @@ static int scopes_at(Dwfl_Module *mod, struct ha_scope_index *ix,
 }
 
 /* Fills z->frames for one address. False on no memory. */
-static bool symbolize_address(struct symbolizer *z, Dwfl_Module *mod,
-			      struct ha_scope_index *ix, GElf_Addr addr)
+static bool symbolize_address(struct symbolizer *z,
+			      struct ha_module_syms *ms, GElf_Addr addr)
 {
-	GElf_Off sym_off;
-	GElf_Sym sym;
-	const char *symname =
-	    dwfl_module_addrinfo(mod, addr, &sym_off, &sym, NULL, NULL, NULL);
+	Dwfl_Module *mod = ms->mod;
+	struct ha_scope_index *ix = ms->scopes;
+	const char *symname = ha_symtab_name(ms->names, mod, addr);
 	Dwarf_Addr bias = 0;
 	Dwarf_Die *cudie = dwfl_module_addrdie(mod, addr, &bias);
 	Dwarf_Die *scopes = NULL;
@@ -485,8 +488,7 @@ bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
 		return false;
 	z->log = log;
 	z->cache = cache;
-	ok = symbolize_address(z, mod, cache->mods[modfile].scopes,
-			       offset) &&
+	ok = symbolize_address(z, &cache->mods[modfile], offset) &&
 	     HA_RESERVE(cache->pre, cache->pre_cap, cache->npre + 1) &&
 	     HA_RESERVE(cache->syms, cache->syms_cap,
 			cache->nsyms + z->nframes) &&
@@ -539,8 +541,7 @@ enum ha_result ha_symbolize_cached(struct ha_log *log,
 				res = HA_ERR_NOMEM;
 			continue;
 		}
-		if (!symbolize_address(z, mod,
-				       cache->mods[loc->modfile].scopes,
+		if (!symbolize_address(z, &cache->mods[loc->modfile],
 				       loc->offset)) {
 			res = HA_ERR_NOMEM;
 			break;

@@ -27,6 +27,15 @@ void ha_scopes_free(struct ha_scope_index *ix);
 int ha_scopes_innermost(struct ha_scope_index *ix, Dwarf_Die *unit,
 			Dwarf_Addr pc, Dwarf_Die *out);
 
+/* symtab.c: per module file, dwfl_module_addrinfo's answers by stretch
+ * of addresses where they cannot change. One thread at a time. */
+struct ha_symtab_memo;
+struct ha_symtab_memo *ha_symtab_new(void);
+void ha_symtab_free(struct ha_symtab_memo *m);
+/* What dwfl_module_addrinfo(mod, addr) names (m may be NULL). */
+const char *ha_symtab_name(struct ha_symtab_memo *m, Dwfl_Module *mod,
+			   GElf_Addr addr);
+
 /* An address symbolized ahead of the final pass: syms[first, +n). */
 struct ha_presym {
 	uint64_t offset;
