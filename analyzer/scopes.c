@@ -31,6 +31,8 @@ struct ranged {
 };
 
 struct unit_index {
+	Dwarf_Off *tops; /* every top-level child, in order */
+	size_t ntops, tops_cap;
 	struct ranged *children;
 	size_t nchildren, children_cap;
 	struct range *ranges;
@@ -38,6 +40,7 @@ struct unit_index {
 };
 
 struct ha_scope_index {
+	Dwarf *dwarf; /* the module's own: offsets are only unique in one */
 	struct ha_map by_unit; /* unit DIE offset -> units[] */
 	struct unit_index *units;
 	size_t nunits, units_cap;
@@ -77,6 +80,9 @@ static bool index_unit(struct unit_index *u, Dwarf_Die *unit)
 		ptrdiff_t off = 0;
 		size_t first = u->nranges;
 
+		if (!HA_RESERVE(u->tops, u->tops_cap, u->ntops + 1))
+			return false;
+		u->tops[u->ntops++] = dwarf_dieoffset(&child);
 		while ((off = dwarf_ranges(&child, off, &base, &lo, &hi)) > 0) {
 			if (!HA_RESERVE(u->ranges, u->ranges_cap,
 					u->nranges + 1))
@@ -95,10 +101,25 @@ static bool index_unit(struct unit_index *u, Dwarf_Die *unit)
 	return true;
 }
 
+/* A unit of another file than the first one seen (a dwz file's partial
+ * unit) is not indexed: its offsets could clash. */
+static bool foreign(struct ha_scope_index *ix, Dwarf_Die *unit)
+{
+	Dwarf *dwarf = dwarf_cu_getdwarf(unit->cu);
+
+	if (!ix->dwarf)
+		ix->dwarf = dwarf;
+	return dwarf != ix->dwarf;
+}
+
 static struct unit_index *unit_of(struct ha_scope_index *ix, Dwarf_Die *unit)
 {
 	uint64_t key = dwarf_dieoffset(unit);
-	uint32_t i = ha_map_get(&ix->by_unit, key);
+	uint32_t i;
+
+	if (foreign(ix, unit))
+		return NULL;
+	i = ha_map_get(&ix->by_unit, key);
 
 	if (i != HA_NONE)
 		return &ix->units[i];
@@ -107,6 +128,7 @@ static struct unit_index *unit_of(struct ha_scope_index *ix, Dwarf_Die *unit)
 	ix->units[ix->nunits] = (struct unit_index){0};
 	if (!index_unit(&ix->units[ix->nunits], unit) ||
 	    !ha_map_put(&ix->by_unit, key, (uint32_t)ix->nunits)) {
+		free(ix->units[ix->nunits].tops);
 		free(ix->units[ix->nunits].children);
 		free(ix->units[ix->nunits].ranges);
 		return NULL;
@@ -161,6 +183,33 @@ int ha_scopes_innermost(struct ha_scope_index *ix, Dwarf_Die *unit,
 	return 0;
 }
 
+int ha_scopes_top_child(struct ha_scope_index *ix, Dwarf_Die *unit,
+			Dwarf_Off target, Dwarf_Die *out)
+{
+	struct unit_index *u;
+	size_t lo = 0, hi;
+
+	if (foreign(ix, unit))
+		return 0; /* the caller walks it */
+	if (!(u = unit_of(ix, unit)))
+		return -1;
+	/* The last top-level child at or before target holds it. */
+	hi = u->ntops;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (u->tops[mid] <= target)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return 0;
+	return dwarf_offdie(dwarf_cu_getdwarf(unit->cu), u->tops[lo - 1], out)
+		   ? 1
+		   : -1;
+}
+
 struct ha_scope_index *ha_scopes_new(void)
 {
 	return calloc(1, sizeof(struct ha_scope_index));
@@ -171,6 +220,7 @@ void ha_scopes_free(struct ha_scope_index *ix)
 	if (!ix)
 		return;
 	for (size_t i = 0; i < ix->nunits; i++) {
+		free(ix->units[i].tops);
 		free(ix->units[i].children);
 		free(ix->units[i].ranges);
 	}

@@ -307,16 +307,18 @@ static bool push_frame(struct symbolizer *z, const char *function,
  * in one step each (DW_AT_sibling). -1 when die is not found (no memory,
  * or bad DWARF).
  */
-static int path_to_die(Dwarf_Die *die, Dwarf_Die **out)
+static int path_to_die(struct ha_scope_index *ix, Dwarf_Die *die,
+		       Dwarf_Die **out)
 {
 	Dwarf_Off target = dwarf_dieoffset(die);
 	Dwarf_Die cur, child, next, *chain = NULL, *grown;
 	size_t n = 0, cap = 0;
+	bool top = true;
 
 	*out = NULL;
 	if (!dwarf_diecu(die, &cur, NULL, NULL))
 		return -1;
-	for (;;) {
+	for (;; top = false) {
 		if (n == cap) {
 			cap = cap ? 2 * cap : 16;
 			grown = realloc(chain, cap * sizeof(*chain));
@@ -327,6 +329,17 @@ static int path_to_die(Dwarf_Die *die, Dwarf_Die **out)
 		chain[n++] = cur;
 		if (dwarf_dieoffset(&cur) == target)
 			break;
+		/* A unit's top level is wide: its children are indexed. */
+		if (top && ix) {
+			int found = ha_scopes_top_child(ix, &cur, target, &child);
+
+			if (found < 0)
+				goto fail;
+			if (found > 0) {
+				cur = child;
+				continue;
+			}
+		}
 		if (dwarf_child(&cur, &child) != 0 ||
 		    dwarf_dieoffset(&child) > target)
 			goto fail;
@@ -368,7 +381,7 @@ static int scopes_at(Dwfl_Module *mod, struct ha_scope_index *ix,
 	dwarf = dwfl_module_getdwarf(mod, &bias);
 	if (n > 0 && dwarf &&
 	    dwarf_offdie(dwarf, dwarf_dieoffset(&found), &innermost))
-		return path_to_die(&innermost, scopes);
+		return path_to_die(ix, &innermost, scopes);
 	n = dwarf_getscopes(cudie, addr, scopes);
 
 	if (n <= 0)
@@ -380,7 +393,7 @@ static int scopes_at(Dwfl_Module *mod, struct ha_scope_index *ix,
 	}
 	free(*scopes);
 	*scopes = NULL;
-	return path_to_die(&innermost, scopes);
+	return path_to_die(ix, &innermost, scopes);
 }
 
 /* Fills z->frames for one address. False on no memory. */

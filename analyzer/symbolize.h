@@ -26,6 +26,10 @@ void ha_scopes_free(struct ha_scope_index *ix);
  * bad DWARF. */
 int ha_scopes_innermost(struct ha_scope_index *ix, Dwarf_Die *unit,
 			Dwarf_Addr pc, Dwarf_Die *out);
+/* The child of `unit` whose subtree holds the DIE at offset target. 1
+ * found, 0 target is not below a child, -1 no memory or bad DWARF. */
+int ha_scopes_top_child(struct ha_scope_index *ix, Dwarf_Die *unit,
+			Dwarf_Off target, Dwarf_Die *out);
 
 /* symtab.c: per module file, dwfl_module_addrinfo's answers by stretch
  * of addresses where they cannot change. One thread at a time. */
