@@ -12,7 +12,7 @@
  * the first two do not change; so where the answer is a symbol with a
  * size (the section test only ever picks a sizeless one), every address
  * of the stretch gets the same symbol. Other answers (a sizeless symbol,
- * none) are asked again each time. tests/unit/analyzer_symtab.c compares
+ * none) are asked again each time. tests/unit/analyzer_scopes.c compares
  * the two over whole modules.
  */
 #include <stdlib.h>

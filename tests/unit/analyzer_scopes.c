@@ -1,8 +1,11 @@
 /*
- * tests/unit/analyzer_scopes.c - analyzer/scopes.c finds, at every
- * address, the DIE dwarf_getscopes finds first: over the text of this
- * test binary (-O2 -g: inlined functions, lexical blocks) and of libc
- * (its separate debug file, when installed).
+ * tests/unit/analyzer_scopes.c - the symbolizer's shortcuts give libdw's
+ * answers: analyzer/scopes.c finds, at every address, the DIE
+ * dwarf_getscopes finds first, and analyzer/symtab.c names the symbol
+ * dwfl_module_addrinfo names; over the text of this test binary (-O2 -g:
+ * inlined functions, lexical blocks), of libc (its separate debug file,
+ * when installed) and of the loader (symbols with and without sizes,
+ * aliases, weak and local ones).
  */
 #include <criterion/criterion.h>
 #include <dwarf.h>
@@ -104,10 +107,17 @@ Test(scopes, same_innermost_die_as_libdw_in_this_binary)
 		     inside, compared);
 }
 
-static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
+struct lib {
+	const char *soname;
+	char path[PATH_MAX];
+};
+
+static int find_lib(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	if (strstr(info->dlpi_name, LIBC_SO)) {
-		snprintf(arg, PATH_MAX, "%s", info->dlpi_name);
+	struct lib *l = arg;
+
+	if (strstr(info->dlpi_name, l->soname)) {
+		snprintf(l->path, sizeof(l->path), "%s", info->dlpi_name);
 		return 1;
 	}
 	return 0;
@@ -115,13 +125,68 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
 
 Test(scopes, same_innermost_die_as_libdw_in_libc)
 {
-	char libc[PATH_MAX] = "";
+	struct lib libc = {LIBC_SO, ""};
 	unsigned compared = 0, inside = 0;
 
-	dl_iterate_phdr(find_libc, libc);
-	cr_assert(libc[0], "libc not mapped");
-	compare_module(libc, 61, &compared, &inside);
+	dl_iterate_phdr(find_lib, &libc);
+	cr_assert(libc.path[0], "libc not mapped");
+	compare_module(libc.path, 61, &compared, &inside);
 	/* Without libc6-dbg there is no DWARF to compare: nothing to say. */
 	if (compared == 0)
-		cr_log_warn("no debug info for %s: not compared", libc);
+		cr_log_warn("no debug info for %s: not compared", libc.path);
+}
+
+static void compare_names(const char *path, unsigned stride)
+{
+	Dwfl *dwfl = dwfl_begin(&ha_dwfl_offline_callbacks);
+	struct ha_symtab_memo *m = ha_symtab_new();
+	Dwfl_Module *mod;
+	struct text t;
+	unsigned named = 0;
+
+	cr_assert(dwfl && m);
+	dwfl_report_begin(dwfl);
+	mod = dwfl_report_elf(dwfl, "m", path, -1, 0, true);
+	dwfl_report_end(dwfl, NULL, NULL);
+	cr_assert(mod, "cannot open %s", path);
+	cr_assert(text_of(mod, &t), "no .text in %s", path);
+	/* Below and past the text too: addresses no symbol covers. */
+	for (uint64_t a = t.start > 4096 ? t.start - 4096 : 0;
+	     a < t.end + 4096; a += stride) {
+		GElf_Off off;
+		GElf_Sym sym;
+		const char *want = dwfl_module_addrinfo(mod, a, &off, &sym,
+							 NULL, NULL, NULL);
+		const char *got = ha_symtab_name(m, mod, a);
+
+		cr_assert(want == got || (want && got && !strcmp(want, got)),
+			  "%s+%#lx: libdw says %s, symtab.c %s", path,
+			  (unsigned long)a, want ? want : "(none)",
+			  got ? got : "(none)");
+		named += want != NULL;
+	}
+	cr_assert_gt(named, 100, "%s: only %u addresses named", path, named);
+	ha_symtab_free(m);
+	dwfl_end(dwfl);
+}
+
+Test(symtab, same_names_as_libdw_in_this_binary)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	cr_assert(n > 0);
+	exe[n] = '\0';
+	compare_names(exe, 13);
+}
+
+Test(symtab, same_names_as_libdw_in_libc_and_the_loader)
+{
+	struct lib libs[] = {{LIBC_SO, ""}, {"ld-linux", ""}};
+
+	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+		dl_iterate_phdr(find_lib, &libs[i]);
+		cr_assert(libs[i].path[0], "%s not mapped", libs[i].soname);
+		compare_names(libs[i].path, 89);
+	}
 }
