@@ -1,40 +1,51 @@
 /*
- * analyzer/symtab.c - dwfl_module_addrinfo's answer, asked once per
- * stretch of addresses where it cannot change.
+ * analyzer/symtab.c - dwfl_module_addrinfo's answer without its cost.
  *
- * dwfl_module_addrinfo decodes every symbol of the module for every
+ * dwfl_module_addrinfo decodes every symbol of the module again for every
  * address (CPython's libpython: 26,000 symbols, ~2.8 M instructions an
- * address). What it picks depends on the address only through which
- * symbols start at or below it (value <= addr), which of those still
- * cover it (addr < value + size), and, for symbols without a size, on
- * the address being exactly theirs and on its section. Between two
- * consecutive symbol starts or ends (and a sizeless symbol's value + 1)
- * the first two do not change; so where the answer is a symbol with a
- * size (the section test only ever picks a sizeless one), every address
- * of the stretch gets the same symbol. Other answers (a sizeless symbol,
- * none) are asked again each time. tests/unit/analyzer_scopes.c compares
+ * address). Here the eligible symbols are read once per module, and its
+ * choice is made over that list, in its order and by its rules
+ * (libdwfl/dwfl_module_addrsym.c): the globals first, then, if they gave
+ * nothing, the locals; among the symbols at or below the address that
+ * cover it, the one starting closest below it, else the stronger binding,
+ * and at the same start the smaller size unless that weakens the binding;
+ * the first found when all are equal. Its answers that are symbols
+ * without a size (assembly labels) depend on sections as well; those, the
+ * case where such a label decides whether the locals are searched, and
+ * "none" are left to libdw itself. tests/unit/analyzer_scopes.c compares
  * the two over whole modules.
  */
 #include <stdlib.h>
 
-#include "analyzer/hashmap.h"
 #include "analyzer/model.h"
 #include "analyzer/symbolize.h"
 
-struct ha_symtab_memo {
-	GElf_Addr *bounds; /* sorted, unique */
-	size_t nbounds;
-	bool built, failed; /* failed: no memory, always ask libdw */
-	struct ha_map by_stretch; /* stretch number -> names[] */
-	const char **names;
-	size_t nnames, names_cap;
+struct symbol {
+	GElf_Addr value, size;
+	const char *name;
+	int binding; /* binding_value() */
 };
 
-static int compare_addr(const void *a, const void *b)
-{
-	GElf_Addr x = *(const GElf_Addr *)a, y = *(const GElf_Addr *)b;
+struct ha_symtab_memo {
+	struct symbol *syms; /* the eligible ones, in libdw's index order */
+	size_t nsyms;
+	size_t first_global; /* syms[] index where libdw's globals start */
+	bool built, failed;  /* failed: no memory, always ask libdw */
+};
 
-	return x < y ? -1 : x > y;
+/* libdw's ranking of bindings: higher is better. */
+static int binding_value(const GElf_Sym *sym)
+{
+	switch (GELF_ST_BIND(sym->st_info)) {
+	case STB_GLOBAL:
+		return 3;
+	case STB_WEAK:
+		return 2;
+	case STB_LOCAL:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* The symbols libdw's search considers at all. */
@@ -46,92 +57,102 @@ static bool eligible(const char *name, const GElf_Sym *sym)
 	       type != STT_SECTION && type != STT_FILE && type != STT_TLS;
 }
 
-static bool add(struct ha_symtab_memo *m, size_t *cap, GElf_Addr a)
-{
-	if (!HA_RESERVE(m->bounds, *cap, m->nbounds + 1))
-		return false;
-	m->bounds[m->nbounds++] = a;
-	return true;
-}
-
 static bool build(struct ha_symtab_memo *m, Dwfl_Module *mod)
 {
 	int n = dwfl_module_getsymtab(mod);
-	size_t cap = 0, out = 0;
+	int first_global = dwfl_module_getsymtab_first_global(mod);
+	size_t cap = 0;
 
-	for (int i = 0; i < n; i++) {
+	if (n < 0 || first_global < 0)
+		return false;
+	/* libdw's globals: [first_global, n), from 1 when it is 0; its
+	 * locals, searched second: [1, first_global) when first_global > 1. */
+	m->first_global = 0;
+	for (int i = 1; i < n; i++) {
 		GElf_Sym sym;
 		GElf_Addr value;
 		GElf_Word shndx;
 		Elf *elf;
 		Dwarf_Addr bias;
-		const char *name = dwfl_module_getsym_info(
-		    mod, i, &sym, &value, &shndx, &elf, &bias);
+		const char *name;
 
+		if (i == first_global)
+			m->first_global = m->nsyms;
+		name = dwfl_module_getsym_info(mod, i, &sym, &value, &shndx,
+					       &elf, &bias);
 		if (!eligible(name, &sym))
 			continue;
-		if (!add(m, &cap, value) ||
-		    !add(m, &cap, value + (sym.st_size ? sym.st_size : 1)))
+		if (!HA_RESERVE(m->syms, cap, m->nsyms + 1))
 			return false;
+		m->syms[m->nsyms++] = (struct symbol){
+		    value, sym.st_size, name, binding_value(&sym)};
 	}
-	if (!m->nbounds)
-		return add(m, &cap, 0);
-	qsort(m->bounds, m->nbounds, sizeof(*m->bounds), compare_addr);
-	for (size_t i = 0; i < m->nbounds; i++)
-		if (!out || m->bounds[i] != m->bounds[out - 1])
-			m->bounds[out++] = m->bounds[i];
-	m->nbounds = out;
+	if (first_global <= 1)
+		m->first_global = 0;
+	else if (first_global >= n)
+		m->first_global = m->nsyms;
 	return true;
 }
 
-/* How many bounds are <= addr: addresses with the same count lie in one
- * stretch. */
-static size_t stretch_of(const struct ha_symtab_memo *m, GElf_Addr addr)
+struct choice {
+	const struct symbol *closest;
+	bool label_at_addr; /* a sizeless symbol starts at addr */
+};
+
+/* libdw's search_table over syms[start, end), sized symbols only. */
+static void search(const struct ha_symtab_memo *m, size_t start, size_t end,
+		   GElf_Addr addr, struct choice *c)
 {
-	size_t lo = 0, hi = m->nbounds;
+	for (size_t i = start; i < end; i++) {
+		const struct symbol *s = &m->syms[i];
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (m->bounds[mid] <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
+		if (s->value > addr)
+			continue;
+		if (s->size == 0) {
+			c->label_at_addr |= s->value == addr;
+			continue;
+		}
+		if (addr - s->value >= s->size)
+			continue;
+		if (!c->closest || c->closest->value < s->value ||
+		    c->closest->binding < s->binding)
+			c->closest = s;
+		else if (c->closest->value == s->value &&
+			 ((c->closest->size > s->size &&
+			   c->closest->binding <= s->binding) ||
+			  (c->closest->size >= s->size &&
+			   c->closest->binding < s->binding)))
+			c->closest = s;
 	}
-	return lo;
 }
 
 const char *ha_symtab_name(struct ha_symtab_memo *m, Dwfl_Module *mod,
 			   GElf_Addr addr)
 {
+	struct choice c = {NULL, false};
 	GElf_Off off;
 	GElf_Sym sym;
-	const char *name;
-	size_t stretch;
-	uint32_t i;
 
 	if (m && !m->built) {
 		m->built = true;
 		if (!build(m, mod)) {
-			free(m->bounds);
-			m->bounds = NULL;
+			free(m->syms);
+			m->syms = NULL;
+			m->nsyms = 0;
 			m->failed = true;
 		}
 	}
-	if (!m || m->failed)
-		return dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL,
-					    NULL);
-	stretch = stretch_of(m, addr);
-	i = ha_map_get(&m->by_stretch, stretch);
-	if (i != HA_NONE)
-		return m->names[i];
-	name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
-	/* Only a symbol with a size holds for the whole stretch. */
-	if (name && sym.st_size &&
-	    HA_RESERVE(m->names, m->names_cap, m->nnames + 1) &&
-	    ha_map_put(&m->by_stretch, stretch, (uint32_t)m->nnames))
-		m->names[m->nnames++] = name;
-	return name;
+	if (m && !m->failed) {
+		search(m, m->first_global, m->nsyms, addr, &c);
+		/* A global label exactly at addr may stop libdw before the
+		 * locals, depending on its section: libdw decides that. */
+		if (!c.closest && !c.label_at_addr && m->first_global > 0)
+			search(m, 0, m->first_global, addr, &c);
+		if (c.closest)
+			return c.closest->name;
+	}
+	/* A label, or nothing: libdw decides, sections and all. */
+	return dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
 }
 
 struct ha_symtab_memo *ha_symtab_new(void)
@@ -143,8 +164,6 @@ void ha_symtab_free(struct ha_symtab_memo *m)
 {
 	if (!m)
 		return;
-	free(m->bounds);
-	free(m->names);
-	ha_map_free(&m->by_stretch);
+	free(m->syms);
 	free(m);
 }
