@@ -369,6 +369,12 @@ enum ha_result ha_symbols_write(struct ha_log *log, int fd);
 /* modules.c: after reading: matches unloads, sorts segments, and maps
  * every stack frame to a location. */
 enum ha_result ha_log_resolve(struct ha_log *log);
+/* Sorts a stream's segments by start, with the running maximum of ends
+ * (again after more were read). A lookup walks back from
+ * ha_segments_above(s, addr), the number of segments starting at or below
+ * addr, and stops at the first whose max_end does not pass addr. */
+void ha_segments_index(struct ha_stream *s);
+size_t ha_segments_above(const struct ha_stream *s, uint64_t addr);
 
 /* symbolize.c: fills every pending location from the binaries on disk. */
 enum ha_result ha_symbolize_from_files(struct ha_log *log);

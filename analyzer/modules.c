@@ -44,10 +44,7 @@ static int cmp_segment(const void *a, const void *b)
 	return x->module < y->module ? -1 : x->module > y->module;
 }
 
-/* Sorted by start, with the running maximum of ends: a lookup walks back
- * from the last segment starting at or below the address and stops once
- * no earlier segment reaches it. */
-static void index_segments(struct ha_stream *s)
+void ha_segments_index(struct ha_stream *s)
 {
 	uint64_t max_end = 0;
 
@@ -61,6 +58,21 @@ static void index_segments(struct ha_stream *s)
 	}
 }
 
+size_t ha_segments_above(const struct ha_stream *s, uint64_t addr)
+{
+	size_t lo = 0, hi = s->nsegments;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->segments[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /*
  * The module holding `addr` at `seq`. When none was valid then (a module
  * recorded late, or records lost), the one whose validity is nearest in
@@ -71,18 +83,8 @@ static const struct ha_module *find_module(const struct ha_stream *s,
 {
 	const struct ha_module *fallback = NULL;
 	uint64_t fallback_dist = UINT64_MAX;
-	size_t lo = 0, hi = s->nsegments;
 
-	/* The first segment starting above addr. */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (s->segments[mid].start <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i-- > 0;) {
+	for (size_t i = ha_segments_above(s, addr); i-- > 0;) {
 		const struct ha_segment *seg = &s->segments[i];
 		const struct ha_module *m;
 		uint64_t dist;
@@ -110,7 +112,7 @@ enum ha_result ha_log_resolve(struct ha_log *log)
 		return HA_ERR_NOMEM;
 	for (size_t i = 0; i < log->nstreams; i++) {
 		match_unloads(&log->streams[i]);
-		index_segments(&log->streams[i]);
+		ha_segments_index(&log->streams[i]);
 	}
 	for (size_t i = 0; i < log->nstacks; i++) {
 		const struct ha_stack *st = &log->stacks[i];

@@ -33,10 +33,9 @@
  * log file instead, as ha_append_symbols does. */
 #define FEED_LIMIT (64u << 20)
 
-/* A stream's segments by start, for finding the module of an address. */
+/* What was looked up in a stream. */
 struct stream_index {
-	size_t nsegments; /* of the stream's, when sorted */
-	struct ha_segment *segs;
+	size_t nsegments; /* the stream's, when they were last indexed */
 	struct ha_map seen; /* address -> 0: looked up already */
 };
 
@@ -85,10 +84,8 @@ void ha_symbols_feed_free(struct ha_symbols_feed *f)
 		return;
 	pthread_mutex_destroy(&f->lock);
 	free(f->queue);
-	for (size_t i = 0; i < f->index_cap; i++) {
-		free(f->index[i].segs);
+	for (size_t i = 0; i < f->index_cap; i++)
 		ha_map_free(&f->index[i].seen);
-	}
 	free(f->index);
 	free(f->checked);
 	ha_module_cache_free(&f->cache);
@@ -166,20 +163,13 @@ static bool take_queue(struct ha_symbols_feed *f, unsigned char **p,
 	return !over;
 }
 
-static int cmp_start(const void *a, const void *b)
-{
-	const struct ha_segment *x = a, *y = b;
-
-	return (x->start > y->start) - (x->start < y->start);
-}
-
-/* The stream's segments sorted by start, with running maximum ends. */
+/* The stream, its segments indexed for lookups (modules.c) as far as they
+ * were read: this log is the feed's own, sorting them in place is fine. */
 static struct stream_index *stream_index(struct ha_symbols_feed *f,
 					 uint32_t stream)
 {
-	const struct ha_stream *s = &f->log->streams[stream];
+	struct ha_stream *s = &f->log->streams[stream];
 	struct stream_index *x;
-	uint64_t max_end = 0;
 
 	if (stream >= f->index_cap) {
 		size_t cap = f->index_cap;
@@ -191,49 +181,29 @@ static struct stream_index *stream_index(struct ha_symbols_feed *f,
 		f->index_cap = cap;
 	}
 	x = &f->index[stream];
-	if (x->nsegments == s->nsegments)
-		return x;
-	free(x->segs);
-	x->segs = malloc((s->nsegments ? s->nsegments : 1) * sizeof(*x->segs));
-	if (!x->segs) {
-		x->nsegments = 0;
-		return NULL;
+	if (x->nsegments != s->nsegments) {
+		ha_segments_index(s);
+		x->nsegments = s->nsegments;
 	}
-	memcpy(x->segs, s->segments, s->nsegments * sizeof(*x->segs));
-	qsort(x->segs, s->nsegments, sizeof(*x->segs), cmp_start);
-	for (size_t i = 0; i < s->nsegments; i++) {
-		if (x->segs[i].end > max_end)
-			max_end = x->segs[i].end;
-		x->segs[i].max_end = max_end;
-	}
-	x->nsegments = s->nsegments;
 	return x;
 }
 
-/* Warms every module file whose segments hold return address addr (the
- * lookup of modules.c) (in any load of the
- * stream: a warm file the final pass does not use only costs time). */
+/* Warms every module file with a segment that holds return address addr,
+ * in any load of the stream (a warm file the final pass does not use only
+ * costs time). */
 static void warm_address(struct ha_symbols_feed *f, uint32_t stream,
 			 struct stream_index *x, uint64_t addr)
 {
 	const struct ha_stream *s = &f->log->streams[stream];
-	size_t lo = 0, hi = x->nsegments;
 
 	if (ha_map_get(&x->seen, addr) != HA_NONE ||
 	    !ha_map_put(&x->seen, addr, 0))
 		return;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
+	for (size_t i = ha_segments_above(s, addr);
+	     i-- > 0 && s->segments[i].max_end > addr;) {
+		const struct ha_module *m = &s->modules[s->segments[i].module];
 
-		if (x->segs[mid].start <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i-- > 0 && x->segs[i].max_end > addr;) {
-		const struct ha_module *m = &s->modules[x->segs[i].module];
-
-		if (addr >= x->segs[i].end)
+		if (addr >= s->segments[i].end)
 			continue;
 		ha_module_cache_warm(&f->cache, f->log, m->modfile);
 		/* What the final pass will look up, if this is the module. */
