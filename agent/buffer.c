@@ -552,18 +552,26 @@ void ha_agent_buf_commit_slow(struct ha_agent_thread *t, unsigned char *end)
 		ha_agent_buf_release(t);
 }
 
+/* Flush a private buffer under its lock (the exit-time flush may have
+ * sent its frame meanwhile). */
+static void flush_private(struct ha_agent_thread *t)
+{
+	struct ha_agent_private *b = t->priv;
+
+	spin_lock(&b->lock);
+	t->used = b->used;
+	flush(t);
+	spin_unlock(&b->lock);
+}
+
 void ha_agent_buf_send(struct ha_agent_thread *t)
 {
 	if (!t->frame)
 		return;
-	if (t->priv) {
-		spin_lock(&t->priv->lock);
-		t->used = t->priv->used;
+	if (t->priv)
+		flush_private(t);
+	else
 		flush(t);
-		spin_unlock(&t->priv->lock);
-		return;
-	}
-	flush(t);
 }
 
 void ha_agent_buf_release(struct ha_agent_thread *t)
@@ -571,13 +579,8 @@ void ha_agent_buf_release(struct ha_agent_thread *t)
 	if (!t->frame)
 		return;
 	if (t->priv) {
-		struct ha_agent_private *b = t->priv;
-
-		spin_lock(&b->lock);
-		t->used = b->used;
-		flush(t);
-		spin_unlock(&b->lock);
-		private_put(b);
+		flush_private(t);
+		private_put(t->priv);
 		t->priv = NULL;
 		t->frame = NULL;
 		return;
