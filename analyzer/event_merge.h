@@ -62,7 +62,7 @@ enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
 const struct ha_event *ha_events_next(struct ha_event_iter *it);
 /* An event that comes k after the last one ha_events_next returned, or
  * likely will (the same thread's), or NULL: for prefetching only. */
-static inline const struct ha_event *
+static inline __attribute__((always_inline)) const struct ha_event *
 ha_events_ahead(const struct ha_event_iter *it, size_t k)
 {
 	const struct ha_merge_group *g;

@@ -386,7 +386,7 @@ static bool replay_stream(struct replayer *r, uint32_t stream,
 	struct level *lv = &r->levels[depth];
 	struct state st = {0};
 	size_t kid = r->kids_start[stream];
-	struct ha_event_iter it;
+	struct ha_event_iter it = {0}; /* closed on every path */
 	const struct ha_event *e;
 	bool ok = true;
 
