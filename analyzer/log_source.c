@@ -267,8 +267,7 @@ struct ha_fetch {
 	uint64_t clock;
 };
 
-static struct ha_fetch *fetch_new(FILE *f, const struct ha_zframe *frames,
-				  size_t nframes, bool compressed)
+struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log)
 {
 	struct ha_fetch *h = calloc(1, sizeof(*h));
 
@@ -278,10 +277,10 @@ static struct ha_fetch *fetch_new(FILE *f, const struct ha_zframe *frames,
 	h->fd = fileno(f);
 	for (size_t i = 0; i < FETCH_CACHE; i++)
 		h->cache[i].frame = SIZE_MAX;
-	if (!compressed)
+	if (!log->compressed)
 		return h;
-	h->frames = frames;
-	h->nframes = nframes;
+	h->frames = log->zframes;
+	h->nframes = log->nzframes;
 	h->dctx = ZSTD_createDCtx();
 	h->in = malloc(ZSTD_DStreamInSize());
 	if (!h->dctx || !h->in) {
@@ -289,16 +288,6 @@ static struct ha_fetch *fetch_new(FILE *f, const struct ha_zframe *frames,
 		return NULL;
 	}
 	return h;
-}
-
-struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log)
-{
-	return fetch_new(f, log->zframes, log->nzframes, log->compressed);
-}
-
-struct ha_fetch *ha_fetch_twin(const struct ha_fetch *h)
-{
-	return fetch_new(h->f, h->frames, h->nframes, h->dctx != NULL);
 }
 
 /*
