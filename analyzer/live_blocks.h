@@ -38,6 +38,8 @@ bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
 size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
 		   uint32_t blocks, uint32_t stack, uint64_t time,
 		   struct ha_block *old);
+#define HA_LIVE_PREFETCH_SLOTS ((size_t)(256 << 10) / sizeof(struct ha_block))
+
 /* Starts loading addr's home slot into the cache. Always inlined: gcc 12
  * finds a function whose only effect is a prefetch "const" and deletes
  * the calls to it before it would inline them (-O2: the replay had no
@@ -45,7 +47,9 @@ size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
 static inline __attribute__((always_inline)) void
 ha_live_prefetch(const struct ha_live *t, uint64_t addr)
 {
-	if (t->slots)
+	/* A table of 256 KiB or less stays in the L2 cache: prefetching
+	 * would compute the hash twice for no stall saved (sqlite). */
+	if (t->slots && t->mask >= HA_LIVE_PREFETCH_SLOTS)
 		__builtin_prefetch(&t->slots[ha_hash64(addr) & t->mask]);
 }
 /* Removes slot i (from ha_live_find). */
