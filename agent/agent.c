@@ -38,10 +38,11 @@
 #include "agent/accounting.h"
 #include "agent/agent.h"
 #include "agent/faults.h"
+#include "agent/unwind.h"
 
 int ha_agent_status;
 struct ha_agent_stream ha_agent = {.reader = -1};
-uint64_t ha_agent_seq_next __attribute__((aligned(64))) = 1;
+struct ha_agent_seq ha_agent_seq = {.next = 1};
 __thread struct ha_agent_thread ha_agent_self;
 
 extern char **environ;
@@ -255,6 +256,7 @@ static bool init(struct ha_agent_thread *t)
 		ha_agent_buf_reclaim_exec();
 	start_clock();
 	ha_agent_self_init();
+	ha_agent_unwind_init();
 	if (ha_agent_stack_init() || ha_agent_modules_init())
 		return false;
 	if (pthread_key_create(&thread_key, thread_exit) ||
@@ -361,6 +363,7 @@ static void thread_exit(void *unused)
 	t->guard++;
 	ha_agent_buf_release(t);
 	t->exiting = true;
+	ha_agent_unwind_thread_end();
 	t->guard--;
 }
 
@@ -434,7 +437,7 @@ static void fork_child(void)
 	ha_agent.id = new_stream_id();
 	ha_agent.pid = pending.pid;
 	start_clock();
-	__atomic_store_n(&ha_agent_seq_next, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&ha_agent_seq.next, 1, __ATOMIC_RELAXED);
 	ha_agent_stack_fork_child();
 	__atomic_store_n(&ha_agent_status, HA_AGENT_PENDING, __ATOMIC_RELEASE);
 }
