@@ -39,7 +39,7 @@ static char *debuginfo_path;
 
 static bool same_build_id(int fd, const unsigned char *want, int want_len)
 {
-	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
 	const void *bits = NULL;
 	ssize_t n = elf ? dwelf_elf_gnu_build_id(elf, &bits) : -1;
 	bool same =

@@ -175,7 +175,7 @@ static bool debug_identity(char *out, size_t n, const char *path, Elf *elf,
 		snprintf(out, n, "none");
 		return true;
 	}
-	debug = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	debug = elf_begin(fd, ELF_C_READ, NULL);
 	ok = debug && !has_altlink(debug) && fstat(fd, &st) == 0;
 	if (ok)
 		identity(out, n, found, &st);
@@ -203,7 +203,7 @@ static char *module_key(const struct ha_symcache *c,
 	if (fd < 0)
 		return NULL;
 	elf = fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
-		  ? elf_begin(fd, ELF_C_READ_MMAP, NULL)
+		  ? elf_begin(fd, ELF_C_READ, NULL)
 		  : NULL;
 	nbits = elf ? dwelf_elf_gnu_build_id(elf, &bits) : -1;
 	if (same_hex(bits, nbits, mf->build_id) && !has_altlink(elf) &&
