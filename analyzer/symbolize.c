@@ -318,8 +318,7 @@ static int path_to_die(struct ha_scope_index *ix, Dwarf_Die *die,
 			break;
 		/* A unit's top level is wide: its children are indexed. */
 		if (top && ix) {
-			int found =
-			    ha_scopes_top_child(ix, &cur, target, &child);
+			int found = ha_scopes_top_child(ix, &cur, target, &child);
 
 			if (found < 0)
 				goto fail;
@@ -385,8 +384,8 @@ static int scopes_at(Dwfl_Module *mod, struct ha_scope_index *ix,
 }
 
 /* Fills z->frames for one address. False on no memory. */
-static bool symbolize_address(struct symbolizer *z, struct ha_module_syms *ms,
-			      GElf_Addr addr)
+static bool symbolize_address(struct symbolizer *z,
+			      struct ha_module_syms *ms, GElf_Addr addr)
 {
 	Dwfl_Module *mod = ms->mod;
 	struct ha_scope_index *ix = ms->scopes;
@@ -550,22 +549,23 @@ enum ha_result ha_symbolize_cached(struct ha_log *log,
 
 		if (loc->state != HA_LOC_PENDING)
 			continue;
-		pre = loc->modfile ? pre_find(cache, loc->modfile, loc->offset)
-				   : NULL;
-		done = pre	      ? 1
-		       : loc->modfile ? symbolize(z, loc->modfile, loc->offset)
-				      : 0;
-		if (done < 0) {
-			res = HA_ERR_NOMEM;
-			break;
+		if (!loc->modfile) {
+			loc->state = HA_LOC_UNKNOWN;
+			continue;
 		}
+		pre = pre_find(cache, loc->modfile, loc->offset);
 		if (pre) {
 			syms = cache->syms + pre->first;
 			n = pre->n;
 		} else {
-			n = z->nframes;
+			done = symbolize(z, loc->modfile, loc->offset);
+			if (done < 0) {
+				res = HA_ERR_NOMEM;
+				break;
+			}
+			n = done ? z->nframes : 0;
 		}
-		if (done == 0 || n == 0)
+		if (n == 0)
 			loc->state = HA_LOC_UNKNOWN;
 		else if (!ha_log_set_syms(log, (uint32_t)i, syms, n,
 					  HA_LOC_FROM_FILE))

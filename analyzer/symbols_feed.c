@@ -35,7 +35,7 @@
 
 /* What was looked up in a stream. */
 struct stream_index {
-	size_t nsegments;   /* the stream's, when they were last indexed */
+	size_t nsegments; /* the stream's, when they were last indexed */
 	struct ha_map seen; /* address -> 0: looked up already */
 };
 
