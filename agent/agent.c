@@ -41,7 +41,7 @@
 
 int ha_agent_status;
 struct ha_agent_stream ha_agent = {.reader = -1};
-uint64_t ha_agent_seq_next __attribute__((aligned(64))) = 1;
+struct ha_agent_seq ha_agent_seq = {.next = 1};
 __thread struct ha_agent_thread ha_agent_self;
 
 extern char **environ;
@@ -434,7 +434,7 @@ static void fork_child(void)
 	ha_agent.id = new_stream_id();
 	ha_agent.pid = pending.pid;
 	start_clock();
-	__atomic_store_n(&ha_agent_seq_next, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&ha_agent_seq.next, 1, __ATOMIC_RELAXED);
 	ha_agent_stack_fork_child();
 	__atomic_store_n(&ha_agent_status, HA_AGENT_PENDING, __ATOMIC_RELEASE);
 }

@@ -78,12 +78,23 @@ struct ha_agent_stream {
 
 extern struct ha_agent_stream ha_agent;
 
-/* The stream's sequence counter, alone on its cache line. */
-extern uint64_t ha_agent_seq_next;
+/*
+ * The stream's sequence counter, alone on its cache line: every event of
+ * every thread takes a number, so the line moves between cores all the
+ * time, and anything else on it (ha_agent, read on every event) would
+ * move with it. Aligned is not enough: the padding keeps the linker from
+ * putting the next variable after it on the same line.
+ */
+struct ha_agent_seq {
+	uint64_t next;
+	unsigned char pad[64 - sizeof(uint64_t)];
+} __attribute__((aligned(64)));
+
+extern struct ha_agent_seq ha_agent_seq;
 
 static inline uint64_t ha_agent_next_seq(void)
 {
-	return __atomic_fetch_add(&ha_agent_seq_next, 1, __ATOMIC_RELAXED);
+	return __atomic_fetch_add(&ha_agent_seq.next, 1, __ATOMIC_RELAXED);
 }
 
 /* Recording failed for good (the tracer is gone): stop, quietly. */

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs every Debian package halloc's build and tests need (Debian 12, as root).
-# Build: compiler, libdw/libelf (symbolizing), libunwind (stack capture), zlib, zstd,
+# Build: compiler, libdw/libelf (symbolizing, linked statically into the commands, with
+# the compressors they read: zlib, lzma, bzip2, zstd), libunwind (stack capture),
 # libbpf + bpftool + clang (eBPF attach). Tests: Criterion, and the peers and real
 # programs the end-to-end tests compare against: valgrind, heaptrack, sqlite3, jq,
 # python3; libc6-dbg so C library frames have names and lines.
@@ -13,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	build-essential make gcc g++ pkg-config ca-certificates \
-	libdw-dev libelf-dev libunwind-dev zlib1g-dev libzstd-dev \
+	libdw-dev libelf-dev libunwind-dev zlib1g-dev libzstd-dev libbz2-dev \
 	libbpf-dev bpftool clang \
 	libcriterion-dev valgrind heaptrack sqlite3 jq python3 libc6-dbg \
 	>/dev/null
