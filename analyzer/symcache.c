@@ -176,7 +176,8 @@ static bool debug_identity(char *out, size_t n, const char *path, Elf *elf,
 		return true;
 	}
 	debug = elf_begin(fd, ELF_C_READ, NULL);
-	ok = debug && !has_altlink(debug) && fstat(fd, &st) == 0;
+	ok = debug && !has_altlink(debug) && fstat(fd, &st) == 0 &&
+	     !strchr(found, '\n');
 	if (ok)
 		identity(out, n, found, &st);
 	if (debug)
@@ -197,7 +198,9 @@ static char *module_key(const struct ha_symcache *c,
 	Elf *elf;
 	int fd;
 
-	if (mf->path[0] != '/' || !hex_build_id(mf->build_id))
+	/* A newline in a path could make two keys' texts alike. */
+	if (mf->path[0] != '/' || strchr(mf->path, '\n') ||
+	    !hex_build_id(mf->build_id))
 		return NULL;
 	fd = open(mf->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -223,14 +226,12 @@ static char *module_key(const struct ha_symcache *c,
 }
 
 /* The module file's cache, its key worked out and its file read on first
- * use; NULL on no memory. */
+ * use; NULL on no memory. modfile is one of the log's. */
 static struct module *module(struct ha_symcache *c, const struct ha_log *log,
 			     uint32_t modfile)
 {
 	struct module *m;
 
-	if (modfile >= log->nmodfiles)
-		return NULL;
 	if (modfile >= c->n) {
 		size_t cap = c->n;
 
@@ -301,9 +302,14 @@ int ha_symcache_lookup(struct ha_symcache *c, struct ha_log *log,
 		       uint32_t modfile, uint64_t offset,
 		       struct ha_sym out[HALLOC_DEPTH_MAX], uint32_t *n)
 {
-	struct module *m = c ? module(c, log, modfile) : NULL;
+	struct module *m;
 
-	if (!m || !m->file.data || !ha_symfile_find(&m->file, offset, out, n))
+	if (!c || modfile >= log->nmodfiles)
+		return 0;
+	m = module(c, log, modfile);
+	if (!m)
+		return -1;
+	if (!m->file.data || !ha_symfile_find(&m->file, offset, out, n))
 		return 0;
 	for (uint32_t i = 0; i < *n; i++) {
 		out[i].function = ha_intern_str(&log->strings, out[i].function);
@@ -319,11 +325,11 @@ bool ha_symcache_add(struct ha_symcache *c, const struct ha_log *log,
 		     uint32_t modfile, uint64_t offset,
 		     const struct ha_sym *syms, uint32_t n)
 {
-	struct module *m = c ? module(c, log, modfile) : NULL;
+	struct module *m;
 
-	if (!c)
+	if (!c || modfile >= log->nmodfiles)
 		return true;
-	if (!m)
+	if (!(m = module(c, log, modfile)))
 		return false;
 	if (!m->key)
 		return true;
