@@ -1,9 +1,10 @@
 /*
  * tests/unit/analyzer_symcache.c - the symbol cache's files: what is
  * written reads back the same; a file cut short, damaged anywhere or made
- * for another key is not read; a file past its bound keeps what was
- * added first; and the cache's keys: a module file changed, or a debug
- * file that appears beside it, is a miss.
+ * for another key is not read; writers racing never show a reader half
+ * a file; a file past its bound keeps what was added first; and the cache's
+ * keys: a module file changed, or a debug file that appears beside it, is a
+ * miss.
  */
 #include <criterion/criterion.h>
 #include <elf.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -242,6 +244,52 @@ Test(symcache, save_merges_with_old_file)
 	ha_symfile_free(&g);
 	ha_symlist_free(&l);
 	ha_symlist_free(&more);
+	remove_dir(dir);
+}
+
+/* Two writers replacing one file while it is read: a reader sees one
+ * writer's file or the other's, whole, never a part of one. */
+Test(symcache, concurrent_writers_never_half_a_file)
+{
+	char *dir = temp_dir(), path[256];
+	const struct ha_sym one = {"f", "/src/c.c", 1, 1};
+	struct ha_symlist lists[2] = {{0}, {0}};
+	struct ha_symfile f;
+	pid_t kids[2];
+	int seen[2] = {0, 0};
+
+	snprintf(path, sizeof(path), "%s/x.sym", dir);
+	for (int k = 0; k < 2; k++)
+		for (uint64_t i = 0; i < 2000 + 3000 * (uint64_t)k; i++)
+			cr_assert(ha_symlist_add(&lists[k], i * 8, &one, 1));
+	cr_assert(ha_symfile_save(path, "key", NULL, &lists[0]));
+	for (int k = 0; k < 2; k++) {
+		kids[k] = fork();
+		cr_assert_geq(kids[k], 0);
+		if (kids[k] == 0) {
+			for (int i = 0; i < 100; i++)
+				if (!ha_symfile_save(path, "key", NULL,
+						     &lists[k]))
+					_exit(1);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 400; i++) {
+		cr_assert(ha_symfile_load(&f, path, "key"), "load %d", i);
+		cr_assert(f.nentries == lists[0].n || f.nentries == lists[1].n,
+			  "%u entries", f.nentries);
+		seen[f.nentries == lists[1].n]++;
+		ha_symfile_free(&f);
+	}
+	for (int k = 0; k < 2; k++) {
+		int status;
+
+		cr_assert_eq(waitpid(kids[k], &status, 0), kids[k]);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	cr_assert(seen[0] + seen[1] == 400);
+	ha_symlist_free(&lists[0]);
+	ha_symlist_free(&lists[1]);
 	remove_dir(dir);
 }
 
