@@ -38,6 +38,7 @@
 #include "agent/accounting.h"
 #include "agent/agent.h"
 #include "agent/faults.h"
+#include "agent/unwind.h"
 
 int ha_agent_status;
 struct ha_agent_stream ha_agent = {.reader = -1};
@@ -255,6 +256,7 @@ static bool init(struct ha_agent_thread *t)
 		ha_agent_buf_reclaim_exec();
 	start_clock();
 	ha_agent_self_init();
+	ha_agent_unwind_init();
 	if (ha_agent_stack_init() || ha_agent_modules_init())
 		return false;
 	if (pthread_key_create(&thread_key, thread_exit) ||
@@ -361,6 +363,7 @@ static void thread_exit(void *unused)
 	t->guard++;
 	ha_agent_buf_release(t);
 	t->exiting = true;
+	ha_agent_unwind_thread_end();
 	t->guard--;
 }
 

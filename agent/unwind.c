@@ -18,6 +18,10 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "agent/agent.h"
 #include "agent/unwind.h"
@@ -57,6 +61,60 @@ enum rule_kind {
  * the child has the same code mapped.
  */
 static struct cache_entry cache[CACHE_SIZE] __attribute__((aligned(64)));
+
+/*
+ * The thread's last complete walk, remembered (the memo), so that the next
+ * walk can stop at the first state it shares with it.
+ *
+ * A plain rsp-based step from state (pc, rsp) reads the rule at pc (fixed
+ * for a modules generation), the return address at CFA - 8 and maybe rbp,
+ * and checks them against the thread's stack bounds. A run of such steps
+ * to the end of the stack ignores rbp altogether: the frames it yields are
+ * a function of (pc, rsp), the bounds, and the return-address words it
+ * loads. So when a walk reaches a remembered state (same pc, same rsp,
+ * same generation and bounds) from which the remembered walk went on by
+ * plain rsp-based steps alone, every load inside the thread's stack, to
+ * its end (the CFI's undefined return address), and every remembered
+ * return-address word still holds what it held, the rest of this walk is
+ * the remembered rest, frame for frame: whatever ran in between (returns,
+ * longjmp, signals, other threads). A (pc, rsp) match alone is not enough:
+ * one function reached from two call sites at the same depth meets the
+ * same pair with different callers above it; the words tell them apart.
+ *
+ * Why it pays: a walk is a chain of dependent loads (a return address, its
+ * rule, the next return address), one cache miss after another; the check
+ * is independent loads the processor overlaps, and one compare each.
+ *
+ * States sit at the end of the arrays, the outermost last, so that a walk
+ * that meets the memo writes only its own inner states, just before the
+ * state it met. Entry q: the state (rsp, pc), where its step loaded the
+ * return address from and what it found (the frame it stored); reuse[q]:
+ * the steps from state q to the end are all as above.
+ */
+#define MEMO_MAX 80
+
+struct memo {
+	uint64_t gen;
+	uintptr_t first;
+	uint64_t words;
+	uint32_t lo; /* states lo..MEMO_MAX-1; MEMO_MAX: none */
+	/* rsp[MEMO_MAX]: a sentinel above any stack, so scans need no bound */
+	uintptr_t rsp[MEMO_MAX + 1], pc[MEMO_MAX];
+	uintptr_t slot[MEMO_MAX], ra[MEMO_MAX];
+	uint8_t reuse[MEMO_MAX];
+};
+
+/*
+ * Mapped on a thread's first walk, unmapped when it ends: in static TLS it
+ * would not leave room for libhalloc.so to be loaded by dlopen. A fork's
+ * child keeps its thread's copy, which is right: the same stack.
+ */
+static __thread struct memo *thread_memo
+    __attribute__((tls_model("initial-exec")));
+#define MEMO_NONE ((struct memo *)1) /* mmap failed: walk without one */
+/* HALLOC_UNWIND_CHECK set: every walk the memo shortened is redone in full
+ * and compared (tests). */
+static bool memo_check;
 
 /*
  * addr is an aligned word of the thread's stack: one subtraction, one
@@ -263,22 +321,116 @@ static void stack_bounds(struct ha_agent_walk *w, uintptr_t rsp)
  * same outcome it had through the full rules. w.r.rip is brought up to
  * date only for step_slow(): after a plain step it is the frame stored.
  */
-__attribute__((noinline)) unsigned
-ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-		unsigned max, uint64_t *hash)
+static struct memo *memo_get(void)
 {
-	struct ha_agent_regs here;
+	struct memo *m = thread_memo;
+
+	if (__builtin_expect(m != NULL, 1))
+		return m == MEMO_NONE ? NULL : m;
+	/* An ending thread would never give it back. */
+	if (ha_agent_self.exiting)
+		return NULL;
+	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) {
+		thread_memo = MEMO_NONE;
+		return NULL;
+	}
+	m->lo = MEMO_MAX;
+	m->rsp[MEMO_MAX] = UINTPTR_MAX;
+	thread_memo = m;
+	return m;
+}
+
+void ha_agent_unwind_thread_end(void)
+{
+	struct memo *m = thread_memo;
+
+	if (m && m != MEMO_NONE)
+		munmap(m, sizeof(*m));
+	thread_memo = NULL;
+}
+
+/* This walk's states so far: (rsp, pc) before each step, the word the
+ * step loaded the return address from, and whether the memo may stand
+ * for the step. */
+struct states {
+	uintptr_t rsp[MEMO_MAX], pc[MEMO_MAX], slot[MEMO_MAX];
+	uint8_t ok[MEMO_MAX];
+};
+
+/* States [0, n) of this walk go to memo entries [lo, lo + n), each before
+ * the one after it; their frames are frames[0, n). */
+static void memo_put(struct memo *m, uint32_t lo, uint32_t n,
+		     const struct states *st, const uintptr_t *frames)
+{
+	for (uint32_t q = n; q--;) {
+		m->rsp[lo + q] = st->rsp[q];
+		m->pc[lo + q] = st->pc[q];
+		m->slot[lo + q] = st->slot[q];
+		m->ra[lo + q] = frames[q];
+		m->reuse[lo + q] = st->ok[q] & m->reuse[lo + q + 1];
+	}
+	m->lo = lo;
+}
+
+/*
+ * The rest of the walk from memo state p, if the memo holds for it: the
+ * frames into out (at most `room`), the hash carried on; the new memo is
+ * this walk's nst states before p. -1: it does not hold.
+ */
+static int memo_hit(struct memo *m, uint32_t p, uintptr_t *out, unsigned room,
+		    uint64_t *hash, uint32_t nst, const struct states *st,
+		    const uintptr_t *frames)
+{
+	const uintptr_t *slot = &m->slot[p], *ra = &m->ra[p];
+	uint32_t n = MEMO_MAX - 1 - p, copy, i;
+	uintptr_t differ = 0;
+	uint64_t h = *hash;
+
+	/* Independent loads, no early exit: they overlap. */
+	for (i = 0; i < n; i++)
+		differ |= *(const uintptr_t *)slot[i] ^ ra[i];
+	if (differ || nst > p)
+		return -1;
+	copy = n < room ? n : room;
+	for (i = 0; i < copy; i++) {
+		out[i] = ra[i];
+		h = ha_agent_hash_step(h, ra[i]);
+	}
+	*hash = h;
+	memo_put(m, p - nst, nst, st, frames);
+	return (int)copy;
+}
+
+/* A walk that reached the end of the stack is the new memo: nst states,
+ * the last one the end (a rule of its pc alone). */
+static void memo_keep(struct memo *m, uint32_t nst, const struct states *st,
+		      const uintptr_t *frames)
+{
+	m->rsp[MEMO_MAX - 1] = st->rsp[nst - 1];
+	m->pc[MEMO_MAX - 1] = st->pc[nst - 1];
+	m->slot[MEMO_MAX - 1] = 0;
+	m->ra[MEMO_MAX - 1] = 0;
+	m->reuse[MEMO_MAX - 1] = 1;
+	memo_put(m, MEMO_MAX - nst, nst - 1, st, frames);
+}
+
+static inline __attribute__((always_inline)) unsigned
+walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
+     uint64_t *hash, bool use_memo, bool *hit)
+{
 	struct cache_entry rule;
 	struct ha_agent_walk w;
+	struct memo *m = NULL;
 	uintptr_t pc, rsp, rbp, cfa, ra, first;
 	uintptr_t *out = frames, *end = frames + max, *slow_end;
 	uint64_t gen, words, h = HA_AGENT_HASH_SEED;
-	bool rbp_known = true, signal;
+	bool rbp_known = true, signal, ended = false;
+	struct states st;
+	uint32_t nst = 0, mp = MEMO_MAX;
+	int got;
 
-	if (!from) {
-		HA_AGENT_HERE(&here);
-		from = &here;
-	}
 	w.r.rip = from->rip;
 	w.r.rsp = rsp = from->rsp;
 	rbp = from->rbp;
@@ -287,10 +439,40 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 	gen = w.gen << 48;
 	first = w.first;
 	words = w.words;
+	/* A walk of max steps has max + 1 states. */
+	if (use_memo && max < MEMO_MAX - 1)
+		m = memo_get();
+	use_memo = m != NULL;
+	if (use_memo) {
+		if (m->gen == w.gen && m->first == first && m->words == words) {
+			mp = m->lo;
+		} else {
+			m->lo = MEMO_MAX;
+			m->gen = w.gen;
+			m->first = first;
+			m->words = words;
+		}
+	}
 	/* Mid-function, not a return address: look up rip itself. */
 	pc = w.r.rip;
 	slow_end = out;
 	while (out < end) {
+		if (mp < MEMO_MAX) {
+			while (m->rsp[mp] < rsp)
+				mp++;
+			if (m->rsp[mp] == rsp && m->pc[mp] == pc &&
+			    m->reuse[mp] &&
+			    (got = memo_hit(m, mp, out, (unsigned)(end - out),
+					    &h, nst, &st, frames)) >= 0) {
+				*hit = true;
+				out += got;
+				break;
+			}
+		}
+		/* nst stays 0 without the memo: the arrays are its size. */
+		st.rsp[nst] = rsp;
+		st.pc[nst] = pc;
+		st.ok[nst] = 0;
 		if (!cache_get(cache, pc | gen, &rule))
 			rule.kind = RULE_MISS;
 		if (rule.kind == RULE_PLAIN_RSP) {
@@ -300,6 +482,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 				break;
 			cfa = rbp + (uintptr_t)(intptr_t)rule.cfa_off;
 		} else if (rule.kind == RULE_END) {
+			ended = true;
 			break; /* as step_slow() would: every walk ends so */
 		} else {
 			if (out != slow_end)
@@ -323,16 +506,27 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 			h = ha_agent_hash_step(h, ra);
 			pc = signal ? w.r.rip : w.r.rip - 1;
 			slow_end = out;
+			nst += use_memo;
 			continue;
 		}
-		if (!fast_ok(first, words, cfa - 8) && !readable(&w, cfa - 8))
-			break;
+		/* The memo stands for plain rsp-based steps whose loads are in
+		 * the thread's stack (fast_ok), not in another range. */
+		st.ok[nst] = rule.kind == RULE_PLAIN_RSP;
+		st.slot[nst] = cfa - 8;
+		if (!fast_ok(first, words, cfa - 8)) {
+			if (!readable(&w, cfa - 8))
+				break;
+			st.ok[nst] = 0;
+		}
 		ra = *(const uintptr_t *)(cfa - 8);
 		if (rule.rbp_off) {
 			uintptr_t at = cfa + (uintptr_t)(intptr_t)rule.rbp_off;
 
-			if (!fast_ok(first, words, at) && !readable(&w, at))
-				break;
+			if (!fast_ok(first, words, at)) {
+				if (!readable(&w, at))
+					break;
+				st.ok[nst] = 0;
+			}
 			rbp = *(const uintptr_t *)at;
 			rbp_known = true;
 		}
@@ -342,8 +536,58 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		*out++ = ra;
 		h = ha_agent_hash_step(h, ra);
 		pc = ra - 1;
+		nst += use_memo;
 	}
+	/* Only a walk to the stack's end (as the CFI says) is remembered. */
+	if (use_memo && ended && !*hit)
+		memo_keep(m, nst + 1, &st, frames);
 	if (hash)
 		*hash = h;
 	return (unsigned)(out - frames);
+}
+
+static void check_failed(void)
+{
+	static const char msg[] =
+	    "halloc: unwind memo disagrees with a full walk\n";
+
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		abort();
+	abort();
+}
+
+__attribute__((noinline)) unsigned
+ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
+		unsigned max, uint64_t *hash)
+{
+	struct ha_agent_regs here;
+	bool hit = false;
+	unsigned n;
+
+	if (!from) {
+		HA_AGENT_HERE(&here);
+		from = &here;
+	}
+	n = walk(from, frames, max, hash, true, &hit);
+	if (hit && memo_check) {
+		uintptr_t full[MEMO_MAX];
+		uint64_t full_hash = 0;
+		bool unused = false;
+
+		if (walk(from, full, max, &full_hash, false, &unused) != n ||
+		    memcmp(full, frames, n * sizeof(*frames)) ||
+		    (hash && full_hash != *hash))
+			check_failed();
+	}
+	return n;
+}
+
+void ha_agent_unwind_init(void)
+{
+	extern char **environ;
+	static const char name[] = "HALLOC_UNWIND_CHECK=";
+
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, name, sizeof(name) - 1))
+			memo_check = true;
 }

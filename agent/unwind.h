@@ -116,6 +116,11 @@ static inline uint64_t ha_agent_hash_step(uint64_t h, uintptr_t frame)
 	return (h ^ frame) * 0xff51afd7ed558ccdull;
 }
 
+/* Once, before the first walk: reads HALLOC_UNWIND_CHECK (tests). */
+void ha_agent_unwind_init(void);
+/* The calling thread is ending: let go of what its walks remembered. */
+void ha_agent_unwind_thread_end(void);
+
 /*
  * The return addresses of the calling code, innermost first: of the
  * function that took `from`, or (from == NULL) of ha_agent_unwind()'s
