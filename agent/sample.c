@@ -40,6 +40,25 @@ struct stripe {
 
 static struct stripe stripes[STRIPES] __attribute__((aligned(64)));
 
+/*
+ * How many sampled addresses have each hash (other bits than the tables
+ * use): a free whose count is zero was not sampled, known without the
+ * stripe's lock. Almost every free is of such a block, and the lock (an
+ * atomic exchange) and the probe cost more than the rest of the free
+ * path. No false "not sampled": a block's count went up before malloc
+ * returned it, so before the program could hand it to the thread that
+ * frees it, and only the removal of an address with the same count takes
+ * it down again. Counts change under their stripe's lock (so a fork sees
+ * them consistent with the tables).
+ */
+#define FILTER_BITS 14
+static uint32_t filter[1u << FILTER_BITS];
+
+static uint32_t *filter_of(uint64_t h)
+{
+	return &filter[(h >> 32) & ((1u << FILTER_BITS) - 1)];
+}
+
 static void lock(struct stripe *s)
 {
 	while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE))
@@ -111,6 +130,7 @@ static bool insert(uintptr_t addr)
 		else {
 			place(s->slots, s->mask, addr);
 			s->count++;
+			__atomic_fetch_add(filter_of(h), 1, __ATOMIC_RELAXED);
 		}
 	}
 	unlock(s);
@@ -124,6 +144,8 @@ static bool take(uintptr_t addr)
 	struct stripe *s = stripe_of(addr, &h);
 	size_t i, j, k;
 
+	if (!__atomic_load_n(filter_of(h), __ATOMIC_RELAXED))
+		return false;
 	lock(s);
 	i = find(s, h, addr);
 	if (i == SIZE_MAX) {
@@ -143,6 +165,7 @@ static bool take(uintptr_t addr)
 	}
 	s->slots[i] = 0;
 	s->count--;
+	__atomic_fetch_sub(filter_of(h), 1, __ATOMIC_RELAXED);
 	unlock(s);
 	return true;
 }

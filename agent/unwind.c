@@ -87,8 +87,8 @@ static struct cache_entry cache[CACHE_SIZE] __attribute__((aligned(64)));
  *
  * States sit at the end of the arrays, the outermost last, so that a walk
  * that meets the memo writes only its own inner states, just before the
- * state it met. Entry q: the state (rsp, pc), where its step loaded the
- * return address from and what it found (the frame it stored); reuse[q]:
+ * state it met. Entry q: the state (rsp, pc) and the return address its
+ * step found (the frame it stored) at the next state's rsp - 8; reuse[q]:
  * the steps from state q to the end are all as above.
  */
 #define MEMO_MAX 80
@@ -99,8 +99,7 @@ struct memo {
 	uint64_t words;
 	uint32_t lo; /* states lo..MEMO_MAX-1; MEMO_MAX: none */
 	/* rsp[MEMO_MAX]: a sentinel above any stack, so scans need no bound */
-	uintptr_t rsp[MEMO_MAX + 1], pc[MEMO_MAX];
-	uintptr_t slot[MEMO_MAX], ra[MEMO_MAX];
+	uintptr_t rsp[MEMO_MAX + 1], pc[MEMO_MAX], ra[MEMO_MAX];
 	uint8_t reuse[MEMO_MAX];
 };
 
@@ -351,11 +350,10 @@ void ha_agent_unwind_thread_end(void)
 	thread_memo = NULL;
 }
 
-/* This walk's states so far: (rsp, pc) before each step, the word the
- * step loaded the return address from, and whether the memo may stand
- * for the step. */
+/* This walk's states so far: (rsp, pc) before each step, and whether the
+ * memo may stand for the step. */
 struct states {
-	uintptr_t rsp[MEMO_MAX], pc[MEMO_MAX], slot[MEMO_MAX];
+	uintptr_t rsp[MEMO_MAX], pc[MEMO_MAX];
 	uint8_t ok[MEMO_MAX];
 };
 
@@ -367,7 +365,6 @@ static void memo_put(struct memo *m, uint32_t lo, uint32_t n,
 	for (uint32_t q = n; q--;) {
 		m->rsp[lo + q] = st->rsp[q];
 		m->pc[lo + q] = st->pc[q];
-		m->slot[lo + q] = st->slot[q];
 		m->ra[lo + q] = frames[q];
 		m->reuse[lo + q] = st->ok[q] & m->reuse[lo + q + 1];
 	}
@@ -383,14 +380,16 @@ static int memo_hit(struct memo *m, uint32_t p, uintptr_t *out, unsigned room,
 		    uint64_t *hash, uint32_t nst, const struct states *st,
 		    const uintptr_t *frames)
 {
-	const uintptr_t *slot = &m->slot[p], *ra = &m->ra[p];
+	/* A plain step's CFA is the next state's rsp: the return address
+	 * was the word below it. */
+	const uintptr_t *next_rsp = &m->rsp[p + 1], *ra = &m->ra[p];
 	uint32_t n = MEMO_MAX - 1 - p, copy, i;
 	uintptr_t differ = 0;
 	uint64_t h = *hash;
 
 	/* Independent loads, no early exit: they overlap. */
 	for (i = 0; i < n; i++)
-		differ |= *(const uintptr_t *)slot[i] ^ ra[i];
+		differ |= *(const uintptr_t *)(next_rsp[i] - 8) ^ ra[i];
 	if (differ || nst > p)
 		return -1;
 	copy = n < room ? n : room;
@@ -410,7 +409,6 @@ static void memo_keep(struct memo *m, uint32_t nst, const struct states *st,
 {
 	m->rsp[MEMO_MAX - 1] = st->rsp[nst - 1];
 	m->pc[MEMO_MAX - 1] = st->pc[nst - 1];
-	m->slot[MEMO_MAX - 1] = 0;
 	m->ra[MEMO_MAX - 1] = 0;
 	m->reuse[MEMO_MAX - 1] = 1;
 	memo_put(m, MEMO_MAX - nst, nst - 1, st, frames);
@@ -512,7 +510,6 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 		/* The memo stands for plain rsp-based steps whose loads are in
 		 * the thread's stack (fast_ok), not in another range. */
 		st.ok[nst] = rule.kind == RULE_PLAIN_RSP;
-		st.slot[nst] = cfa - 8;
 		if (!fast_ok(first, words, cfa - 8)) {
 			if (!readable(&w, cfa - 8))
 				break;

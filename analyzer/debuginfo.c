@@ -39,7 +39,7 @@ static char *debuginfo_path;
 
 static bool same_build_id(int fd, const unsigned char *want, int want_len)
 {
-	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
 	const void *bits = NULL;
 	ssize_t n = elf ? dwelf_elf_gnu_build_id(elf, &bits) : -1;
 	bool same =
@@ -152,10 +152,26 @@ static int find_by_debuglink(const char *file_name, const char *debuglink,
 	return fd;
 }
 
+int ha_debuginfo_find_local(const char *file_name, const char *debuglink,
+			    const unsigned char *bits, int bits_len,
+			    GElf_Word crc, char **found)
+{
+	int fd = -1;
+
+	/* Not dwfl_build_id_find_debuginfo: it keeps the file it found
+	 * open in the module, so a plain copy returned would go unused. */
+	if (bits_len > 1)
+		fd = find_by_build_id(file_name, bits, bits_len, found);
+	if (fd < 0)
+		fd = find_by_debuglink(file_name, debuglink, bits, bits_len,
+				       crc, found);
+	return fd;
+}
+
 /* Debug files smaller than this inflate fast enough. */
 #define PLAIN_COPY_MIN (64u << 10)
 
-static bool cache_dir(char *out, size_t n)
+bool ha_cache_dir(char *out, size_t n)
 {
 	const char *dir = getenv("HALLOC_CACHE_DIR");
 
@@ -168,8 +184,7 @@ static bool cache_dir(char *out, size_t n)
 	return false;
 }
 
-/* mkdir -p, private to the user as ~/.cache is. */
-static bool make_dirs(char *path)
+bool ha_make_dirs(char *path)
 {
 	for (char *p = path + 1; *p; p++) {
 		if (*p != '/')
@@ -272,7 +287,7 @@ static int plain_debug_file(int fd, char **name)
 	char *copy;
 
 	if (fstat(fd, &st) != 0 || st.st_size < (off_t)PLAIN_COPY_MIN ||
-	    !cache_dir(dir, sizeof(dir)))
+	    !ha_cache_dir(dir, sizeof(dir)))
 		return fd;
 	if (!wants_plain_copy(fd, bits, &nbits))
 		return fd;
@@ -283,7 +298,7 @@ static int plain_debug_file(int fd, char **name)
 		 (long long)st.st_size, (long long)st.st_mtim.tv_sec,
 		 st.st_mtim.tv_nsec);
 	plain = open(path, O_RDONLY | O_CLOEXEC);
-	if (plain < 0 && make_dirs(dir) &&
+	if (plain < 0 && ha_make_dirs(dir) &&
 	    make_plain_copy(fd, st.st_size, path, bits, (int)nbits))
 		plain = open(path, O_RDONLY | O_CLOEXEC);
 	if (plain < 0)
@@ -315,16 +330,8 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata,
 		return fd >= 0 ? plain_debug_file(fd, debuginfo_file_name) : fd;
 	}
 	bits_len = dwfl_module_build_id(mod, &bits, &vaddr);
-	fd = -1;
-	/* Not dwfl_build_id_find_debuginfo: it keeps the file it found
-	 * open in the module, so a plain copy returned would go unused. */
-	if (bits_len > 1)
-		fd = find_by_build_id(file_name, bits, bits_len,
-				      debuginfo_file_name);
-	if (fd < 0)
-		fd =
-		    find_by_debuglink(file_name, debuglink_file, bits, bits_len,
-				      debuglink_crc, debuginfo_file_name);
+	fd = ha_debuginfo_find_local(file_name, debuglink_file, bits, bits_len,
+				     debuglink_crc, debuginfo_file_name);
 	return fd >= 0 ? plain_debug_file(fd, debuginfo_file_name) : fd;
 }
 

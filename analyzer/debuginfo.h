@@ -12,7 +12,25 @@
 #define HALLOC_ANALYZER_DEBUGINFO_H
 
 #include <elfutils/libdwfl.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 extern const Dwfl_Callbacks ha_dwfl_offline_callbacks;
+
+/* The separate debug file the local search finds for the module file
+ * `file_name` (build-id `bits`, or, when bits_len is 0, the debuglink's
+ * `crc` of the whole candidate), before any plain copy: its descriptor,
+ * and its path in *found (malloc'd); -1 when there is none. Opens
+ * candidates and reads their notes, no debug section. */
+int ha_debuginfo_find_local(const char *file_name, const char *debuglink,
+			    const unsigned char *bits, int bits_len,
+			    GElf_Word crc, char **found);
+
+/* The directory halloc's caches live in (HALLOC_CACHE_DIR, else
+ * $XDG_CACHE_HOME/halloc, else ~/.cache/halloc); false when caching is
+ * off (HALLOC_CACHE_DIR="") or no directory is known. */
+bool ha_cache_dir(char *out, size_t n);
+/* mkdir -p, private to the user as ~/.cache is. */
+bool ha_make_dirs(char *path);
 
 #endif /* HALLOC_ANALYZER_DEBUGINFO_H */

@@ -23,6 +23,7 @@
 #include "analyzer/debuginfo.h"
 #include "analyzer/model.h"
 #include "analyzer/symbolize.h"
+#include "analyzer/symcache.h"
 #include "halloc/log.h"
 
 char *__cxa_demangle(const char *mangled, char *out, size_t *len, int *status);
@@ -32,7 +33,7 @@ struct ha_module_syms {
 	Dwfl_Module *mod;
 	struct ha_scope_index *scopes; /* NULL: ask dwarf_getscopes */
 	struct ha_symtab_memo *names;  /* NULL: ask dwfl_module_addrinfo */
-	bool tried, warm;
+	bool tried;
 };
 
 struct symbolizer {
@@ -85,6 +86,7 @@ Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
 	ms->dwfl = dwfl_begin(&ha_dwfl_offline_callbacks);
 	if (!ms->dwfl)
 		return NULL;
+	cache->opened++;
 	dwfl_report_begin(ms->dwfl);
 	ms->mod = dwfl_report_elf(ms->dwfl, ha_basename(mf->path), mf->path, -1,
 				  0, true);
@@ -96,22 +98,6 @@ Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
 		ms->names = ha_symtab_new();
 	}
 	return ms->mod;
-}
-
-void ha_module_cache_warm(struct ha_module_cache *cache,
-			  const struct ha_log *log, uint32_t modfile)
-{
-	Dwfl_Module *mod = ha_module_cache_open(cache, log, modfile);
-	Dwarf_Addr bias;
-
-	if (!mod || cache->mods[modfile].warm)
-		return;
-	cache->mods[modfile].warm = true;
-	/* What the first lookup would do: find and inflate the debug info,
-	 * read the symbol table, index the compilation units. */
-	dwfl_module_getdwarf(mod, &bias);
-	dwfl_module_getsymtab(mod);
-	dwfl_module_addrdie(mod, 0, &bias);
 }
 
 void ha_module_cache_free(struct ha_module_cache *cache)
@@ -126,6 +112,7 @@ void ha_module_cache_free(struct ha_module_cache *cache)
 	free(cache->pre);
 	free(cache->syms);
 	ha_map_free(&cache->pre_index);
+	ha_symcache_free(cache->disk);
 	memset(cache, 0, sizeof(*cache));
 }
 
@@ -480,33 +467,56 @@ static bool symbolize_address(struct symbolizer *z,
 	return ok;
 }
 
+/* What (modfile, offset) gives, in z->frames: from the symbol cache, or
+ * symbolized (and noted for the cache). 1 done, 0 the module file cannot
+ * be read, -1 no memory. */
+static int symbolize(struct symbolizer *z, uint32_t modfile, uint64_t offset)
+{
+	struct ha_module_cache *cache = z->cache;
+	int known;
+
+	if (!cache->disk_tried) {
+		cache->disk_tried = true;
+		cache->disk = ha_symcache_new();
+	}
+	known = ha_symcache_lookup(cache->disk, z->log, modfile, offset,
+				   z->frames, &z->nframes);
+	if (known != 0)
+		return known;
+	if (!ha_module_cache_open(cache, z->log, modfile))
+		return 0;
+	if (!symbolize_address(z, &cache->mods[modfile], offset) ||
+	    !ha_symcache_add(cache->disk, z->log, modfile, offset, z->frames,
+			     z->nframes))
+		return -1;
+	return 1;
+}
+
 bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
 				  struct ha_log *log, uint32_t modfile,
 				  uint64_t offset)
 {
 	uint64_t key = pre_key(modfile, offset);
 	struct symbolizer *z;
-	Dwfl_Module *mod;
 	struct ha_presym *p;
+	int done;
 	bool ok;
 
 	/* Taken already, or its hash is (a rare clash: the final pass
 	 * symbolizes that one itself). */
 	if (ha_map_get(&cache->pre_index, key) != HA_NONE)
 		return true;
-	mod = ha_module_cache_open(cache, log, modfile);
-	if (!mod)
-		return true;
 	if (!(z = calloc(1, sizeof(*z))))
 		return false;
 	z->log = log;
 	z->cache = cache;
-	ok = symbolize_address(z, &cache->mods[modfile], offset) &&
-	     HA_RESERVE(cache->pre, cache->pre_cap, cache->npre + 1) &&
-	     HA_RESERVE(cache->syms, cache->syms_cap,
-			cache->nsyms + z->nframes) &&
-	     ha_map_put(&cache->pre_index, key, (uint32_t)cache->npre);
-	if (ok) {
+	done = symbolize(z, modfile, offset);
+	ok = done >= 0;
+	if (done > 0 &&
+	    (ok = HA_RESERVE(cache->pre, cache->pre_cap, cache->npre + 1) &&
+		  HA_RESERVE(cache->syms, cache->syms_cap,
+			     cache->nsyms + z->nframes) &&
+		  ha_map_put(&cache->pre_index, key, (uint32_t)cache->npre))) {
 		p = &cache->pre[cache->npre++];
 		p->offset = offset;
 		p->modfile = modfile;
@@ -533,39 +543,36 @@ enum ha_result ha_symbolize_cached(struct ha_log *log,
 	for (size_t i = 0; i < log->nlocs && res == HA_OK; i++) {
 		struct ha_loc *loc = &log->locs[i];
 		const struct ha_presym *pre;
-		Dwfl_Module *mod;
+		const struct ha_sym *syms = z->frames;
+		uint32_t n;
+		int done;
 
 		if (loc->state != HA_LOC_PENDING)
 			continue;
-		mod = loc->modfile
-			  ? ha_module_cache_open(cache, log, loc->modfile)
-			  : NULL;
-		if (!mod) {
+		if (!loc->modfile) {
 			loc->state = HA_LOC_UNKNOWN;
 			continue;
 		}
 		pre = pre_find(cache, loc->modfile, loc->offset);
 		if (pre) {
-			if (pre->n == 0)
-				loc->state = HA_LOC_UNKNOWN;
-			else if (!ha_log_set_syms(log, (uint32_t)i,
-						  cache->syms + pre->first,
-						  pre->n, HA_LOC_FROM_FILE))
+			syms = cache->syms + pre->first;
+			n = pre->n;
+		} else {
+			done = symbolize(z, loc->modfile, loc->offset);
+			if (done < 0) {
 				res = HA_ERR_NOMEM;
-			continue;
+				break;
+			}
+			n = done ? z->nframes : 0;
 		}
-		if (!symbolize_address(z, &cache->mods[loc->modfile],
-				       loc->offset)) {
-			res = HA_ERR_NOMEM;
-			break;
-		}
-		if (z->nframes == 0)
+		if (n == 0)
 			loc->state = HA_LOC_UNKNOWN;
-		else if (!ha_log_set_syms(log, (uint32_t)i, z->frames,
-					  z->nframes, HA_LOC_FROM_FILE))
+		else if (!ha_log_set_syms(log, (uint32_t)i, syms, n,
+					  HA_LOC_FROM_FILE))
 			res = HA_ERR_NOMEM;
 	}
 	free(z);
+	ha_symcache_save(cache->disk, cache->opened);
 	return res;
 }
 

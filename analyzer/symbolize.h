@@ -15,6 +15,7 @@
 #include "analyzer/model.h"
 
 struct ha_module_syms;
+struct ha_symcache;
 
 /* scopes.c: per module file, the top level of each unit indexed by the
  * ranges of its children. One thread at a time, as the cache. */
@@ -57,24 +58,26 @@ struct ha_module_cache {
 	struct ha_map pre_index; /* hash of (modfile, offset) -> pre */
 	struct ha_sym *syms;
 	size_t nsyms, syms_cap;
+	/* Answers of earlier runs (symcache.h); made on first use. */
+	struct ha_symcache *disk;
+	bool disk_tried;
+	unsigned opened; /* module files opened with libdw */
 };
 
 /* The module file, opened on first use (NULL: unreadable, or not the
  * recorded build-id; asked once). */
 Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,
 				  const struct ha_log *log, uint32_t modfile);
-/* Opens it and does now what its first lookup would: reading and
- * inflating its debug info and its symbol table. */
-void ha_module_cache_warm(struct ha_module_cache *cache,
-			  const struct ha_log *log, uint32_t modfile);
 void ha_module_cache_free(struct ha_module_cache *cache);
-/* Symbolizes (modfile, offset) now, for ha_symbolize_cached to find.
- * False on no memory. */
+/* Symbolizes (modfile, offset) now, for ha_symbolize_cached to find:
+ * from the symbol cache when it knows the answer, else from the module
+ * file (opened, its debug info read, on first use). False on no memory. */
 bool ha_module_cache_presymbolize(struct ha_module_cache *cache,
 				  struct ha_log *log, uint32_t modfile,
 				  uint64_t offset);
 
-/* ha_symbolize_from_files with the files in `cache` (filled as needed). */
+/* ha_symbolize_from_files with the files in `cache` (filled as needed);
+ * what symbolizing gave goes to the symbol cache. */
 enum ha_result ha_symbolize_cached(struct ha_log *log,
 				   struct ha_module_cache *cache);
 

@@ -188,9 +188,9 @@ static struct stream_index *stream_index(struct ha_symbols_feed *f,
 	return x;
 }
 
-/* Warms every module file with a segment that holds return address addr,
- * in any load of the stream (a warm file the final pass does not use only
- * costs time). */
+/* Symbolizes return address addr in every module file with a segment
+ * that holds it, in any load of the stream (an answer the final pass does
+ * not use only costs time). */
 static void warm_address(struct ha_symbols_feed *f, uint32_t stream,
 			 struct stream_index *x, uint64_t addr)
 {
@@ -205,8 +205,9 @@ static void warm_address(struct ha_symbols_feed *f, uint32_t stream,
 
 		if (addr >= s->segments[i].end)
 			continue;
-		ha_module_cache_warm(&f->cache, f->log, m->modfile);
-		/* What the final pass will look up, if this is the module. */
+		/* What the final pass will look up, if this is the module:
+		 * from the symbol cache, or from the module file, whose
+		 * debug info is read now, while the program runs. */
 		ha_module_cache_presymbolize(&f->cache, f->log, m->modfile,
 					     (addr ? addr - 1 : 0) - m->bias);
 	}

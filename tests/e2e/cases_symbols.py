@@ -5,7 +5,7 @@ exec and shared libraries; with the plain copies of compressed debug files
 (analyzer/debuginfo.c) made, reused, or not kept at all."""
 import os
 
-from harness import case, check, expect_rc, log_bytes, program, report_json, trace
+from harness import REPORT, case, check, expect_rc, log_bytes, program, report_json, trace
 from cases_programs import plugin_copies
 
 SYMBOLS = 4
@@ -86,3 +86,78 @@ def symbols_libc_lines(c):
               f"no libc frame has a line: {libc[:3]}")
     copies = os.listdir(os.path.join(cache, "debug")) if os.path.isdir(cache) else []
     check(any(n.endswith(".debug") for n in copies), f"no plain copy in the cache: {copies}")
+
+
+def cache_stats(path):
+    """The lines HALLOC_SYMCACHE_STATS appended: [{opened, answered, symbolized}]."""
+    lines = open(path).read().split("\n") if os.path.exists(path) else []
+    os.path.exists(path) and os.unlink(path)
+    out = []
+    for line in filter(None, lines):
+        w = line.split()
+        out.append(dict(zip(w[0::2], map(int, w[1::2]))))
+    return out
+
+
+def report_text(c, log, env):
+    p = c.run([REPORT, "--no-color", log], env=env)
+    check(p.returncode == 0, f"halloc-report exited {p.returncode}")
+    return p.stdout
+
+
+@case("symbols-cache-cold-warm")
+def symbols_cache_cold_warm(c):
+    """The symbol cache (analyzer/symcache.c): a log reported with it off,
+    cold and warm gives the same text byte for byte; the warm run opens no
+    module file; a damaged cache file is not read, and is replaced; halloc-trace
+    run twice appends the same symbols as the binaries give, the second time
+    from the cache alone."""
+    cache, stats = c.path("cache"), c.path("stats")
+    on = c.env(HALLOC_CACHE_DIR=cache, HALLOC_SYMCACHE_STATS=stats)
+    t = trace(c, [program("threads")], ("-q", "--no-symbols"), env=c.env(HALLOC_CACHE_DIR=""))
+    expect_rc(t, 0)
+    off = report_text(c, t.log, c.env(HALLOC_CACHE_DIR=""))
+    check(b"threads.c:" in off, "no line of threads.c in the report")
+    cold = report_text(c, t.log, on)
+    s = cache_stats(stats)
+    check(len(s) == 1 and s[0]["symbolized"] > 0 and s[0]["opened"] > 0,
+          f"the cold run symbolized nothing: {s}")
+    warm = report_text(c, t.log, on)
+    s = cache_stats(stats)
+    check(len(s) == 1 and s[0]["opened"] == 0 and s[0]["symbolized"] == 0
+          and s[0]["answered"] > 0, f"the warm run opened module files: {s}")
+    check(cold == off, "cold cache: the report differs from no cache")
+    check(warm == off, "warm cache: the report differs from no cache")
+
+    # Damaged cache files: not read (the modules are opened again), same
+    # report, and replaced (the next run opens none).
+    files = [os.path.join(d, n) for d, _, ns in os.walk(os.path.join(cache, "symbols"))
+             for n in ns]
+    check(files and all(n.endswith(".sym") for n in files), f"cache files: {files}")
+    for i, path in enumerate(files):
+        data = bytearray(open(path, "rb").read())
+        if i % 2:
+            data = data[:len(data) // 2]
+        else:
+            data[len(data) // 2] ^= 0x20
+        with open(path, "wb") as f:
+            f.write(data)
+    damaged = report_text(c, t.log, on)
+    s = cache_stats(stats)
+    check(len(s) == 1 and s[0]["opened"] > 0 and s[0]["answered"] == 0,
+          f"damaged cache files were read: {s}")
+    check(damaged == off, "damaged cache: the report differs from no cache")
+    check(report_text(c, t.log, on) == off, "the replaced cache's report differs")
+    s = cache_stats(stats)
+    check(len(s) == 1 and s[0]["opened"] == 0, f"the cache was not replaced: {s}")
+
+    # halloc-trace, cold then warm: its SYMBOLS are the binaries' (read with
+    # no cache), and the warm run opened no module file.
+    for run in ("cold", "warm"):
+        got = same_as_from_binaries(c, [program("threads")], env=on)
+        s = cache_stats(stats)
+        check(s, f"{run}: no statistics")
+        if run == "warm":
+            check(s[-1]["opened"] == 0 and s[-1]["answered"] > 0,
+                  f"the warm trace opened module files: {s}")
+    check(got["processes"], "no process")
