@@ -34,10 +34,12 @@ static uint32_t file_crc(const unsigned char *p, size_t len)
 	return (uint32_t)crc;
 }
 
-static bool read_whole(int fd, unsigned char *p, size_t len)
+/* All len bytes read into p, or written from it; false on an error or
+ * an early end of file. */
+static bool transfer(int fd, unsigned char *p, size_t len, bool writing)
 {
 	while (len > 0) {
-		ssize_t n = read(fd, p, len);
+		ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -108,7 +110,7 @@ bool ha_symfile_load(struct ha_symfile *f, const char *path, const char *key)
 	    st.st_size <= (off_t)HA_SYMFILE_MAX &&
 	    (f->data = malloc((size_t)st.st_size))) {
 		f->len = (size_t)st.st_size;
-		ok = read_whole(fd, f->data, f->len) && check(f, key);
+		ok = transfer(fd, f->data, f->len, false) && check(f, key);
 	}
 	close(fd);
 	if (!ok)
@@ -325,21 +327,6 @@ static bool choose(const struct ha_symlist *all, size_t *order, bool *keep,
 	return ok;
 }
 
-static bool write_all(int fd, const unsigned char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 static bool encode(const struct ha_symlist *all, const size_t *order,
 		   const bool *keep, const char *key, struct bytes *out)
 {
@@ -391,7 +378,7 @@ static bool replace_file(const char *path, const struct bytes *b)
 		free(tmp);
 		return false;
 	}
-	ok = write_all(fd, b->p, b->len);
+	ok = transfer(fd, b->p, b->len, true);
 	ok = close(fd) == 0 && ok && rename(tmp, path) == 0;
 	if (!ok)
 		unlink(tmp);
