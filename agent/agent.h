@@ -238,10 +238,25 @@ static inline bool ha_agent_sampled(struct ha_agent_thread *t, size_t size)
  */
 uint64_t ha_agent_sampled_free_seq(void *p);
 
+/* sample.c: how many sampled addresses have each hash (see there). */
+#define HA_AGENT_SAMPLE_FILTER_BITS 14
+extern uint32_t ha_agent_sample_filter[1u << HA_AGENT_SAMPLE_FILTER_BITS];
+
+static inline uint32_t *ha_agent_sample_count(uint64_t hash)
+{
+	return &ha_agent_sample_filter[(hash >> 32) &
+				       ((1u << HA_AGENT_SAMPLE_FILTER_BITS) -
+					1)];
+}
+
 static inline uint64_t ha_agent_free_seq(void *p)
 {
 	if (!ha_agent.cfg.sample)
 		return ha_agent_next_seq();
+	/* Most blocks were not sampled: known here, without a call. */
+	if (!__atomic_load_n(ha_agent_sample_count(ha_agent_mix64((uintptr_t)p)),
+			     __ATOMIC_RELAXED))
+		return HA_AGENT_NO_SEQ;
 	return ha_agent_sampled_free_seq(p);
 }
 void ha_agent_sample_insert(void *p);

@@ -110,12 +110,13 @@ static void put_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
 void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
 			   size_t size)
 {
-	int saved = errno;
+	int saved;
 	uint64_t stack;
 
-	/* Not sampled: no stack walk, no record (sample.c). */
+	/* Not sampled: no stack walk, no record (sample.c), errno untouched. */
 	if (ptr && !ha_agent_sampled(t, size))
 		return;
+	saved = errno;
 	stack = ha_agent_stack_id(t);
 	if (!ptr)
 		put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, stack,
@@ -200,11 +201,12 @@ void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn, size_t size,
 void ha_agent_record_free(struct ha_agent_thread *t, unsigned free_fn,
 			  uint64_t seq, void *ptr)
 {
-	int saved = errno;
+	int saved;
 	unsigned char *p;
 
 	if (seq == HA_AGENT_NO_SEQ)
 		return; /* a block not sampled */
+	saved = errno;
 	p = ha_agent_buf_begin(t, EVENT_MAX);
 	if (p) {
 		*p++ = HALLOC_RECORD_TAG(HALLOC_REC_FREE, free_fn);
@@ -220,10 +222,13 @@ void ha_agent_record_realloc(struct ha_agent_thread *t, unsigned fn,
 			     uint64_t stack, uint64_t seq, void *old,
 			     void *result, size_t size)
 {
-	int saved = errno;
+	int saved;
 	uint64_t seq2;
 	unsigned char *p;
 
+	if (result && stack == HA_AGENT_NO_STACK && seq == HA_AGENT_NO_SEQ)
+		return; /* sampling: neither half was sampled */
+	saved = errno;
 	if (!result) {
 		/* The old block is untouched: nothing was freed. */
 		if (seq != HA_AGENT_NO_SEQ)

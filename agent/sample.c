@@ -51,12 +51,11 @@ static struct stripe stripes[STRIPES] __attribute__((aligned(64)));
  * it down again. Counts change under their stripe's lock (so a fork sees
  * them consistent with the tables).
  */
-#define FILTER_BITS 14
-static uint32_t filter[1u << FILTER_BITS];
+uint32_t ha_agent_sample_filter[1u << HA_AGENT_SAMPLE_FILTER_BITS];
 
 static uint32_t *filter_of(uint64_t h)
 {
-	return &filter[(h >> 32) & ((1u << FILTER_BITS) - 1)];
+	return ha_agent_sample_count(h);
 }
 
 static void lock(struct stripe *s)
