@@ -273,9 +273,22 @@ void ha_agent_sample_fork_parent(void); /* and in the child */
 /* ---- events.c: records ----------------------------------------------------
  */
 
-/* After the allocator returned p (NULL: failure, errno says why). */
-void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *p,
-			   size_t size);
+void ha_agent_record_alloc_now(struct ha_agent_thread *t, unsigned fn,
+			       void *p, size_t size);
+
+/*
+ * After the allocator returned p (NULL: failure, errno says why). Not
+ * sampled (--sample): no stack walk, no record (sample.c); decided here,
+ * inline, since it is almost every call.
+ */
+static inline void ha_agent_record_alloc(struct ha_agent_thread *t,
+					 unsigned fn, void *p, size_t size)
+{
+	if (p && !ha_agent_sampled(t, size))
+		return;
+	ha_agent_record_alloc_now(t, fn, p, size);
+}
+
 /* A call that failed before reaching the allocator (bad arguments). */
 void ha_agent_record_failed(struct ha_agent_thread *t, unsigned fn, size_t size,
 			    int err);

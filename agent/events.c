@@ -107,16 +107,13 @@ static void put_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
 	ha_agent_sample_keep(ptr);
 }
 
-void ha_agent_record_alloc(struct ha_agent_thread *t, unsigned fn, void *ptr,
-			   size_t size)
+/* ha_agent_record_alloc() found it sampled, or recording every event. */
+void ha_agent_record_alloc_now(struct ha_agent_thread *t, unsigned fn,
+			       void *ptr, size_t size)
 {
-	int saved;
+	int saved = errno;
 	uint64_t stack;
 
-	/* Not sampled: no stack walk, no record (sample.c), errno untouched. */
-	if (ptr && !ha_agent_sampled(t, size))
-		return;
-	saved = errno;
 	stack = ha_agent_stack_id(t);
 	if (!ptr)
 		put_failed(t, HALLOC_REC_ALLOC_FAILED, fn, size, stack,
@@ -138,7 +135,7 @@ void ha_agent_record_typed_alloc(struct ha_agent_thread *t, void *ptr,
 	unsigned char *p;
 
 	if (!ha_agent_sampled(t, size))
-		return; /* --sample: as ha_agent_record_alloc */
+		return; /* --sample: as ha_agent_record_alloc() */
 	stack = ha_agent_stack_id(t);
 	seq = ha_agent_next_seq();
 	p = ha_agent_buf_begin(t, EVENT_MAX);
