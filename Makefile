@@ -168,9 +168,14 @@ $(UNIT_BIN): $(UNIT_SRC) $(ANALYZER_LIB) $(TRACER_LIB)
 deps:
 	sh scripts/install-deps.sh
 
+# Unit tests keep their symbol and debug-file caches in the build tree, not
+# in the user's ~/.cache/halloc (each rebuilt test binary is a new
+# symbolizer); e2e cases run with a HOME of their own.
+TEST_ENV := HALLOC_CACHE_DIR=$(abspath $(BUILD))/tests/cache
+
 unit: $(UNIT_BIN) $(API_BIN)
-	$(UNIT_BIN) --jobs 2
-	$(API_BIN) --jobs 1
+	$(TEST_ENV) $(UNIT_BIN) --jobs 2
+	$(TEST_ENV) $(API_BIN) --jobs 1
 
 e2e: all
 	tests/e2e/run
