@@ -50,6 +50,20 @@ static bool text_of(Dwfl_Module *mod, struct text *t)
 	return false;
 }
 
+/* The module file at path, opened alone as the symbolizer opens it, and
+ * its text. */
+static Dwfl_Module *open_module(Dwfl *dwfl, const char *path, struct text *t)
+{
+	Dwfl_Module *mod;
+
+	dwfl_report_begin(dwfl);
+	mod = dwfl_report_elf(dwfl, "m", path, -1, 0, true);
+	dwfl_report_end(dwfl, NULL, NULL);
+	cr_assert(mod, "cannot open %s", path);
+	cr_assert(text_of(mod, t), "no .text in %s", path);
+	return mod;
+}
+
 /* Addresses compared, and how many were inside some DIE. */
 static void compare_module(const char *path, unsigned stride,
 			   unsigned *compared, unsigned *inside)
@@ -60,11 +74,7 @@ static void compare_module(const char *path, unsigned stride,
 	struct text t;
 
 	cr_assert(dwfl && ix);
-	dwfl_report_begin(dwfl);
-	mod = dwfl_report_elf(dwfl, "m", path, -1, 0, true);
-	dwfl_report_end(dwfl, NULL, NULL);
-	cr_assert(mod, "cannot open %s", path);
-	cr_assert(text_of(mod, &t), "no .text in %s", path);
+	mod = open_module(dwfl, path, &t);
 	for (uint64_t a = t.start; a < t.end; a += stride) {
 		Dwarf_Addr bias;
 		Dwarf_Die *cu = dwfl_module_addrdie(mod, a, &bias);
@@ -145,11 +155,7 @@ static void compare_names(const char *path, unsigned stride)
 	unsigned named = 0;
 
 	cr_assert(dwfl && m);
-	dwfl_report_begin(dwfl);
-	mod = dwfl_report_elf(dwfl, "m", path, -1, 0, true);
-	dwfl_report_end(dwfl, NULL, NULL);
-	cr_assert(mod, "cannot open %s", path);
-	cr_assert(text_of(mod, &t), "no .text in %s", path);
+	mod = open_module(dwfl, path, &t);
 	/* Below and past the text too: addresses no symbol covers. */
 	for (uint64_t a = t.start > 4096 ? t.start - 4096 : 0;
 	     a < t.end + 4096; a += stride) {

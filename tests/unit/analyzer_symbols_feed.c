@@ -18,49 +18,9 @@
 #include "analyzer/analysis.h"
 #include "halloc/log.h"
 #include "log_builder.h"
+#include "module_of.h"
 
 static const char *const argv_[] = {"./unit-tests", NULL};
-
-struct module {
-	char path[4096];
-	uint64_t bias, start, size;
-	uintptr_t addr;
-	bool found;
-};
-
-static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	struct module *m = arg;
-
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		uint64_t start = info->dlpi_addr + ph->p_vaddr;
-
-		if (ph->p_type != PT_LOAD || m->addr < start ||
-		    m->addr >= start + ph->p_memsz)
-			continue;
-		m->found = true;
-		m->bias = info->dlpi_addr;
-		m->start = start;
-		m->size = ph->p_memsz;
-		if (info->dlpi_name[0])
-			snprintf(m->path, sizeof(m->path), "%s",
-				 info->dlpi_name);
-		else if (!realpath("/proc/self/exe", m->path))
-			cr_assert_fail("realpath /proc/self/exe");
-		return 1;
-	}
-	return 0;
-}
-
-static struct module module_of(uintptr_t addr)
-{
-	struct module m = {.addr = addr};
-
-	dl_iterate_phdr(find_module, &m);
-	cr_assert(m.found, "no module holds %#lx", (unsigned long)addr);
-	return m;
-}
 
 static __attribute__((noinline)) uintptr_t here(void)
 {
@@ -174,14 +134,36 @@ static void *feed_frames(void *arg)
 	return NULL;
 }
 
+/*
+ * Both copies of a log of log_len bytes got symbols appended, the same
+ * bytes. Removes and frees both.
+ */
+static void expect_same_symbols(char *old_path, char *new_path,
+				size_t log_len)
+{
+	unsigned char *old_bytes, *new_bytes;
+	size_t old_len, new_len;
+
+	old_bytes = read_all(old_path, &old_len);
+	new_bytes = read_all(new_path, &new_len);
+	cr_assert_gt(old_len, log_len, "the file pass appended symbols");
+	cr_assert_eq(new_len, old_len);
+	cr_assert(memcmp(old_bytes, new_bytes, old_len) == 0,
+		  "the same SYMBOLS frames");
+	free(old_bytes);
+	free(new_bytes);
+	unlink(old_path);
+	unlink(new_path);
+	free(old_path);
+	free(new_path);
+}
+
 /* The SYMBOLS bytes each pass appended to a copy of the log. */
 static void compare_passes(struct lb *b, bool threaded, size_t padding)
 {
 	char *old_path = lb_write_temp(b), *new_path = lb_write_temp(b);
 	struct feeder fd = {.b = b, .skip_events_only = true};
 	struct ha_diag diag;
-	unsigned char *old_bytes, *new_bytes;
-	size_t old_len, new_len;
 	pthread_t t;
 
 	cr_assert_eq(ha_append_symbols(old_path, &diag), HA_OK, "%s",
@@ -206,18 +188,7 @@ static void compare_passes(struct lb *b, bool threaded, size_t padding)
 	cr_assert_eq(ha_symbols_feed_append(fd.feed, new_path, &diag), HA_OK,
 		     "%s", diag.message);
 	ha_symbols_feed_free(fd.feed);
-	old_bytes = read_all(old_path, &old_len);
-	new_bytes = read_all(new_path, &new_len);
-	cr_assert_gt(old_len, b->len, "the file pass appended symbols");
-	cr_assert_eq(new_len, old_len);
-	cr_assert(memcmp(old_bytes, new_bytes, old_len) == 0,
-		  "the same SYMBOLS frames");
-	free(old_bytes);
-	free(new_bytes);
-	unlink(old_path);
-	unlink(new_path);
-	free(old_path);
-	free(new_path);
+	expect_same_symbols(old_path, new_path, b->len);
 }
 
 Test(symbols_feed, same_symbols_as_reading_the_file)
@@ -255,11 +226,9 @@ Test(symbols_feed, past_its_limit_reads_the_file)
 Test(symbols_feed, corrupt_chunk)
 {
 	static const unsigned char bad[] = {0x0f, 0x00};
-	struct ha_symbols_feed *feed = ha_symbols_feed_new();
-	struct ha_diag diag = {{0}};
-	unsigned char *old_bytes, *new_bytes;
-	size_t old_len, new_len;
 	struct lb b;
+	struct feeder fd = {.feed = ha_symbols_feed_new(), .b = &b};
+	struct ha_diag diag = {{0}};
 	char *old_path, *new_path;
 
 	build(&b);
@@ -269,28 +238,13 @@ Test(symbols_feed, corrupt_chunk)
 	old_path = lb_write_temp(&b);
 	new_path = lb_write_temp(&b);
 	cr_assert_eq(ha_append_symbols(old_path, NULL), HA_ERR_CORRUPT);
-	for (size_t at = 16; at + 8 <= b.len;) {
-		uint32_t len;
-
-		memcpy(&len, b.buf + at, 4);
-		ha_symbols_feed_frame(feed, b.buf + at, 8 + len);
-		at += 8 + len;
-	}
-	cr_assert_eq(ha_symbols_feed_append(feed, new_path, &diag),
+	feed_frames(&fd); /* every frame */
+	cr_assert_eq(ha_symbols_feed_append(fd.feed, new_path, &diag),
 		     HA_ERR_CORRUPT);
 	cr_assert(strstr(diag.message, "corrupt"), "%s", diag.message);
-	ha_symbols_feed_free(feed);
-	old_bytes = read_all(old_path, &old_len);
-	new_bytes = read_all(new_path, &new_len);
-	cr_assert_gt(old_len, b.len, "symbols of what came before");
-	cr_assert_eq(new_len, old_len);
-	cr_assert(memcmp(old_bytes, new_bytes, old_len) == 0);
-	free(old_bytes);
-	free(new_bytes);
-	unlink(old_path);
-	unlink(new_path);
-	free(old_path);
-	free(new_path);
+	ha_symbols_feed_free(fd.feed);
+	/* Symbols of what came before the bad chunk. */
+	expect_same_symbols(old_path, new_path, b.len);
 	lb_free(&b);
 }
 
