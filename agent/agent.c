@@ -104,15 +104,17 @@ static void start_clock(void)
 
 /* ---- HALLOC_AGENT --------------------------------------------------- */
 
-static char *find_env(void)
+/* The value of the variable whose "NAME=" is prefix, or NULL. */
+static char *find_env(const char *prefix)
 {
+	size_t len = strlen(prefix);
 	char **e;
 
 	if (!environ)
 		return NULL;
 	for (e = environ; *e; e++)
-		if (!strncmp(*e, env_prefix, sizeof(env_prefix) - 1))
-			return *e + sizeof(env_prefix) - 1;
+		if (!strncmp(*e, prefix, len))
+			return *e + len;
 	return NULL;
 }
 
@@ -228,7 +230,7 @@ static void fork_child(void);
 static bool init(struct ha_agent_thread *t)
 {
 	struct ha_agent_process pr = {0};
-	char *value = find_env(), *follow_at;
+	char *value = find_env(env_prefix), *follow_at;
 	long pid;
 
 	if (!value)
@@ -256,7 +258,7 @@ static bool init(struct ha_agent_thread *t)
 		ha_agent_buf_reclaim_exec();
 	start_clock();
 	ha_agent_self_init();
-	ha_agent_unwind_init();
+	ha_agent_unwind_init(find_env("HALLOC_UNWIND_CHECK=") != NULL);
 	if (ha_agent_stack_init() || ha_agent_modules_init())
 		return false;
 	if (pthread_key_create(&thread_key, thread_exit) ||

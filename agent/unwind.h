@@ -116,8 +116,9 @@ static inline uint64_t ha_agent_hash_step(uint64_t h, uintptr_t frame)
 	return (h ^ frame) * 0xff51afd7ed558ccdull;
 }
 
-/* Once, before the first walk: reads HALLOC_UNWIND_CHECK (tests). */
-void ha_agent_unwind_init(void);
+/* Once, before the first walk. check (HALLOC_UNWIND_CHECK, for tests):
+ * redo every walk the memo shortened in full, abort on a difference. */
+void ha_agent_unwind_init(bool check);
 /* The calling thread is ending: let go of what its walks remembered. */
 void ha_agent_unwind_thread_end(void);
 
