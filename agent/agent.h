@@ -233,8 +233,8 @@ static inline bool ha_agent_sampled(struct ha_agent_thread *t, size_t size)
 }
 
 /*
- * The sequence number of a free of p, taken before p goes back to glibc;
- * HA_AGENT_NO_SEQ when sampling and p was not sampled (p leaves the set).
+ * ha_agent_free_seq() of a p whose count (below) is not zero: p leaves the
+ * sampled set, or was not in it (HA_AGENT_NO_SEQ).
  */
 uint64_t ha_agent_sampled_free_seq(void *p);
 
@@ -249,6 +249,10 @@ static inline uint32_t *ha_agent_sample_count(uint64_t hash)
 					1)];
 }
 
+/*
+ * The sequence number of a free of p, taken before p goes back to glibc;
+ * HA_AGENT_NO_SEQ when sampling and p was not sampled.
+ */
 static inline uint64_t ha_agent_free_seq(void *p)
 {
 	if (!ha_agent.cfg.sample)

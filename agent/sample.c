@@ -42,8 +42,8 @@ static struct stripe stripes[STRIPES] __attribute__((aligned(64)));
 
 /*
  * How many sampled addresses have each hash (other bits than the tables
- * use): a free whose count is zero was not sampled, known without the
- * stripe's lock. Almost every free is of such a block, and the lock (an
+ * use; ha_agent_sample_count): a free whose count is zero was not sampled,
+ * known without the stripe's lock (ha_agent_free_seq asks, inline). Almost every free is of such a block, and the lock (an
  * atomic exchange) and the probe cost more than the rest of the free
  * path. No false "not sampled": a block's count went up before malloc
  * returned it, so before the program could hand it to the thread that
@@ -52,11 +52,6 @@ static struct stripe stripes[STRIPES] __attribute__((aligned(64)));
  * them consistent with the tables).
  */
 uint32_t ha_agent_sample_filter[1u << HA_AGENT_SAMPLE_FILTER_BITS];
-
-static uint32_t *filter_of(uint64_t h)
-{
-	return ha_agent_sample_count(h);
-}
 
 static void lock(struct stripe *s)
 {
@@ -129,22 +124,22 @@ static bool insert(uintptr_t addr)
 		else {
 			place(s->slots, s->mask, addr);
 			s->count++;
-			__atomic_fetch_add(filter_of(h), 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(ha_agent_sample_count(h), 1,
+					   __ATOMIC_RELAXED);
 		}
 	}
 	unlock(s);
 	return ok;
 }
 
-/* Backward-shift deletion: no tombstones, so a miss stays short. */
+/* Backward-shift deletion: no tombstones, so a miss stays short. Asked
+ * only when addr's count is not zero (ha_agent_free_seq). */
 static bool take(uintptr_t addr)
 {
 	uint64_t h;
 	struct stripe *s = stripe_of(addr, &h);
 	size_t i, j, k;
 
-	if (!__atomic_load_n(filter_of(h), __ATOMIC_RELAXED))
-		return false;
 	lock(s);
 	i = find(s, h, addr);
 	if (i == SIZE_MAX) {
@@ -164,7 +159,7 @@ static bool take(uintptr_t addr)
 	}
 	s->slots[i] = 0;
 	s->count--;
-	__atomic_fetch_sub(filter_of(h), 1, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(ha_agent_sample_count(h), 1, __ATOMIC_RELAXED);
 	unlock(s);
 	return true;
 }
