@@ -199,14 +199,51 @@ bool ha_make_dirs(char *path)
 	return mkdir(path, 0700) == 0 || errno == EEXIST;
 }
 
+bool ha_elf_sections(Elf *elf, bool *compressed, bool *altlink)
+{
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+
+	if (compressed)
+		*compressed = false;
+	*altlink = false;
+	if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
+		return false;
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr shdr;
+		const char *name;
+
+		if (!gelf_getshdr(scn, &shdr))
+			continue;
+		name = elf_strptr(elf, shstrndx, shdr.sh_name);
+		if (compressed && (shdr.sh_flags & SHF_COMPRESSED))
+			*compressed = true;
+		if (name && strcmp(name, ".gnu_debugaltlink") == 0)
+			*altlink = true;
+	}
+	return true;
+}
+
+bool ha_build_id_is(const void *bits, ssize_t n, const char *hex)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = bits;
+
+	if (n <= 0 || strlen(hex) != 2 * (size_t)n)
+		return false;
+	for (ssize_t i = 0; i < n; i++)
+		if (hex[2 * i] != digits[b[i] >> 4] ||
+		    hex[2 * i + 1] != digits[b[i] & 15])
+			return false;
+	return true;
+}
+
 /* Whether the debug file is worth a plain copy; its build-id if so. */
 static bool wants_plain_copy(int fd, unsigned char bits[64], ssize_t *nbits)
 {
 	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	Elf_Scn *scn = NULL;
-	bool compressed = false, altlink = false;
+	bool compressed, altlink, known;
 	const void *raw = NULL;
-	size_t shstrndx;
 
 	if (!elf)
 		return false;
@@ -215,23 +252,10 @@ static bool wants_plain_copy(int fd, unsigned char bits[64], ssize_t *nbits)
 		*nbits = -1;
 	if (*nbits > 0)
 		memcpy(bits, raw, (size_t)*nbits);
-	if (elf_getshdrstrndx(elf, &shstrndx) == 0) {
-		while ((scn = elf_nextscn(elf, scn))) {
-			GElf_Shdr shdr;
-			const char *name;
-
-			if (!gelf_getshdr(scn, &shdr))
-				continue;
-			name = elf_strptr(elf, shstrndx, shdr.sh_name);
-			if (shdr.sh_flags & SHF_COMPRESSED)
-				compressed = true;
-			/* dwz's file is found next to this one: keep it. */
-			if (name && strcmp(name, ".gnu_debugaltlink") == 0)
-				altlink = true;
-		}
-	}
+	/* dwz's file is found next to this one: keep it. */
+	known = ha_elf_sections(elf, &compressed, &altlink);
 	elf_end(elf);
-	return compressed && !altlink && *nbits > 0;
+	return known && compressed && !altlink && *nbits > 0;
 }
 
 /* Writes a plain copy of debug file `fd` to `path`; false on failure. */

@@ -14,6 +14,7 @@
 #include <elfutils/libdwfl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 extern const Dwfl_Callbacks ha_dwfl_offline_callbacks;
 
@@ -25,6 +26,15 @@ extern const Dwfl_Callbacks ha_dwfl_offline_callbacks;
 int ha_debuginfo_find_local(const char *file_name, const char *debuglink,
 			    const unsigned char *bits, int bits_len,
 			    GElf_Word crc, char **found);
+
+/* What elf's section headers say: whether a section is compressed, and
+ * whether a dwz file is linked (.gnu_debugaltlink): answers that depend
+ * on a third file. compressed may be NULL. False when they cannot be
+ * read (neither is then known). */
+bool ha_elf_sections(Elf *elf, bool *compressed, bool *altlink);
+/* Whether the n bytes bits (a build-id; n <= 0: none) are hex, written in
+ * lowercase digits. */
+bool ha_build_id_is(const void *bits, ssize_t n, const char *hex);
 
 /* The directory halloc's caches live in (HALLOC_CACHE_DIR, else
  * $XDG_CACHE_HOME/halloc, else ~/.cache/halloc); false when caching is

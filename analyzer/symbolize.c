@@ -45,7 +45,6 @@ struct symbolizer {
 
 static bool build_id_matches(Dwfl_Module *mod, const char *want_hex)
 {
-	static const char digits[] = "0123456789abcdef";
 	const unsigned char *bits;
 	GElf_Addr vaddr;
 	int n;
@@ -53,13 +52,7 @@ static bool build_id_matches(Dwfl_Module *mod, const char *want_hex)
 	if (!*want_hex)
 		return true; /* nothing recorded to compare */
 	n = dwfl_module_build_id(mod, &bits, &vaddr);
-	if (n <= 0 || strlen(want_hex) != 2 * (size_t)n)
-		return false;
-	for (int i = 0; i < n; i++)
-		if (want_hex[2 * i] != digits[bits[i] >> 4] ||
-		    want_hex[2 * i + 1] != digits[bits[i] & 15])
-			return false;
-	return true;
+	return ha_build_id_is(bits, n, want_hex);
 }
 
 Dwfl_Module *ha_module_cache_open(struct ha_module_cache *cache,

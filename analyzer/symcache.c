@@ -115,37 +115,13 @@ static bool hex_build_id(const char *s)
 	return n >= 2 && n <= 128 && n % 2 == 0 && s[n] == '\0';
 }
 
+/* No key for a file whose answers would depend on a dwz file, nor for
+ * one whose sections cannot be read. */
 static bool has_altlink(Elf *elf)
 {
-	Elf_Scn *scn = NULL;
-	size_t shstrndx;
+	bool altlink;
 
-	if (elf_getshdrstrndx(elf, &shstrndx) != 0)
-		return true; /* cannot tell: no key */
-	while ((scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr shdr;
-		const char *name;
-
-		if (gelf_getshdr(scn, &shdr) &&
-		    (name = elf_strptr(elf, shstrndx, shdr.sh_name)) &&
-		    strcmp(name, ".gnu_debugaltlink") == 0)
-			return true;
-	}
-	return false;
-}
-
-static bool same_hex(const void *bits, ssize_t n, const char *hex)
-{
-	static const char digits[] = "0123456789abcdef";
-	const unsigned char *b = bits;
-
-	if (n <= 0 || strlen(hex) != 2 * (size_t)n)
-		return false;
-	for (ssize_t i = 0; i < n; i++)
-		if (hex[2 * i] != digits[b[i] >> 4] ||
-		    hex[2 * i + 1] != digits[b[i] & 15])
-			return false;
-	return true;
+	return !ha_elf_sections(elf, NULL, &altlink) || altlink;
 }
 
 static void identity(char *out, size_t n, const char *path,
@@ -209,7 +185,7 @@ static char *module_key(const struct ha_symcache *c,
 		  ? elf_begin(fd, ELF_C_READ, NULL)
 		  : NULL;
 	nbits = elf ? dwelf_elf_gnu_build_id(elf, &bits) : -1;
-	if (same_hex(bits, nbits, mf->build_id) && !has_altlink(elf) &&
+	if (ha_build_id_is(bits, nbits, mf->build_id) && !has_altlink(elf) &&
 	    debug_identity(debug, sizeof(debug), mf->path, elf, bits, nbits)) {
 		identity(file, sizeof(file), mf->path, &st);
 		if (asprintf(&key,
