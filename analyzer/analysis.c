@@ -126,8 +126,11 @@ static enum ha_result build(struct ha_analysis *a, FILE *f,
 		res = HA_ERR_NOMEM;
 	if (res == HA_OK)
 		res = ha_merge_plan(log, fetch, &plan);
-	if (res == HA_OK)
+	if (res == HA_OK) {
+		log->frozen = true; /* model.h */
 		res = ha_replay(log, a->procs, &plan);
+		log->frozen = false;
+	}
 	ha_merge_plan_free(&plan);
 	ha_fetch_free(fetch);
 	if (res == HA_OK)

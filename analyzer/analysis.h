@@ -112,7 +112,7 @@ struct ha_analysis {
  * taking each stream's events in order from the plan (event_merge.h). */
 struct ha_merge_plan;
 enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs,
-			 const struct ha_merge_plan *plan);
+			 struct ha_merge_plan *plan);
 
 /* processes.c: the order streams are reported in, how each ended, who its
  * parent is and what its command was. *order is malloc'ed. */

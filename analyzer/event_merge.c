@@ -138,20 +138,26 @@ void ha_merge_plan_free(struct ha_merge_plan *plan)
 
 /* ---- reading chunks back ------------------------------------------------- */
 
-static enum ha_result read_chunk(struct ha_event_iter *it, uint32_t chunk,
-				 struct ha_event **ev, size_t *n, size_t *cap)
+enum ha_result ha_merge_read_chunk(struct ha_log *log, struct ha_fetch *fetch,
+				   uint32_t chunk, unsigned char *buf,
+				   struct ha_event **ev, size_t *n, size_t *cap)
 {
-	const struct ha_chunk_ref *ref = &it->log->chunks[chunk];
-
-	const unsigned char *p =
-	    ha_fetch_view(it->plan->fetch, ref->at, ref->len, it->buf);
+	const struct ha_chunk_ref *ref = &log->chunks[chunk];
+	const unsigned char *p = ha_fetch_view(fetch, ref->at, ref->len, buf);
 
 	if (!p)
 		return HA_ERR_IO;
 	if (ref->events_only &&
-	    ha_chunk_fast_events(it->log, p, ref->len, ev, n, cap))
+	    ha_chunk_fast_events(log, p, ref->len, ev, n, cap))
 		return HA_OK;
-	return ha_chunk_events(it->log, p, ref->len, ev, n, cap);
+	return ha_chunk_events(log, p, ref->len, ev, n, cap);
+}
+
+static enum ha_result read_chunk(struct ha_event_iter *it, uint32_t chunk,
+				 struct ha_event **ev, size_t *n, size_t *cap)
+{
+	return ha_merge_read_chunk(it->log, it->plan->fetch, chunk, it->buf, ev,
+				   n, cap);
 }
 
 static int cmp_index(const void *a, const void *b)
@@ -204,6 +210,15 @@ static bool mergeable(const struct ha_log *log, const uint32_t *c, size_t n)
 /* Loads the group's next non-empty chunk; false when none is left. */
 static bool group_advance(struct ha_event_iter *it, struct ha_merge_group *g)
 {
+	while (it->ahead) {
+		it->error = ha_ahead_take(it->ahead, (size_t)(g - it->groups),
+					  &g->ev, &g->nev, &g->at);
+		g->pos = 0;
+		if (it->error != HA_OK || !g->ev)
+			return false;
+		if (g->nev > 0)
+			return true;
+	}
 	while (g->next_chunk < g->nchunks) {
 		uint32_t chunk = g->chunks[g->next_chunk++];
 
@@ -246,8 +261,29 @@ static void sift_down(struct ha_event_iter *it, size_t i)
 	}
 }
 
+/* Up to this many read-aheads at once: a forked child's stream is
+ * replayed while its parent's waits, with its own. */
+#define MAX_AHEADS 4
+
+/* A thread to read the groups' chunks ahead, when it is worth one. */
+static void start_ahead(struct ha_event_iter *it, size_t nchunks)
+{
+	struct ha_ahead_group groups[HA_AHEAD_MAX_GROUPS];
+
+	if (nchunks < HA_AHEAD_MIN_CHUNKS ||
+	    it->ngroups > HA_AHEAD_MAX_GROUPS || it->plan->aheads >= MAX_AHEADS)
+		return;
+	for (size_t g = 0; g < it->ngroups; g++)
+		groups[g] = (struct ha_ahead_group){it->groups[g].chunks,
+						    it->groups[g].nchunks};
+	it->ahead = ha_ahead_start(it->log, it->plan->fetch, groups,
+				   it->ngroups);
+	if (it->ahead)
+		it->plan->aheads++;
+}
+
 enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
-			      const struct ha_merge_plan *plan, uint32_t stream)
+			      struct ha_merge_plan *plan, uint32_t stream)
 {
 	struct ha_stream *s = &log->streams[stream];
 	const uint32_t *c;
@@ -288,6 +324,7 @@ enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
 			it->groups[g].nchunks++;
 		g++;
 	}
+	start_ahead(it, n);
 	for (size_t g = 0; g < it->ngroups; g++) {
 		if (group_advance(it, &it->groups[g]))
 			it->heap[it->nheap++] = (uint32_t)g;
@@ -337,6 +374,12 @@ const struct ha_event *ha_events_next(struct ha_event_iter *it)
 
 void ha_events_close(struct ha_event_iter *it)
 {
+	if (it->ahead) { /* its chunks are the read-ahead's */
+		ha_ahead_stop(it->ahead);
+		it->plan->aheads--;
+		for (size_t g = 0; g < it->ngroups; g++)
+			it->groups[g].ev = NULL;
+	}
 	for (size_t g = 0; g < it->ngroups; g++)
 		free(it->groups[g].ev);
 	free(it->groups);

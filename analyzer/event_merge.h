@@ -16,6 +16,7 @@
 
 #include "analyzer/log_source.h"
 #include "analyzer/model.h"
+#include "analyzer/read_ahead.h"
 
 /* Every stream's chunks, grouped for the merge. */
 struct ha_merge_plan {
@@ -23,11 +24,18 @@ struct ha_merge_plan {
 	size_t *start;	 /* per stream: its chunks are order[start, end) */
 	size_t *end;
 	struct ha_fetch *fetch; /* NULL: the events are in the streams */
+	unsigned aheads;	/* read-aheads running (read_ahead.h) */
 };
 
 enum ha_result ha_merge_plan(struct ha_log *log, struct ha_fetch *fetch,
 			     struct ha_merge_plan *plan);
 void ha_merge_plan_free(struct ha_merge_plan *plan);
+/* Chunk `chunk`'s events appended to *ev (*n of *cap), read through
+ * fetch; buf (HALLOC_FRAME_MAX + HA_SLACK bytes) takes a chunk that spans
+ * zstd frames. */
+enum ha_result ha_merge_read_chunk(struct ha_log *log, struct ha_fetch *fetch,
+				   uint32_t chunk, unsigned char *buf,
+				   struct ha_event **ev, size_t *n, size_t *cap);
 
 /* One thread's chunks. */
 struct ha_merge_group {
@@ -40,7 +48,7 @@ struct ha_merge_group {
 
 struct ha_event_iter {
 	struct ha_log *log;
-	const struct ha_merge_plan *plan;
+	struct ha_merge_plan *plan;
 	/* sorted array: the stream's own (replay.c frees it) or read whole */
 	struct ha_event *events;
 	size_t nevents, next;
@@ -50,14 +58,14 @@ struct ha_event_iter {
 	size_t ngroups;
 	uint32_t *heap; /* group indexes, the smallest next seq first */
 	size_t nheap;
+	struct ha_read_ahead *ahead; /* NULL: the merge reads its chunks */
 	unsigned char *buf; /* a chunk's bytes */
 	struct ha_event current;
 	enum ha_result error;
 };
 
 enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
-			      const struct ha_merge_plan *plan,
-			      uint32_t stream);
+			      struct ha_merge_plan *plan, uint32_t stream);
 /* The next event, NULL at the end or on an error (it->error). */
 const struct ha_event *ha_events_next(struct ha_event_iter *it);
 /* An event that comes k after the last one ha_events_next returned, or

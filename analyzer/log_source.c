@@ -267,7 +267,8 @@ struct ha_fetch {
 	uint64_t clock;
 };
 
-struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log)
+static struct ha_fetch *fetch_new(FILE *f, const struct ha_zframe *frames,
+				  size_t nframes, bool compressed)
 {
 	struct ha_fetch *h = calloc(1, sizeof(*h));
 
@@ -277,10 +278,10 @@ struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log)
 	h->fd = fileno(f);
 	for (size_t i = 0; i < FETCH_CACHE; i++)
 		h->cache[i].frame = SIZE_MAX;
-	if (!log->compressed)
+	if (!compressed)
 		return h;
-	h->frames = log->zframes;
-	h->nframes = log->nzframes;
+	h->frames = frames;
+	h->nframes = nframes;
 	h->dctx = ZSTD_createDCtx();
 	h->in = malloc(ZSTD_DStreamInSize());
 	if (!h->dctx || !h->in) {
@@ -288,6 +289,16 @@ struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log)
 		return NULL;
 	}
 	return h;
+}
+
+struct ha_fetch *ha_fetch_new(FILE *f, const struct ha_log *log)
+{
+	return fetch_new(f, log->zframes, log->nzframes, log->compressed);
+}
+
+struct ha_fetch *ha_fetch_twin(const struct ha_fetch *h)
+{
+	return fetch_new(h->f, h->frames, h->nframes, h->dctx != NULL);
 }
 
 /*

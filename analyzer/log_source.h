@@ -93,6 +93,9 @@ bool ha_fetch(struct ha_fetch *fetch, uint64_t at, void *dst, size_t len);
 const unsigned char *ha_fetch_view(struct ha_fetch *fetch, uint64_t at,
 				   size_t len, unsigned char *buf);
 void ha_fetch_free(struct ha_fetch *fetch);
+/* Another reader of the same file and frames, with its own cache: for
+ * another thread (read_ahead.c). NULL when out of memory. */
+struct ha_fetch *ha_fetch_twin(const struct ha_fetch *fetch);
 
 /* Whether the file at `fd` starts with the zstd magic (offset kept). */
 bool ha_fd_is_compressed(int fd);

@@ -179,7 +179,7 @@ struct ha_stream *ha_log_stream(struct ha_log *log, uint64_t id, uint32_t pid)
 
 	if (i != HA_NONE)
 		return &log->streams[i];
-	if (log->nstreams >= HA_NONE - 1 ||
+	if (log->frozen || log->nstreams >= HA_NONE - 1 ||
 	    !HA_RESERVE(log->streams, log->streams_cap, log->nstreams + 1) ||
 	    !ha_map_put(&log->stream_ids, id, (uint32_t)log->nstreams))
 		return NULL;
@@ -201,7 +201,7 @@ uint32_t ha_log_stack_ref(struct ha_log *log, struct ha_stream *stream,
 
 	if (i != HA_NONE)
 		return i;
-	if (log->nstacks >= HA_NONE - 1 ||
+	if (log->frozen || log->nstacks >= HA_NONE - 1 ||
 	    !HA_RESERVE(log->stacks, log->stacks_cap, log->nstacks + 1) ||
 	    !ha_map_put(&stream->stack_ids, id, (uint32_t)log->nstacks))
 		return HA_NONE;

@@ -293,6 +293,10 @@ struct ha_log {
 	 * them again from the file. Memory then grows with the chunks, a
 	 * 4000th of the events' bytes. */
 	bool skip_events;
+	/* Set while the replay runs: reading a chunk again finds its stacks
+	 * and stream, never adds one, so a thread can read chunks ahead
+	 * (read_ahead.h) while the replay reads the model. */
+	bool frozen;
 	struct ha_chunk_ref *chunks;
 	size_t nchunks, chunks_cap;
 	struct ha_zframe *zframes; /* compressed logs: every zstd frame */
@@ -315,9 +319,11 @@ struct ha_log {
 /* model.c */
 struct ha_log *ha_log_new(void);
 void ha_log_free(struct ha_log *log);
-/* The stream with this id, created (in appearance order) if new. */
+/* The stream with this id, created (in appearance order) if new and the
+ * log is not frozen; NULL when not. */
 struct ha_stream *ha_log_stream(struct ha_log *log, uint64_t id, uint32_t pid);
-/* The global index of a stream's stack id, created undefined if new. */
+/* The global index of a stream's stack id, created undefined if new and
+ * the log is not frozen; HA_NONE when not. */
 uint32_t ha_log_stack_ref(struct ha_log *log, struct ha_stream *stream,
 			  uint64_t id);
 /* The module file (path, build-id), created if new; HA_NONE on no memory. */

@@ -65,7 +65,7 @@ struct kid {
 
 struct replayer {
 	struct ha_log *log;
-	const struct ha_merge_plan *plan;
+	struct ha_merge_plan *plan;
 	bool attached; /* recording began in a running process */
 	uint64_t sample; /* the log's sample interval; 0: every event */
 	struct ha_process *procs;
@@ -481,7 +481,7 @@ static int cmp_kid(const void *a, const void *b)
 }
 
 enum ha_result ha_replay(struct ha_log *log, struct ha_process *procs,
-			 const struct ha_merge_plan *plan)
+			 struct ha_merge_plan *plan)
 {
 	struct replayer r = {.log = log, .procs = procs, .plan = plan};
 	size_t n = log->nstreams, nkids = 0;
