@@ -266,11 +266,15 @@ static void sift_down(struct ha_event_iter *it, size_t i)
 #define MAX_AHEADS 4
 
 /* A thread to read the groups' chunks ahead, when it is worth one. */
-static void start_ahead(struct ha_event_iter *it, size_t nchunks)
+static void start_ahead(struct ha_event_iter *it, const uint32_t *c,
+			size_t nchunks)
 {
 	struct ha_ahead_group groups[HA_AHEAD_MAX_GROUPS];
+	uint64_t bytes = 0;
 
-	if (nchunks < HA_AHEAD_MIN_CHUNKS ||
+	for (size_t i = 0; i < nchunks; i++)
+		bytes += it->log->chunks[c[i]].len;
+	if (bytes <= ha_ahead_min_bytes ||
 	    it->ngroups > HA_AHEAD_MAX_GROUPS || it->plan->aheads >= MAX_AHEADS)
 		return;
 	for (size_t g = 0; g < it->ngroups; g++)
@@ -324,7 +328,7 @@ enum ha_result ha_events_open(struct ha_event_iter *it, struct ha_log *log,
 			it->groups[g].nchunks++;
 		g++;
 	}
-	start_ahead(it, n);
+	start_ahead(it, c, n);
 	for (size_t g = 0; g < it->ngroups; g++) {
 		if (group_advance(it, &it->groups[g]))
 			it->heap[it->nheap++] = (uint32_t)g;

@@ -12,7 +12,9 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "analyzer/decode.h"
 #include "analyzer/event_merge.h"
@@ -29,8 +31,17 @@
 #define AHEAD_RING_MIN 8
 /* The merge, waiting, is woken when this many chunks are ready. */
 #define AHEAD_WAKE_MERGE 4
-/* Pauses the merge spins for a chunk before it sleeps (~30 us). */
-#define AHEAD_SPIN 2000
+/*
+ * How long either side spins, yielding the processor, before it sleeps:
+ * a wake-up from sleep takes milliseconds on some virtual machines (a
+ * halted vCPU waits for the host), longer than the other side needs to
+ * make a chunk or free a slot. Yielding, a spinning side gives way to any
+ * other work on a busy machine; it sleeps only when the other side has
+ * truly stopped (a paused process, a machine far busier than its cores).
+ */
+#define AHEAD_SPIN_NS (20 * 1000 * 1000)
+
+uint64_t ha_ahead_min_bytes = HA_AHEAD_MIN_BYTES;
 
 struct slot {
 	struct ha_event *ev;
@@ -72,9 +83,68 @@ static bool has_room(const struct ha_read_ahead *ra, const struct group *g)
 	       g->made - g->taken < ra->ring - 1;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spins (unlocked) until ready(ra, arg) or AHEAD_SPIN_NS pass; whether it
+ * got ready. ready() reads the counters racily: the caller checks again
+ * under the lock. */
+static bool spin_until(struct ha_read_ahead *ra, const void *arg,
+		       bool (*ready)(struct ha_read_ahead *, const void *))
+{
+	uint64_t until = 0;
+
+	for (unsigned i = 0;; i++) {
+		if (ready(ra, arg))
+			return true;
+		if (i % 256 == 255) {
+			uint64_t t = now_ns();
+
+			if (!until)
+				until = t + AHEAD_SPIN_NS;
+			else if (t >= until)
+				return false;
+			sched_yield();
+		} else {
+			__builtin_ia32_pause();
+		}
+	}
+}
+
 static bool finished(const struct group *g)
 {
 	return g->failed || g->made == g->nchunks;
+}
+
+/* For spin_until(), unlocked: some group may have room (the thread's). */
+static bool room_somewhere(struct ha_read_ahead *ra, const void *unused)
+{
+	for (size_t i = 0; i < ra->ngroups; i++) {
+		const struct group *g = &ra->groups[i];
+
+		if (!g->failed && g->made < g->nchunks &&
+		    g->made - __atomic_load_n(&g->taken, __ATOMIC_RELAXED) <
+			ra->ring - 1)
+			return true;
+	}
+	return __atomic_load_n(&ra->stop, __ATOMIC_RELAXED);
+}
+
+/* For spin_until(), unlocked: group g has a chunk for the merge, or none
+ * will come. */
+static bool group_ready(struct ha_read_ahead *ra, const void *arg)
+{
+	const struct group *g = arg;
+
+	size_t made = __atomic_load_n(&g->made, __ATOMIC_ACQUIRE);
+
+	return made != g->taken || made == g->nchunks ||
+	       __atomic_load_n(&g->failed, __ATOMIC_RELAXED);
 }
 
 /* The group to fill next, NULL when none has room. Under the lock. */
@@ -119,6 +189,11 @@ static void *run(void *arg)
 		if (!g) {
 			if (all_finished(ra))
 				break;
+			pthread_mutex_unlock(&ra->lock);
+			bool room = spin_until(ra, NULL, room_somewhere);
+			pthread_mutex_lock(&ra->lock);
+			if (room || ra->stop)
+				continue;
 			ra->thread_waits = true;
 			pthread_cond_wait(&ra->room, &ra->lock);
 			ra->thread_waits = false;
@@ -222,10 +297,7 @@ enum ha_result ha_ahead_take(struct ha_read_ahead *ra, size_t gi,
 	/* The thread is likely at work on the next chunk: a wake-up from
 	 * sleep takes milliseconds on some virtual machines (a halted vCPU
 	 * waits for the host), far more than a chunk takes to decode. */
-	for (int i = 0; i < AHEAD_SPIN &&
-			__atomic_load_n(&g->made, __ATOMIC_ACQUIRE) == g->taken;
-	     i++)
-		__builtin_ia32_pause();
+	spin_until(ra, g, group_ready);
 	pthread_mutex_lock(&ra->lock);
 	while (g->taken == g->made) {
 		if (finished(g)) {
@@ -242,7 +314,7 @@ enum ha_result ha_ahead_take(struct ha_read_ahead *ra, size_t gi,
 		ra->waits_for = SIZE_MAX;
 	}
 	s = &g->ring[g->taken % ra->ring];
-	g->taken++;
+	__atomic_store_n(&g->taken, g->taken + 1, __ATOMIC_RELAXED);
 	/* Wake the thread when a quarter of the ring is free, not for each
 	 * slot, and early: on a busy machine it may take a while to run. */
 	if (ra->thread_waits && has_room(ra, g) &&
@@ -260,7 +332,7 @@ void ha_ahead_stop(struct ha_read_ahead *ra)
 	if (!ra)
 		return;
 	pthread_mutex_lock(&ra->lock);
-	ra->stop = true;
+	__atomic_store_n(&ra->stop, true, __ATOMIC_RELAXED);
 	pthread_cond_signal(&ra->room);
 	pthread_mutex_unlock(&ra->lock);
 	pthread_join(ra->thread, NULL);

@@ -13,6 +13,7 @@
 #include "analyzer/decode.h"
 #include "analyzer/log_source.h"
 #include "analyzer/model.h"
+#include "analyzer/read_ahead.h"
 #include "halloc/log.h"
 #include "log_builder.h"
 
@@ -174,4 +175,60 @@ Test(kept_frames, log_past_the_budget_reports_as_plain, .timeout = 120)
 		free(got);
 		lb_free(&b);
 	}
+}
+
+/* A copy of the file at path cut to `keep` of its bytes. */
+static char *cut_copy(const char *path, double keep)
+{
+	char *cut = strdup("/tmp/halloc-unit-XXXXXX");
+	FILE *f = fopen(path, "rb");
+	int fd = mkstemp(cut);
+	char *data;
+	long len;
+
+	cr_assert(f && fd >= 0);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	data = malloc((size_t)len);
+	cr_assert(data && fread(data, 1, (size_t)len, f) == (size_t)len);
+	len = (long)((double)len * keep);
+	cr_assert_eq(write(fd, data, (size_t)len), (ssize_t)len);
+	close(fd);
+	fclose(f);
+	free(data);
+	return cut;
+}
+
+/* The read-ahead thread (analyzer/read_ahead.c) hands the merge what it
+ * would have read itself: the same report, whole or cut short, plain or
+ * compressed, frames kept or not. */
+Test(kept_frames, read_ahead_reports_as_the_merge_alone, .timeout = 120)
+{
+	struct lb b;
+	char *files[4];
+
+	build(&b, 200000);
+	files[0] = write_file(&b, 0);
+	files[1] = write_file(&b, 1u << 20);
+	files[2] = cut_copy(files[0], 0.6);
+	files[3] = cut_copy(files[1], 0.6);
+	for (int i = 0; i < 4; i++) {
+		char *alone, *ahead;
+
+		ha_ahead_min_bytes = UINT64_MAX;
+		alone = report_of(files[i]);
+		ha_ahead_min_bytes = 0;
+		ahead = report_of(files[i]);
+		ha_ahead_min_bytes = HA_AHEAD_MIN_BYTES;
+		cr_assert_str_eq(ahead, alone, "file %d", i);
+		cr_assert(strstr(alone, i < 2 ? "\"complete\": true"
+					      : "\"complete\": false"),
+			  "file %d: %.300s", i, alone);
+		unlink(files[i]);
+		free(files[i]);
+		free(alone);
+		free(ahead);
+	}
+	lb_free(&b);
 }
