@@ -104,6 +104,17 @@ struct memo {
 };
 
 /*
+ * A thread keeps MEMOS of them, one per calling context: a walk picks its
+ * memo by its first frame and the rsp it reached there (the call site of
+ * the allocation function, and how deep the stack was). A program that
+ * allocates from a few places in turn (sqlite: the same allocator wrapper
+ * called from different depths) then finds the walk it repeats one step
+ * in, where a single memo met it only where the paths joined, several
+ * frames up.
+ */
+#define MEMOS 16
+
+/*
  * Mapped on a thread's first walk, unmapped when it ends: in static TLS it
  * would not leave room for libhalloc.so to be loaded by dlopen. A fork's
  * child keeps its thread's copy, which is right: the same stack.
@@ -329,16 +340,27 @@ static struct memo *memo_get(void)
 	/* An ending thread would never give it back. */
 	if (ha_agent_self.exiting)
 		return NULL;
-	m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE,
+	m = mmap(NULL, MEMOS * sizeof(*m), PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED) {
 		thread_memo = MEMO_NONE;
 		return NULL;
 	}
-	m->lo = MEMO_MAX;
-	m->rsp[MEMO_MAX] = UINTPTR_MAX;
+	for (unsigned i = 0; i < MEMOS; i++) {
+		m[i].lo = MEMO_MAX;
+		m[i].rsp[MEMO_MAX] = UINTPTR_MAX;
+	}
 	thread_memo = m;
 	return m;
+}
+
+/* The memo of the context a walk reached after its first step: frame
+ * `ra` stored, rsp at `rsp`. */
+static struct memo *memo_of(struct memo *memos, uintptr_t ra, uintptr_t rsp)
+{
+	uint64_t h = ((uint64_t)ra ^ (uint64_t)rsp << 17) * 0x9e3779b97f4a7c15ull;
+
+	return &memos[h >> (64 - __builtin_ctz(MEMOS))];
 }
 
 void ha_agent_unwind_thread_end(void)
@@ -346,7 +368,7 @@ void ha_agent_unwind_thread_end(void)
 	struct memo *m = thread_memo;
 
 	if (m && m != MEMO_NONE)
-		munmap(m, sizeof(*m));
+		munmap(m, MEMOS * sizeof(*m));
 	thread_memo = NULL;
 }
 
@@ -420,7 +442,7 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 {
 	struct cache_entry rule;
 	struct ha_agent_walk w;
-	struct memo *m = NULL;
+	struct memo *memos = NULL, *m = NULL;
 	uintptr_t pc, rsp, rbp, cfa, ra, first;
 	uintptr_t *out = frames, *end = frames + max, *slow_end;
 	uint64_t gen, words, h = HA_AGENT_HASH_SEED;
@@ -439,22 +461,25 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 	words = w.words;
 	/* A walk of max steps has max + 1 states. */
 	if (use_memo && max < MEMO_MAX - 1)
-		m = memo_get();
-	use_memo = m != NULL;
-	if (use_memo) {
-		if (m->gen == w.gen && m->first == first && m->words == words) {
-			mp = m->lo;
-		} else {
-			m->lo = MEMO_MAX;
-			m->gen = w.gen;
-			m->first = first;
-			m->words = words;
-		}
-	}
+		memos = memo_get();
+	use_memo = memos != NULL;
 	/* Mid-function, not a return address: look up rip itself. */
 	pc = w.r.rip;
 	slow_end = out;
 	while (out < end) {
+		/* One step in: the context is known, and so is the memo. */
+		if (use_memo && !m && out > frames) {
+			m = memo_of(memos, out[-1], rsp);
+			if (m->gen == w.gen && m->first == first &&
+			    m->words == words) {
+				mp = m->lo;
+			} else {
+				m->lo = MEMO_MAX;
+				m->gen = w.gen;
+				m->first = first;
+				m->words = words;
+			}
+		}
 		if (mp < MEMO_MAX) {
 			while (m->rsp[mp] < rsp)
 				mp++;
@@ -536,7 +561,7 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 		nst += use_memo;
 	}
 	/* Only a walk to the stack's end (as the CFI says) is remembered. */
-	if (use_memo && ended && !*hit)
+	if (m && ended && !*hit)
 		memo_keep(m, nst + 1, &st, frames);
 	if (hash)
 		*hash = h;
