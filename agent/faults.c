@@ -237,7 +237,7 @@ static bool site_matches(struct ha_agent_thread *t)
 	unsigned n, i;
 
 	n = ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
-			    ha_agent.cfg.depth + SKIP_MAX, NULL);
+			    ha_agent.cfg.depth + SKIP_MAX, NULL, NULL);
 	for (i = 0; i < n; i++) {
 		/* A return address: the call is the byte before it. */
 		uintptr_t pc = frames[i] - 1;

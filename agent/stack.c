@@ -88,6 +88,7 @@ void ha_agent_stack_fork_child(void)
 	unsigned char *old_arena = arena;
 	size_t old_size = arena_size;
 
+	ha_agent_unwind_fork_child();
 	if (!map_table())
 		return;
 	munmap(old_table, TABLE_SIZE * sizeof(*table));
@@ -191,10 +192,17 @@ uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 	uintptr_t frames[HALLOC_DEPTH_MAX + SKIP_MAX];
 	unsigned depth = ha_agent.cfg.depth, walked, n, first = 0, i;
 	int saved = errno;
-	uint64_t id, h;
+	uint64_t id, h, kept;
+	struct ha_agent_stack_memo sm;
 
 	walked = ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
-				 depth + SKIP_MAX, &h);
+				 depth + SKIP_MAX, &h, &sm);
+	/* The frames of the thread's last walk from here: their id. */
+	kept = sm.same ? *sm.slot : 0;
+	if (kept && !ha_agent_unwind_check) {
+		errno = saved;
+		return kept;
+	}
 	while (first < walked && first < SKIP_MAX &&
 	       ha_agent_self_frame(frames[first]))
 		first++;
@@ -208,6 +216,10 @@ uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 			h = ha_agent_hash_step(h, frames[first + i]);
 	}
 	id = lookup(t, frames + first, n, h);
+	if (kept && id != kept)
+		ha_agent_unwind_check_failed();
+	if (sm.slot)
+		*sm.slot = id;
 	errno = saved;
 	return id;
 }

@@ -98,6 +98,11 @@ struct memo {
 	uintptr_t first;
 	uint64_t words;
 	uint32_t lo; /* states lo..MEMO_MAX-1; MEMO_MAX: none */
+	uint32_t walked; /* frames the last walk with this memo stored */
+	/* The stack id stack.c found for the frames of the last walk (0:
+	 * none): the next walk that stores the very same frames has it
+	 * (struct ha_agent_stack_memo). */
+	uint64_t stack_id;
 	/* rsp[MEMO_MAX]: a sentinel above any stack, so scans need no bound */
 	uintptr_t rsp[MEMO_MAX + 1], pc[MEMO_MAX], ra[MEMO_MAX];
 	uint8_t reuse[MEMO_MAX];
@@ -125,6 +130,7 @@ static __thread struct memo *thread_memo
 /* HALLOC_UNWIND_CHECK set: every walk the memo shortened is redone in full
  * and compared (tests). */
 static bool memo_check;
+bool ha_agent_unwind_check;
 
 /*
  * addr is an aligned word of the thread's stack: one subtraction, one
@@ -395,12 +401,13 @@ static void memo_put(struct memo *m, uint32_t lo, uint32_t n,
 
 /*
  * The rest of the walk from memo state p, if the memo holds for it: the
- * frames into out (at most `room`), the hash carried on; the new memo is
- * this walk's nst states before p. -1: it does not hold.
+ * frames into out (at most `room`), the hash carried on (unless `quick`:
+ * the caller has the stack's id and needs neither); the new memo is this
+ * walk's nst states before p. -1: it does not hold.
  */
 static int memo_hit(struct memo *m, uint32_t p, uintptr_t *out, unsigned room,
 		    uint64_t *hash, uint32_t nst, const struct states *st,
-		    const uintptr_t *frames)
+		    const uintptr_t *frames, bool quick)
 {
 	/* A plain step's CFA is the next state's rsp: the return address
 	 * was the word below it. */
@@ -415,7 +422,7 @@ static int memo_hit(struct memo *m, uint32_t p, uintptr_t *out, unsigned room,
 	if (differ || nst > p)
 		return -1;
 	copy = n < room ? n : room;
-	for (i = 0; i < copy; i++) {
+	for (i = 0; i < copy && !quick; i++) {
 		out[i] = ra[i];
 		h = ha_agent_hash_step(h, ra[i]);
 	}
@@ -438,7 +445,7 @@ static void memo_keep(struct memo *m, uint32_t nst, const struct states *st,
 
 static inline __attribute__((always_inline)) unsigned
 walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
-     uint64_t *hash, bool use_memo, bool *hit)
+     uint64_t *hash, bool use_memo, bool *hit, struct ha_agent_stack_memo *sm)
 {
 	struct cache_entry rule;
 	struct ha_agent_walk w;
@@ -475,6 +482,7 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 				mp = m->lo;
 			} else {
 				m->lo = MEMO_MAX;
+				m->stack_id = 0;
 				m->gen = w.gen;
 				m->first = first;
 				m->words = words;
@@ -484,12 +492,31 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 			while (m->rsp[mp] < rsp)
 				mp++;
 			if (m->rsp[mp] == rsp && m->pc[mp] == pc &&
-			    m->reuse[mp] &&
-			    (got = memo_hit(m, mp, out, (unsigned)(end - out),
-					    &h, nst, &st, frames)) >= 0) {
-				*hit = true;
-				out += got;
-				break;
+			    m->reuse[mp]) {
+				/* One step to the memo's second state, from
+				 * its first: the memo's frames, all of them
+				 * (as many: the same room). Their id known,
+				 * stack.c needs them not (the check does). */
+				uint32_t rest = MEMO_MAX - 1 - mp,
+					 room = (uint32_t)(end - out);
+				bool same = nst == 1 && mp == m->lo + 1 &&
+					    st.rsp[0] == m->rsp[m->lo] &&
+					    st.pc[0] == m->pc[m->lo] &&
+					    frames[0] == m->ra[m->lo] &&
+					    m->walked ==
+						1 + (rest < room ? rest : room);
+				bool quick = same && sm && m->stack_id &&
+					     !memo_check;
+
+				got = memo_hit(m, mp, out, room, &h, nst, &st,
+					       frames, quick);
+				if (got >= 0) {
+					*hit = true;
+					out += got;
+					if (!same)
+						m->stack_id = 0;
+					break;
+				}
 			}
 		}
 		/* nst stays 0 without the memo: the arrays are its size. */
@@ -561,14 +588,29 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 		nst += use_memo;
 	}
 	/* Only a walk to the stack's end (as the CFI says) is remembered. */
-	if (m && ended && !*hit)
+	if (m && ended && !*hit) {
 		memo_keep(m, nst + 1, &st, frames);
+		m->stack_id = 0;
+	}
+	/* The memo holds this walk now (a hit or a walk kept), and its id if
+	 * this walk's frames are those of the walk before. A walk that left
+	 * the memo as it was (cut short) has no say in it. */
+	if (m && (*hit || ended)) {
+		m->walked = (uint32_t)(out - frames);
+		if (sm) {
+			sm->slot = &m->stack_id;
+			sm->same = *hit && m->stack_id;
+		}
+	} else if (sm) {
+		sm->slot = NULL;
+		sm->same = false;
+	}
 	if (hash)
 		*hash = h;
 	return (unsigned)(out - frames);
 }
 
-static void check_failed(void)
+void ha_agent_unwind_check_failed(void)
 {
 	static const char msg[] =
 	    "halloc: unwind memo disagrees with a full walk\n";
@@ -580,7 +622,7 @@ static void check_failed(void)
 
 __attribute__((noinline)) unsigned
 ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-		unsigned max, uint64_t *hash)
+		unsigned max, uint64_t *hash, struct ha_agent_stack_memo *sm)
 {
 	struct ha_agent_regs here;
 	bool hit = false;
@@ -590,16 +632,17 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		HA_AGENT_HERE(&here);
 		from = &here;
 	}
-	n = walk(from, frames, max, hash, true, &hit);
+	n = walk(from, frames, max, hash, true, &hit, sm);
 	if (hit && memo_check) {
 		uintptr_t full[MEMO_MAX];
 		uint64_t full_hash = 0;
 		bool unused = false;
 
-		if (walk(from, full, max, &full_hash, false, &unused) != n ||
+		if (walk(from, full, max, &full_hash, false, &unused, NULL) !=
+			n ||
 		    memcmp(full, frames, n * sizeof(*frames)) ||
 		    (hash && full_hash != *hash))
-			check_failed();
+			ha_agent_unwind_check_failed();
 	}
 	return n;
 }
@@ -607,4 +650,15 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 void ha_agent_unwind_init(bool check)
 {
 	memo_check = check;
+	ha_agent_unwind_check = check;
+}
+
+void ha_agent_unwind_fork_child(void)
+{
+	struct memo *m = thread_memo;
+
+	if (!m || m == MEMO_NONE)
+		return;
+	for (unsigned i = 0; i < MEMOS; i++)
+		m[i].stack_id = 0;
 }

@@ -122,14 +122,33 @@ void ha_agent_unwind_init(bool check);
 /* The calling thread is ending: let go of what its walks remembered. */
 void ha_agent_unwind_thread_end(void);
 
+/* HALLOC_UNWIND_CHECK: stack.c checks the ids it kept, too. */
+extern bool ha_agent_unwind_check;
+/* Writes the check's message and aborts. */
+void ha_agent_unwind_check_failed(void) __attribute__((noreturn));
+/* A fork's child: its stream numbers stacks anew, forget the ids kept. */
+void ha_agent_unwind_fork_child(void);
+
+/*
+ * Where stack.c keeps the id of a walk's stack for the next walk of the
+ * thread that stores the same frames (the memo the walk used): `slot`
+ * (NULL: none), and `same`: these frames are those the id in *slot was
+ * found for, frame for frame, so it is theirs.
+ */
+struct ha_agent_stack_memo {
+	uint64_t *slot;
+	bool same;
+};
+
 /*
  * The return addresses of the calling code, innermost first: of the
  * function that took `from`, or (from == NULL) of ha_agent_unwind()'s
  * caller. Returns how many were stored (<= max); *hash (unless NULL) is
- * the hash of all of them.
+ * the hash of all of them; *sm (unless NULL) where their id may be kept.
  */
 unsigned ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
-			 unsigned max, uint64_t *hash);
+			 unsigned max, uint64_t *hash,
+			 struct ha_agent_stack_memo *sm);
 
 #pragma GCC visibility pop
 
