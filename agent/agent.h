@@ -137,6 +137,10 @@ struct ha_agent_thread {
 	uint64_t fork_seq;  /* taken in the parent just before fork() */
 	uintptr_t stack_lo; /* the thread's stack, for the unwinder's loads */
 	uintptr_t stack_hi; /* 0: not known yet */
+	/* Its aligned words as unwind.c's walks check them: the first, and
+	 * how many (0: not worked out yet, or none). */
+	uintptr_t stack_first;
+	uint64_t stack_words;
 };
 
 extern __thread struct ha_agent_thread ha_agent_self;

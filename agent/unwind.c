@@ -287,8 +287,30 @@ step_slow(struct ha_agent_walk *w, uintptr_t pc, unsigned kind, bool *signal)
 	return ha_agent_step_full(w, &c, signal);
 }
 
-/* The ranges a walk from rsp may read. */
-static void stack_bounds(struct ha_agent_walk *w, uintptr_t rsp)
+/* The ranges a walk from rsp may read: the usual case, on the thread's
+ * stack, inline; the others (the thread's first walk, a signal stack, a
+ * stack of the program's own) in stack_bounds_slow(). */
+static void stack_bounds_slow(struct ha_agent_walk *w, uintptr_t rsp);
+
+static inline void stack_bounds(struct ha_agent_walk *w, uintptr_t rsp)
+{
+	const struct ha_agent_thread *t = &ha_agent_self;
+
+	if (__builtin_expect(!t->stack_words || rsp < t->stack_lo ||
+				 rsp >= t->stack_hi,
+			     0)) {
+		stack_bounds_slow(w, rsp);
+		return;
+	}
+	w->stack[0].lo = t->stack_lo;
+	w->stack[0].hi = t->stack_hi;
+	w->stack[1].lo = w->stack[1].hi = 0;
+	w->first = t->stack_first;
+	w->words = t->stack_words;
+}
+
+static __attribute__((noinline)) void
+stack_bounds_slow(struct ha_agent_walk *w, uintptr_t rsp)
 {
 	struct ha_agent_thread *t = &ha_agent_self;
 	stack_t ss;
@@ -317,6 +339,8 @@ static void stack_bounds(struct ha_agent_walk *w, uintptr_t rsp)
 	if (t->stack_hi >= 8 && t->stack_hi - 8 >= w->first)
 		w->words =
 		    (((t->stack_hi - 8) & ~(uintptr_t)7) - w->first) / 8 + 1;
+	t->stack_first = w->first;
+	t->stack_words = w->words;
 	if (rsp >= t->stack_lo && rsp < t->stack_hi)
 		return;
 	/* A signal stack, or a stack of the program's own (coroutines). */
