@@ -75,14 +75,30 @@ static bool ha_live_grow(struct ha_live *t)
 	return true;
 }
 
+/*
+ * Whether one more block needs a bigger table: once it is a quarter full
+ * while it has fewer than SPARSE_SLOTS slots, so that it runs 12-25% full
+ * (churn's reports took 8-9% less time than with the table 25-50% full:
+ * shorter probes and shorter shifts when a block is freed, one event in
+ * two; an eighth full gained nothing more); half full past that, so that
+ * a big heap costs 64 bytes a live block, not 128.
+ */
+#define SPARSE_SLOTS ((size_t)1 << 20)
+
+static bool full(const struct ha_live *t)
+{
+	size_t slots = t->slots ? t->mask + 1 : 0;
+
+	return (t->entries + 1) * (slots < SPARSE_SLOTS ? 4 : 2) > slots;
+}
+
 /* addr is not in the table. */
 bool ha_live_insert(struct ha_live *t, uint64_t addr, uint64_t size,
 		    uint32_t blocks, uint32_t stack, uint64_t time)
 {
 	size_t i;
 
-	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) &&
-	    !ha_live_grow(t))
+	if (full(t) && !ha_live_grow(t))
 		return false;
 	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
 		;
@@ -99,8 +115,7 @@ size_t ha_live_put(struct ha_live *t, uint64_t addr, uint64_t size,
 {
 	size_t i;
 
-	if ((!t->slots || (t->entries + 1) * 2 > t->mask + 1) &&
-	    !ha_live_grow(t))
+	if (full(t) && !ha_live_grow(t))
 		return SIZE_MAX;
 	for (i = home(t, addr); t->slots[i].used; i = (i + 1) & t->mask)
 		if (t->slots[i].addr == addr)
