@@ -331,6 +331,8 @@ static int plain_debug_file(int fd, char **name)
 		close(plain);
 		return fd;
 	}
+	if (fstat(plain, &st) == 0)
+		ha_cache_used(plain, &st);
 	close(fd);
 	free(*name);
 	*name = copy;

@@ -43,4 +43,15 @@ bool ha_cache_dir(char *out, size_t n);
 /* mkdir -p, private to the user as ~/.cache is. */
 bool ha_make_dirs(char *path);
 
+/* Days a file of the cache directory may go unused before it is removed
+ * (analyzer/cache_prune.c). */
+#define HA_CACHE_MAX_AGE 30
+struct stat;
+/* The cache file open at fd (its stat in *st) is used: noted in its time
+ * of change, at most once a day. */
+void ha_cache_used(int fd, const struct stat *st);
+/* Removes what of the cache directory went unused for HA_CACHE_MAX_AGE
+ * days: once a day at most, whichever run comes first. */
+void ha_cache_prune(void);
+
 #endif /* HALLOC_ANALYZER_DEBUGINFO_H */

@@ -405,6 +405,7 @@ void ha_symcache_save(struct ha_symcache *c, unsigned modules_opened)
 	for (size_t i = 0; i < c->n; i++)
 		if (c->mods[i].key && c->mods[i].fresh.n > c->mods[i].saved)
 			save_module(&c->mods[i]);
+	ha_cache_prune();
 	/* For tests: what the cache spared. */
 	if (stats && *stats) {
 		FILE *f = fopen(stats, "ae");

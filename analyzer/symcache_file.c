@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "analyzer/decode.h"
+#include "analyzer/debuginfo.h"
 #include "analyzer/symcache.h"
 
 #define MAGIC	"HASYMC\r\n"
@@ -111,6 +112,8 @@ bool ha_symfile_load(struct ha_symfile *f, const char *path, const char *key)
 	    (f->data = malloc((size_t)st.st_size))) {
 		f->len = (size_t)st.st_size;
 		ok = transfer(fd, f->data, f->len, false) && check(f, key);
+		if (ok)
+			ha_cache_used(fd, &st);
 	}
 	close(fd);
 	if (!ok)
