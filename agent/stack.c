@@ -198,7 +198,7 @@ uint64_t ha_agent_stack_id(struct ha_agent_thread *t)
 	walked = ha_agent_unwind(t->here.rip ? &t->here : NULL, frames,
 				 depth + SKIP_MAX, &h, &sm);
 	/* The frames of the thread's last walk from here: their id. */
-	kept = sm.same ? *sm.slot : 0;
+	kept = sm.same && sm.slot ? *sm.slot : 0;
 	if (kept && !ha_agent_unwind_check) {
 		errno = saved;
 		return kept;
