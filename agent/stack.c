@@ -59,6 +59,14 @@ static bool map_table(void)
 		table = NULL;
 		return false;
 	}
+	/*
+	 * On 2 MiB pages: ids are hashed all over the table, so a program's
+	 * first few thousand stacks would each fault in a 4 KiB page of
+	 * their own, and a fault costs tens of microseconds on some virtual
+	 * machines (python -c pass, traced: 3,220 faults -> 2,505, 0.133 ->
+	 * 0.119 s). The arena fills in order, but its first entries too.
+	 */
+	madvise(table, TABLE_SIZE * sizeof(*table), MADV_HUGEPAGE);
 	/* Under strict overcommit a smaller arena may still be granted. */
 	for (size = ARENA_SIZE; size >= ((size_t)4 << 20); size /= 4) {
 		arena =
@@ -66,6 +74,7 @@ static bool map_table(void)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (arena != MAP_FAILED) {
 			arena_size = size;
+			madvise(arena, size, MADV_HUGEPAGE);
 			break;
 		}
 		arena = NULL;
