@@ -99,6 +99,9 @@ struct memo {
 	uint64_t words;
 	uint32_t lo; /* states lo..MEMO_MAX-1; MEMO_MAX: none */
 	uint32_t walked; /* frames the last walk with this memo stored */
+	/* Its last state is where that walk stopped at the depth limit, not
+	 * the stack's end: it stands for a walk with no more room than it. */
+	bool open;
 	/* The stack id stack.c found for the frames of the last walk (0:
 	 * none): the next walk that stores the very same frames has it
 	 * (struct ha_agent_stack_memo). */
@@ -440,6 +443,8 @@ static int memo_hit(struct memo *m, uint32_t p, uintptr_t *out, unsigned room,
 	uintptr_t differ = 0;
 	uint64_t h = *hash;
 
+	if (m->open && room > n)
+		return -1; /* this walk would go on past where that one stopped */
 	/* Independent loads, no early exit: they overlap. */
 	for (i = 0; i < n; i++)
 		differ |= *(const uintptr_t *)(next_rsp[i] - 8) ^ ra[i];
@@ -455,11 +460,12 @@ static int memo_hit(struct memo *m, uint32_t p, uintptr_t *out, unsigned room,
 	return (int)copy;
 }
 
-/* A walk that reached the end of the stack is the new memo: nst states,
- * the last one the end (a rule of its pc alone). */
+/* A walk that reached the end of the stack, or the depth limit (open), is
+ * the new memo: nst states, the last one where it stopped. */
 static void memo_keep(struct memo *m, uint32_t nst, const struct states *st,
-		      const uintptr_t *frames)
+		      const uintptr_t *frames, bool open)
 {
+	m->open = open;
 	m->rsp[MEMO_MAX - 1] = st->rsp[nst - 1];
 	m->pc[MEMO_MAX - 1] = st->pc[nst - 1];
 	m->ra[MEMO_MAX - 1] = 0;
@@ -477,7 +483,7 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 	uintptr_t pc, rsp, rbp, cfa, ra, first;
 	uintptr_t *out = frames, *end = frames + max, *slow_end;
 	uint64_t gen, words, h = HA_AGENT_HASH_SEED;
-	bool rbp_known = true, signal, ended = false;
+	bool rbp_known = true, signal, ended = false, cut;
 	struct states st;
 	uint32_t nst = 0, mp = MEMO_MAX;
 	int got;
@@ -611,15 +617,24 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 		pc = ra - 1;
 		nst += use_memo;
 	}
-	/* Only a walk to the stack's end (as the CFI says) is remembered. */
-	if (m && ended && !*hit) {
-		memo_keep(m, nst + 1, &st, frames);
+	/*
+	 * A walk to the stack's end (as the CFI says) is remembered, and so
+	 * is one the depth limit stopped (python's deepest stacks), its last
+	 * state the one it stopped at; not one that failed.
+	 */
+	cut = out == end && !*hit;
+	if (m && cut) {
+		st.rsp[nst] = rsp;
+		st.pc[nst] = pc;
+	}
+	if (m && (ended || cut) && !*hit) {
+		memo_keep(m, nst + 1, &st, frames, cut);
 		m->stack_id = 0;
 	}
 	/* The memo holds this walk now (a hit or a walk kept), and its id if
 	 * this walk's frames are those of the walk before. A walk that left
-	 * the memo as it was (cut short) has no say in it. */
-	if (m && (*hit || ended)) {
+	 * the memo as it was (it failed) has no say in it. */
+	if (m && (*hit || ended || cut)) {
 		m->walked = (uint32_t)(out - frames);
 		if (sm) {
 			sm->slot = &m->stack_id;
