@@ -131,8 +131,7 @@ static __thread struct memo *thread_memo
     __attribute__((tls_model("initial-exec")));
 #define MEMO_NONE ((struct memo *)1) /* mmap failed: walk without one */
 /* HALLOC_UNWIND_CHECK set: every walk the memo shortened is redone in full
- * and compared (tests). */
-static bool memo_check;
+ * and compared, and stack.c looks up the ids it kept (tests). */
 bool ha_agent_unwind_check;
 
 /*
@@ -536,7 +535,7 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 					    m->walked ==
 						1 + (rest < room ? rest : room);
 				bool quick = same && sm && m->stack_id &&
-					     !memo_check;
+					     !ha_agent_unwind_check;
 
 				got = memo_hit(m, mp, out, room, &h, nst, &st,
 					       frames, quick);
@@ -623,11 +622,11 @@ walk(const struct ha_agent_regs *from, uintptr_t *frames, unsigned max,
 	 * state the one it stopped at; not one that failed.
 	 */
 	cut = out == end && !*hit;
-	if (m && cut) {
-		st.rsp[nst] = rsp;
-		st.pc[nst] = pc;
-	}
-	if (m && (ended || cut) && !*hit) {
+	if (m && (ended || cut)) {
+		if (cut) {
+			st.rsp[nst] = rsp;
+			st.pc[nst] = pc;
+		}
 		memo_keep(m, nst + 1, &st, frames, cut);
 		m->stack_id = 0;
 	}
@@ -672,7 +671,7 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 		from = &here;
 	}
 	n = walk(from, frames, max, hash, true, &hit, sm);
-	if (hit && memo_check) {
+	if (hit && ha_agent_unwind_check) {
 		uintptr_t full[MEMO_MAX];
 		uint64_t full_hash = 0;
 		bool unused = false;
@@ -688,7 +687,6 @@ ha_agent_unwind(const struct ha_agent_regs *from, uintptr_t *frames,
 
 void ha_agent_unwind_init(bool check)
 {
-	memo_check = check;
 	ha_agent_unwind_check = check;
 }
 

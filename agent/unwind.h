@@ -122,7 +122,8 @@ void ha_agent_unwind_init(bool check);
 /* The calling thread is ending: let go of what its walks remembered. */
 void ha_agent_unwind_thread_end(void);
 
-/* HALLOC_UNWIND_CHECK: stack.c checks the ids it kept, too. */
+/* HALLOC_UNWIND_CHECK (ha_agent_unwind_init): the walks the memo shortened
+ * are redone in full, and stack.c looks up the ids it kept. */
 extern bool ha_agent_unwind_check;
 /* Writes the check's message and aborts. */
 void ha_agent_unwind_check_failed(void) __attribute__((noreturn));
