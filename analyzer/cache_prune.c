@@ -40,10 +40,7 @@ void ha_cache_used(int fd, const struct stat *st)
  * they die mid-write. */
 static bool ours(const char *name, const char *suffix)
 {
-	size_t len = strlen(name), n = strlen(suffix);
-
-	return (len > n && strcmp(name + len - n, suffix) == 0) ||
-	       (len > 4 && strcmp(name + len - 4, ".tmp") == 0);
+	return ha_ends_with(name, suffix) || ha_ends_with(name, ".tmp");
 }
 
 /* The cache's files in directory fd (taken), unused for too long, go;

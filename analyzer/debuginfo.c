@@ -184,6 +184,13 @@ bool ha_cache_dir(char *out, size_t n)
 	return false;
 }
 
+bool ha_ends_with(const char *name, const char *suffix)
+{
+	size_t n = strlen(name), k = strlen(suffix);
+
+	return n > k && strcmp(name + n - k, suffix) == 0;
+}
+
 bool ha_make_dirs(char *path)
 {
 	for (char *p = path + 1; *p; p++) {

@@ -42,6 +42,8 @@ bool ha_build_id_is(const void *bits, ssize_t n, const char *hex);
 bool ha_cache_dir(char *out, size_t n);
 /* mkdir -p, private to the user as ~/.cache is. */
 bool ha_make_dirs(char *path);
+/* Whether name ends in suffix, after something (a cache file's name). */
+bool ha_ends_with(const char *name, const char *suffix);
 
 /* Days a file of the cache directory may go unused before it is removed
  * (analyzer/cache_prune.c). */

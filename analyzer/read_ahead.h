@@ -13,9 +13,9 @@
  *
  * Invariants: while a read-ahead runs, the log is frozen (log->frozen:
  * decoding only looks stacks and streams up), and nothing but the thread
- * reads through its ha_fetch. Memory: AHEAD_RING decoded chunks per group,
- * a few hundred KiB for a few threads; streams with more groups than
- * HA_AHEAD_MAX_GROUPS are merged without it.
+ * reads through its ha_fetch. Memory: a ring of decoded chunks per group,
+ * 256 chunks in all and at least 8 a group (a few MiB); streams with more
+ * groups than HA_AHEAD_MAX_GROUPS are merged without it.
  */
 #ifndef HALLOC_ANALYZER_READ_AHEAD_H
 #define HALLOC_ANALYZER_READ_AHEAD_H

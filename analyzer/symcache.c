@@ -328,13 +328,6 @@ static int older_first(const void *a, const void *b)
 	return (x->tv_nsec > y->tv_nsec) - (x->tv_nsec < y->tv_nsec);
 }
 
-static bool ends_with(const char *s, const char *end)
-{
-	size_t n = strlen(s), k = strlen(end);
-
-	return n > k && strcmp(s + n - k, end) == 0;
-}
-
 /* In the module's directory: the oldest cache files past KEEP_OTHERS
  * besides `mine`, and temporary files their writers left, go. */
 static void prune(const char *dir, const char *mine)
@@ -350,9 +343,9 @@ static void prune(const char *dir, const char *mine)
 	dfd = dirfd(dp);
 	while ((d = readdir(dp))) {
 		struct stat st;
-		bool sym = ends_with(d->d_name, ".sym");
+		bool sym = ha_ends_with(d->d_name, ".sym");
 
-		if ((!sym && !ends_with(d->d_name, ".tmp")) ||
+		if ((!sym && !ha_ends_with(d->d_name, ".tmp")) ||
 		    strcmp(d->d_name, mine) == 0 ||
 		    fstatat(dfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
 		    !S_ISREG(st.st_mode))
